@@ -1,0 +1,5 @@
+import sys
+
+from genius.cli import main
+
+sys.exit(main())

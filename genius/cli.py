@@ -1,0 +1,70 @@
+"""The `genius` command: one subcommand per stage, as DVC runs them (see dvc.yaml).
+
+    genius toy                  build the embedded default (model, query pool, test set)
+    genius ingest --round R     take round R's query slice
+    genius sample --round R     foresight re-sampling with round R-1's policy
+    genius pairs --round R      the round's preference pairs and their statistics
+    genius train --round R      ACO training; saves runs/rR/checkpoint
+    genius evaluate --round R   lm-eval on round R's checkpoint (R = 0: the base model)
+    genius report               table and plot over all rounds
+
+Every subcommand takes `--params params.yaml` and `-S key=value` overrides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict
+
+from genius.config import ConfigError, load_params
+from genius.queries import QueryError
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="genius", description="Genius: label-free self-training for LLM reasoning.")
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE", help="override a param")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("toy", help="build the embedded default model, query pool and test set")
+    for name in ("ingest", "sample", "pairs", "train"):
+        sub.add_parser(name).add_argument("--round", type=int, required=True)
+    sub.add_parser("evaluate").add_argument("--round", type=int, required=True, help="0 scores the base model")
+    sub.add_parser("report", help="table and plot of all rounds")
+    args = parser.parse_args(argv)
+
+    from genius import rounds  # after parsing: --help stays instant
+
+    try:
+        params = load_params(args.params, args.set)
+        if args.command == "toy":
+            rounds.run_toy(params, log)
+        elif args.command == "ingest":
+            rounds.run_ingest(params, args.round, log)
+        elif args.command == "sample":
+            rounds.run_sample(params, args.round, log)
+        elif args.command == "pairs":
+            rounds.run_pairs(params, args.round, log)
+        elif args.command == "train":
+            from genius.tracking import wandb_run
+
+            with wandb_run(params.tracking, f"round-{args.round}", asdict(params), params.rounds.runs_dir) as track:
+                rounds.run_train(params, args.round, log, track)
+        elif args.command == "evaluate":
+            rounds.run_evaluate(params, args.round, log)
+        elif args.command == "report":
+            from genius.report import write_report
+
+            print(write_report(params.rounds.runs_dir, params.rounds.num_rounds))
+    except (ConfigError, QueryError, FileNotFoundError) as e:
+        print(f"genius {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,284 @@
+"""One typed config, loaded once: `params.yaml` -> `Params`.
+
+Every stage reads its own section. Entry points (the CLI, the Prefect flow) call
+`load_params` once and pass the result down; nothing deeper in the library opens the file.
+An unknown key, a missing section or a bad value fails at load time with the file, the
+key's dotted path and, where YAML knows it, the line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad params file or override; the message names the file, key path and line."""
+
+
+def checked(default, predicate, why: str):
+    """A field with a default and a validity check run at load time."""
+    return field(default=default, metadata={"check": predicate, "why": why})
+
+
+def positive(default):
+    return checked(default, lambda v: v > 0, "must be > 0")
+
+
+def non_negative(default):
+    return checked(default, lambda v: v >= 0, "must be >= 0")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    path: str = "runs/toy/model"  # HF model folder or hub name (hub needs network)
+    trust_remote_code: bool = False  # run code shipped with a hub model: only when you trust it
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    enabled: bool = True  # build the embedded default before round 1
+    out_dir: str = "runs/toy"
+    seed: int = 0
+    num_queries: int = positive(4000)
+    num_test: int = positive(500)
+    pretrain_steps: int = positive(900)
+    batch_size: int = positive(128)
+    learning_rate: float = positive(3e-3)
+    hidden_size: int = positive(64)
+    num_layers: int = positive(3)
+    num_heads: int = positive(2)
+    threads: int = positive(1)
+
+
+@dataclass(frozen=True)
+class QueriesConfig:
+    paths: list[str] = field(default_factory=lambda: ["runs/toy/queries.jsonl"])
+    text_field: str = "query"
+    id_field: str | None = "id"  # None: ids are hashes of the normalised text
+    min_chars: int = non_negative(1)
+    max_chars: int = positive(4000)
+    per_round: int = positive(1000)
+    shuffle_seed: int = 0
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    engine: Literal["transformers"] = "transformers"  # vLLM: issue 3
+    step_beam_size: int = positive(2)  # M
+    num_rollouts: int = positive(4)  # N
+    num_foresight_steps: int = positive(5)  # K
+    tau: float = positive(0.02)
+    temperature: float = positive(0.6)
+    rollout_temperature: float = positive(0.6)
+    step_delimiter: str = "\n"
+    max_step_tokens: int = positive(32)
+    max_rollout_tokens: int = positive(128)
+    foresight_score: Literal["rollout", "step_rollout", "full"] = "full"
+    negative_selection: Literal["resample", "uniform"] = "resample"
+    batch_queries: int = positive(64)
+    max_batch_sequences: int = positive(512)
+    seed: int = 0
+    threads: int = positive(2)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    loss: Literal["aco", "dpo"] = "aco"
+    alpha: float = positive(1.0)
+    beta: float = positive(0.5)
+    calibration_clip: Literal["paper", "scripts"] = "paper"
+    sft_weight: float = non_negative(1.0)
+    learning_rate: float = positive(5e-5)
+    warmup_ratio: float = checked(0.1, lambda v: 0 <= v < 1, "must be in [0, 1)")
+    epochs: int = positive(2)
+    batch_size: int = positive(32)
+    max_grad_norm: float = positive(1.0)
+    reference: Literal["previous", "base"] = "previous"
+    seed: int = 0
+    threads: int = positive(1)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    include_path: str = "eval"
+    tasks: list[str] = field(default_factory=lambda: ["genius_toy", "genius_toy_sampled"])
+    metric: str = "exact_match,strict-match"
+    test_path: str = "runs/toy/test.jsonl"
+    limit: int | None = None
+    batch_size: int = positive(64)
+    seed: int = 0
+    threads: int = positive(2)
+
+
+@dataclass(frozen=True)
+class RoundsConfig:
+    num_rounds: int = positive(2)
+    runs_dir: str = "runs"
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    wandb_mode: Literal["offline", "online", "disabled"] = "offline"
+    wandb_project: str = "genius"
+
+
+@dataclass(frozen=True)
+class Params:
+    model: ModelConfig
+    toy: ToyConfig
+    queries: QueriesConfig
+    sampling: SamplingConfig
+    training: TrainingConfig
+    eval: EvalConfig
+    rounds: RoundsConfig
+    tracking: TrackingConfig
+
+    def hash(self, *sections: str) -> str:
+        """A short stable hash of the named sections (all when none), for provenance."""
+        data = dataclasses.asdict(self)
+        picked = {k: data[k] for k in (sections or data)}
+        return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | list[str] | None = None) -> Params:
+    """Read, override and validate a params file.
+
+    `overrides` maps dotted keys to values (`{"sampling.tau": 0.05}`) or is a list of
+    `key=value` strings whose values are parsed as YAML (`["rounds.num_rounds=1"]`).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read params file: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+        lines = _line_numbers(yaml.compose(text))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    for key, value in _parse_overrides(overrides, path).items():
+        _set_dotted(data, key, value, path)
+    return _build(Params, data, "", path, lines)
+
+
+def _parse_overrides(overrides, path) -> dict[str, Any]:
+    if overrides is None:
+        return {}
+    if isinstance(overrides, dict):
+        return dict(overrides)
+    parsed = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. sampling.tau=0.05")
+        parsed[key.strip()] = yaml.safe_load(raw)
+    return parsed
+
+
+def _set_dotted(data: dict, key: str, value: Any, path: Path) -> None:
+    *parents, leaf = key.split(".")
+    node = data
+    for p in parents:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{path}: override {key}: {p} is not a section")
+    node[leaf] = value
+
+
+def _line_numbers(node, prefix: str = "") -> dict[str, int]:
+    """Dotted key -> 1-based line, from a composed YAML node tree."""
+    lines: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            dotted = f"{prefix}{k.value}"
+            lines[dotted] = k.start_mark.line + 1
+            lines.update(_line_numbers(v, dotted + "."))
+    return lines
+
+
+def _where(path: Path, key: str, lines: dict[str, int]) -> str:
+    line = lines.get(key)
+    return f"{path}:{line}: {key}" if line else f"{path}: {key}"
+
+
+def _build(cls, data: Any, prefix: str, path: Path, lines: dict[str, int]):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{_where(path, prefix.rstrip('.'), lines)}: expected a section (a mapping), got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        key = prefix + unknown[0]
+        raise ConfigError(f"{_where(path, key, lines)}: unknown key (known: {', '.join(fields)})")
+    values = {}
+    for name, f in fields.items():
+        key = prefix + name
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                if dataclasses.is_dataclass(hints[name]):
+                    values[name] = _build(hints[name], {}, key + ".", path, lines)
+                    continue
+                raise ConfigError(f"{path}: {key}: missing")
+            continue
+        value = data[name]
+        if dataclasses.is_dataclass(hints[name]):
+            values[name] = _build(hints[name], value if value is not None else {}, key + ".", path, lines)
+            continue
+        values[name] = _coerce(hints[name], value, _where(path, key, lines))
+        check = f.metadata.get("check")
+        if check and values[name] is not None and not check(values[name]):
+            raise ConfigError(f"{_where(path, key, lines)}: {f.metadata['why']}, got {value!r}")
+    return cls(**values)
+
+
+def _coerce(hint, value, where: str):
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(inner, value, where)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: must be one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if origin is list:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {hint}")  # a bug in this module, not in the file

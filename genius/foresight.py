@@ -1,0 +1,79 @@
+"""The decisions of stepwise foresight re-sampling, as pure functions of numbers.
+
+ALGORITHM.md section 1, steps 2-6: score a candidate step by the rollout that follows it,
+turn the scores into the re-sampling distribution F_k, explore (draw the next beams from
+F_k), exploit (pick the positive and negative of this timestamp's pair) and compute
+advantages. No model here: `genius.sampling` feeds these functions the engine's log-probs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def foresight_score(prefix_logprobs, step_logprobs, rollout_logprobs, mode: str) -> float:
+    """Mean token log-prob (length-normalised, Eq. 1) over the part of the trajectory `mode` names.
+
+    rollout:      the rollout a'_>k only (paper Eq. 1, the authors' scripts)
+    step_rollout: the candidate step a_k and its rollout
+    full:         the whole response, prefix a_<k + step + rollout
+
+    A step that ends the response has an empty rollout; `rollout` then scores the step
+    itself, the only continuation there is.
+    """
+    if mode == "rollout":
+        tokens = list(rollout_logprobs) or list(step_logprobs)
+    elif mode == "step_rollout":
+        tokens = [*step_logprobs, *rollout_logprobs]
+    elif mode == "full":
+        tokens = [*prefix_logprobs, *step_logprobs, *rollout_logprobs]
+    else:
+        raise ValueError(f"foresight_score must be rollout, step_rollout or full, got {mode!r}")
+    if not tokens:
+        raise ValueError("cannot score an empty trajectory")
+    return float(np.mean(tokens))
+
+
+def foresight_distribution(scores, tau: float) -> np.ndarray:
+    """F_k(i) = exp(f_i / tau) / sum_j exp(f_j / tau), over all M*N candidates (Eq. 2)."""
+    logits = np.asarray(scores, dtype=np.float64) / tau
+    logits -= logits.max()  # exp of large f/tau overflows; the softmax is shift-invariant
+    p = np.exp(logits)
+    return p / p.sum()
+
+
+def explore(scores, tau: float, m: int, rng: np.random.Generator) -> list[int]:
+    """Draw min(m, len(scores)) distinct candidates from Categorical(F_k) (Eq. 3): the next beams.
+
+    Sampling without replacement is done with the Gumbel-top-k trick on f/tau, which
+    equals sequential draws from the renormalised F_k and, unlike probabilities, does not
+    underflow to zero at small tau.
+    """
+    logits = np.asarray(scores, dtype=np.float64) / tau
+    keys = logits + rng.gumbel(size=len(logits))
+    return [int(i) for i in np.argsort(-keys, kind="stable")[: min(m, len(logits))]]
+
+
+def exploit(scores, tau: float, rng: np.random.Generator, negative: str = "resample") -> tuple[int, int] | None:
+    """(positive, negative) indices for this timestamp's preference pair, or None.
+
+    The positive T_w is the candidate with the highest foresight score. The negative T_l is
+    drawn from F_k with the positive removed and the rest renormalised (`resample`, the
+    paper's Eq. 5), or uniformly among the non-best (`uniform`, the authors' scripts).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if len(scores) < 2:
+        return None
+    best = int(np.argmax(scores))
+    rest = np.array([i for i in range(len(scores)) if i != best])
+    if negative == "resample":
+        keys = scores[rest] / tau + rng.gumbel(size=len(rest))
+        return best, int(rest[np.argmax(keys)])
+    if negative == "uniform":
+        return best, int(rng.choice(rest))
+    raise ValueError(f"negative_selection must be resample or uniform, got {negative!r}")
+
+
+def advantage(score: float, beam_value: float) -> float:
+    """A = f - Q_{k-1}: what the step added over the value of the beam it extends (Eq. 6)."""
+    return score - beam_value

@@ -1,0 +1,383 @@
+"""Query ingestion: unlabelled queries from files or the hub -> one shuffled pool -> a round's slice.
+
+Genius self-trains on queries alone, no answers. They come from JSON Lines, JSON, CSV or
+Parquet files, a folder saved by `datasets`, or a hub dataset (`hf:<name>[:<split>]`).
+Each text is normalised and deduplicated, so a query written twice (extra spaces, a
+decomposed accent) is sampled once. A bad row is dropped with a reason and where it was,
+a source that cannot be read is reported, and ingestion goes on: one stray line must not
+cost a run. The pool is shuffled once with a seed and round r takes its own disjoint
+slice, so no round revisits a query. `ingest` writes the slice and a report of what was
+dropped and why.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import random
+import re
+import tempfile
+import unicodedata
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from genius.config import QueriesConfig
+
+FORMATS = ".jsonl, .json, .csv, .parquet, a `datasets` save_to_disk folder or hf:<name>[:<split>]"
+
+
+class QueryError(ValueError):
+    """No usable query at all, or too few for a round; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class Query:
+    id: str
+    text: str  # normalised
+
+
+@dataclass
+class Drop:
+    source: str  # the entry of queries.paths, as written there
+    location: str  # "line 12" (1-based, jsonl/csv), "row 3" (0-based index, json/parquet/datasets) or "source"
+    reason: str  # "<kind>: <detail>"; reports count drops by kind
+
+    @property
+    def kind(self) -> str:
+        return self.reason.split(":", 1)[0]
+
+
+@dataclass
+class IngestReport:
+    sources: list[str]
+    read: int = 0  # rows seen, before any check; read == kept + row drops
+    kept: int = 0  # the pool size
+    dropped: list[Drop] = field(default_factory=list)
+    by_source: dict[str, dict[str, int]] = field(default_factory=dict)  # source -> {"read", "kept"}
+    round: int = 0  # 0 until a round's slice is taken
+    round_size: int = 0
+    slice_start: int = 0  # the round's queries are pool[slice_start:slice_end]
+    slice_end: int = 0
+    note: str = ""  # set when the round gets fewer than per_round queries
+
+    def drops_by_reason(self) -> dict[str, int]:
+        return dict(Counter(d.kind for d in self.dropped).most_common())
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "sources": self.sources,
+            "read": self.read,
+            "kept": self.kept,
+            "dropped": len(self.dropped),
+            "drops_by_reason": self.drops_by_reason(),
+            "round": self.round,
+            "round_size": self.round_size,
+            "slice": [self.slice_start, self.slice_end],
+            "note": self.note,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "drops_by_reason": self.drops_by_reason()}
+
+
+# ---------------------------------------------------------------------------- text
+
+
+def normalise(text: str) -> str:
+    """NFC; CRLF/CR -> LF; runs of other whitespace -> one space; control characters dropped.
+
+    NFC first, so "e" + combining acute and the precomposed "é" become the same query.
+    Tabs, NBSP and the like collapse to a space before control characters are removed,
+    so "a\\fb" reads "a b", not "ab". Newlines stay: steps and lists may need them.
+    """
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    text = re.sub(r"[^\S\n]+", " ", text)
+    text = "".join(c for c in text if c == "\n" or unicodedata.category(c) != "Cc")
+    return "\n".join(line.strip() for line in text.split("\n")).strip()
+
+
+def text_id(text: str) -> str:
+    """A stable id for a query without one: the same text always gets the same id."""
+    return "h" + hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
+
+
+def _to_query(row: Any, cfg: QueriesConfig) -> Query | str:
+    """The row as a Query, or the reason it cannot be one."""
+    if isinstance(row, Exception):  # readers hand over unparseable rows this way
+        return str(row)
+    if not isinstance(row, dict):
+        return f"not an object: got {type(row).__name__}"
+    text = row.get(cfg.text_field)
+    if text is None:
+        return f"missing text: no field {cfg.text_field!r}" + (" (it is null)" if cfg.text_field in row else "")
+    if not isinstance(text, str):
+        return f"text not a string: got {type(text).__name__}"
+    text = normalise(text)
+    if not text:
+        return "empty text: nothing left after normalisation"
+    if len(text) < cfg.min_chars:
+        return f"too short: {len(text)} chars < queries.min_chars={cfg.min_chars}"
+    if len(text) > cfg.max_chars:
+        return f"too long: {len(text)} chars > queries.max_chars={cfg.max_chars}"
+    raw_id = row.get(cfg.id_field) if cfg.id_field else None
+    if raw_id is None or raw_id == "":
+        return Query(text_id(text), text)
+    if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
+        return f"bad id: expected a string or integer, got {type(raw_id).__name__}"
+    return Query(str(raw_id), text)
+
+
+# ---------------------------------------------------------------------------- readers
+# Each yields (location, row): row is a dict, or an Exception whose message is the drop
+# reason. A reader raises when the source as a whole cannot be read.
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[str, Any]]:
+    with path.open("rb") as f:  # bytes, so one undecodable line drops that line, not the file
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                yield f"line {n}", ValueError(f"not UTF-8: {e.reason} at byte {e.start}")
+                continue
+            if not line.strip():
+                continue  # blank lines (a trailing one, say) are not rows
+            try:
+                yield f"line {n}", json.loads(line)
+            except json.JSONDecodeError as e:
+                yield f"line {n}", ValueError(f"bad JSON: {e.msg} at column {e.colno}")
+
+
+def _read_json(path: Path) -> Iterator[tuple[str, Any]]:
+    text = path.read_text(encoding="utf-8-sig")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        if e.msg == "Extra data" and text.lstrip().startswith("{"):
+            yield from _read_jsonl(path)  # one object per line under a .json name, as `datasets` writes it
+            return
+        raise ValueError(f"bad JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    if isinstance(data, dict):
+        lists = [k for k, v in data.items() if isinstance(v, list)]
+        if len(lists) != 1:
+            raise ValueError(f"expected a list, or an object holding exactly one list; got keys {sorted(data)[:5]}")
+        data = data[lists[0]]
+    if not isinstance(data, list):
+        raise ValueError(f"expected a list of objects, got {type(data).__name__}")
+    for i, row in enumerate(data):
+        yield f"row {i}", row
+
+
+def _read_csv(path: Path, cfg: QueriesConfig) -> Iterator[tuple[str, Any]]:
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        _require_column(header or [], cfg.text_field)
+        while True:
+            where = f"line {reader.line_num + 1}"  # a quoted field may span lines: report the first
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                yield where, ValueError(f"bad CSV: {e}")
+                continue
+            if not cells:
+                continue  # a blank line
+            if len(cells) != len(header):
+                yield where, ValueError(f"bad CSV: {len(cells)} fields, the header has {len(header)}")
+            else:
+                yield where, dict(zip(header, cells))
+
+
+def _read_parquet(path: Path, cfg: QueriesConfig) -> Iterator[tuple[str, Any]]:
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(path)
+    columns = _columns(parquet.schema_arrow.names, cfg)
+    i = 0
+    for batch in parquet.iter_batches(columns=columns):  # batches: a large file never sits in memory whole
+        for row in batch.to_pylist():
+            yield f"row {i}", row
+            i += 1
+
+
+def _read_dataset(ds, cfg: QueriesConfig) -> Iterator[tuple[str, Any]]:
+    import datasets
+
+    if isinstance(ds, datasets.DatasetDict):
+        if "train" not in ds and len(ds) != 1:
+            raise ValueError(f"splits {sorted(ds)}: expected a 'train' split or a single one")
+        ds = ds["train"] if "train" in ds else next(iter(ds.values()))
+    ds = ds.select_columns(_columns(ds.column_names, cfg))  # skip images and other heavy columns
+    for i, row in enumerate(ds):
+        yield f"row {i}", row
+
+
+def _read_hub(spec: str, cfg: QueriesConfig) -> Iterator[tuple[str, Any]]:
+    import datasets
+
+    name, _, split = spec.partition(":")
+    try:
+        ds = datasets.load_dataset(name, split=split or None)
+    except Exception as e:  # the hub client raises many types: offline, not found, gated, no such split
+        offline = any(os.environ.get(v, "0") not in ("", "0") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+        hint = " (offline mode is on and no cached copy was found)" if offline else ""
+        raise ValueError(f"cannot load hub dataset {name!r}{hint}: {type(e).__name__}: {e}") from None
+    yield from _read_dataset(ds, cfg)
+
+
+def _require_column(names: list[str], column: str) -> None:
+    if column not in names:  # a whole file without the text column is one problem, not one per row
+        raise ValueError(f"no column {column!r} (queries.text_field); columns: {', '.join(names) or 'none'}")
+
+
+def _columns(names: list[str], cfg: QueriesConfig) -> list[str]:
+    _require_column(names, cfg.text_field)
+    return list(dict.fromkeys(c for c in (cfg.text_field, cfg.id_field) if c and c in names))
+
+
+def _read_source(source: str, cfg: QueriesConfig, base_dir: Path) -> Iterator[tuple[str, Any]]:
+    if source.startswith("hf:"):
+        return _read_hub(source[3:], cfg)
+    path = base_dir / source
+    if not path.exists():
+        raise FileNotFoundError(f"no such file or folder: {path}")
+    if path.is_dir():
+        import datasets
+
+        return _read_dataset(datasets.load_from_disk(str(path)), cfg)
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        return _read_jsonl(path)
+    if suffix == ".json":
+        return _read_json(path)
+    if suffix == ".csv":
+        return _read_csv(path, cfg)
+    if suffix == ".parquet":
+        return _read_parquet(path, cfg)
+    raise ValueError(f"unknown format {suffix or '(no suffix)'!r}; expected {FORMATS}")
+
+
+def _rows(source: str, cfg: QueriesConfig, base_dir: Path, report: IngestReport) -> Iterator[tuple[str, Any]]:
+    """The source's rows; failing to read it, at open or midway, becomes one source drop.
+
+    Only reader errors land here (the consumer's own errors are raised in its frame), and
+    pyarrow, `datasets` and the hub raise too many types to list, hence `Exception`.
+    """
+    try:
+        yield from _read_source(source, cfg, base_dir)
+    except FileNotFoundError as e:
+        report.dropped.append(Drop(source, "source", f"missing source: {e}"))
+    except Exception as e:
+        detail = str(e) if type(e) is ValueError else f"{type(e).__name__}: {e}"
+        report.dropped.append(Drop(source, "source", f"unreadable source: {detail}"))
+
+
+# ---------------------------------------------------------------------------- pool and rounds
+
+
+def load_pool(cfg: QueriesConfig, base_dir: Path = Path(".")) -> tuple[list[Query], IngestReport]:
+    """Every valid, distinct query from cfg.paths, shuffled once with cfg.shuffle_seed.
+
+    Sources are read in order and the first occurrence of a text or an id wins, so the
+    same files and seed always give the same pool.
+    """
+    report = IngestReport(sources=list(cfg.paths))
+    pool: list[Query] = []
+    text_at: dict[str, str] = {}  # normalised text -> where it was kept
+    id_at: dict[str, str] = {}
+    for source in cfg.paths:
+        counts = report.by_source.setdefault(source, {"read": 0, "kept": 0})
+        for location, row in _rows(source, cfg, Path(base_dir), report):
+            counts["read"] += 1
+            query, where = _to_query(row, cfg), f"{source} {location}"
+            if isinstance(query, Query) and query.text in text_at:
+                query = f"duplicate text: same as {text_at[query.text]}"
+            elif isinstance(query, Query) and query.id in id_at:
+                query = f"duplicate id: {query.id!r} already used by {id_at[query.id]} for another text"
+            if isinstance(query, str):
+                report.dropped.append(Drop(source, location, query))
+                continue
+            text_at[query.text] = id_at[query.id] = where
+            pool.append(query)
+            counts["kept"] += 1
+    report.read = sum(c["read"] for c in report.by_source.values())
+    report.kept = len(pool)
+    if not pool:
+        raise QueryError(_nothing_left(report))
+    random.Random(cfg.shuffle_seed).shuffle(pool)
+    return pool, report
+
+
+def _nothing_left(report: IngestReport) -> str:
+    lines = ["no valid query in queries.paths:"]
+    for source in report.sources:
+        problem = next((d.reason for d in report.dropped if d.source == source and d.location == "source"), None)
+        lines.append(f"  {source}: {problem or str(report.by_source[source]['read']) + ' rows read, all dropped'}")
+    top = ", ".join(
+        f"{kind} x{n} (first: {next(f'{d.source} {d.location}' for d in report.dropped if d.kind == kind)})"
+        for kind, n in list(report.drops_by_reason().items())[:3]
+    )
+    return "\n".join(lines + [f"top drop reasons: {top}"])
+
+
+def round_slice(pool: list[Query], round_index: int, per_round: int) -> list[Query]:
+    """Round r's queries, pool[(r-1)*per_round : r*per_round]: disjoint across rounds."""
+    if round_index < 1 or per_round < 1:
+        raise ValueError(f"round_index and per_round must be >= 1, got {round_index} and {per_round}")
+    start = (round_index - 1) * per_round
+    if start >= len(pool):
+        raise QueryError(
+            f"the query pool has {len(pool)} queries and rounds 1..{round_index - 1} use the first {start}; "
+            f"round {round_index} needs more: add queries to queries.paths or lower queries.per_round ({per_round})"
+        )
+    return pool[start : start + per_round]
+
+
+def ingest(cfg: QueriesConfig, round_index: int, out_dir: Path, base_dir: Path = Path(".")) -> IngestReport:
+    """Load the pool, take the round's slice, write out_dir/queries.jsonl and out_dir/ingest_report.json."""
+    pool, report = load_pool(cfg, base_dir)
+    chosen = round_slice(pool, round_index, cfg.per_round)
+    report.round, report.round_size = round_index, len(chosen)
+    report.slice_start = (round_index - 1) * cfg.per_round
+    report.slice_end = report.slice_start + len(chosen)
+    if len(chosen) < cfg.per_round:
+        report.note = f"partial round: {len(chosen)} of {cfg.per_round} queries; the pool of {len(pool)} is used up"
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = "".join(json.dumps({"id": q.id, "query": q.text}, ensure_ascii=False) + "\n" for q in chosen)
+    _write_atomic(out_dir / "queries.jsonl", rows)
+    _write_atomic(out_dir / "ingest_report.json", json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
+    return report
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write beside the target, then rename: a crash never leaves a half-written file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def read_queries(path: str | Path) -> list[Query]:
+    """The queries `ingest` wrote to a queries.jsonl."""
+    queries = []
+    with Path(path).open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                queries.append(Query(str(row["id"]), row["query"]))
+            except (ValueError, KeyError, TypeError) as e:
+                raise QueryError(f"{path} line {n}: expected {{'id', 'query'}} as ingest writes ({e!r})") from None
+    return queries

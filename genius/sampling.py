@@ -1,0 +1,208 @@
+"""Stepwise foresight re-sampling over batches of queries (ALGORITHM.md section 1).
+
+All queries of a batch advance together, timestamp by timestamp, with two engine calls per
+timestamp: one samples N candidate steps for every live beam of every query, one rolls every
+candidate out to the end of the response. The decisions in between (scores, F_k,
+exploration, exploitation, advantages) are the pure functions of `genius.foresight`.
+
+Each query yields one provenance record: every timestamp's beams, candidates, scores,
+probabilities and selections, its preference pairs (x, T_w, A_w, T_l, A_l), and the final
+response.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+
+from genius.config import SamplingConfig
+from genius.engine import Completion, Engine
+from genius.foresight import advantage, explore, exploit, foresight_distribution, foresight_score
+from genius.queries import Query
+
+
+@dataclass
+class Beam:
+    token_ids: list[int]  # the response prefix a_<k
+    logprobs: list[float]  # its per-token log-probs
+    value: float  # Q_{k-1}: the foresight score of the candidate that created it; 0 when empty
+    finished: bool = False  # its last step ended the response
+
+
+@dataclass
+class Candidate:
+    beam: int  # index of the beam it extends
+    step: Completion  # a_k
+    rollout: Completion | None = None  # a'_>k; None when the step ended the response
+    score: float = 0.0  # f
+
+    @property
+    def finished(self) -> bool:
+        return self.step.finish_reason == "eos" or (self.rollout is not None and self.rollout.finish_reason == "eos")
+
+
+@dataclass
+class QueryState:
+    query: Query
+    prompt_ids: list[int]
+    rng: np.random.Generator
+    beams: list[Beam] = field(default_factory=lambda: [Beam([], [], 0.0)])
+    timestamps: list[dict] = field(default_factory=list)
+    pairs: list[dict] = field(default_factory=list)
+    final: dict | None = None
+
+    @property
+    def live_beams(self) -> list[int]:
+        return [i for i, b in enumerate(self.beams) if not b.finished]
+
+
+def query_rng(seed: int, query_id: str) -> np.random.Generator:
+    """A generator per query, so a query's draws do not depend on what it was batched with."""
+    digest = hashlib.sha256(f"{seed}:{query_id}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def prompt_ids(tokenizer, text: str) -> list[int]:
+    """The query as the chat model sees it: its chat template with the generation prompt."""
+    return list(tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True)["input_ids"])
+
+
+def foresight_sample(
+    engine: Engine,
+    tokenizer,
+    queries: Iterable[Query],
+    cfg: SamplingConfig,
+    progress: Callable[[str], None] | None = None,
+) -> Iterator[dict]:
+    """Yield one provenance record per query, in input order, batch by batch."""
+    queries = list(queries)
+    start, done, pairs = time.time(), 0, 0
+    for b in range(0, len(queries), cfg.batch_queries):
+        batch = queries[b : b + cfg.batch_queries]
+        torch.manual_seed(cfg.seed + b)  # the engine's draws: reproducible for a fixed batching
+        states = [QueryState(q, prompt_ids(tokenizer, q.text), query_rng(cfg.seed, q.id)) for q in batch]
+        for k in range(1, cfg.num_foresight_steps + 1):
+            live = [s for s in states if s.live_beams]
+            if not live:
+                break
+            candidates = _expand(engine, live, cfg)
+            for s, cands in zip(live, candidates):
+                _advance(s, k, cands, cfg, tokenizer)
+        for s in states:
+            done += 1
+            pairs += len(s.pairs)
+            yield _record(s)
+        if progress:
+            rate = done / (time.time() - start)
+            progress(f"sampled {done}/{len(queries)} queries, {pairs} pairs, {rate:.1f} queries/s")
+
+
+def _expand(engine: Engine, live: list[QueryState], cfg: SamplingConfig) -> list[list[Candidate]]:
+    """Steps 1-2: N candidate steps per live beam, then a rollout per unfinished candidate."""
+    beam_refs = [(s, i) for s in live for i in s.live_beams]
+    steps = engine.generate(
+        [s.prompt_ids + s.beams[i].token_ids for s, i in beam_refs],
+        n=cfg.num_rollouts,
+        temperature=cfg.temperature,
+        max_new_tokens=cfg.max_step_tokens,
+        stop=cfg.step_delimiter,
+    )
+    per_state: dict[int, list[Candidate]] = {id(s): [] for s in live}
+    for (s, i), completions in zip(beam_refs, steps):
+        per_state[id(s)].extend(Candidate(i, c) for c in completions)
+
+    to_roll = [(s, c) for s in live for c in per_state[id(s)] if c.step.finish_reason != "eos"]
+    if to_roll:  # every candidate may have ended the response already
+        rollouts = engine.generate(
+            [s.prompt_ids + s.beams[c.beam].token_ids + c.step.token_ids for s, c in to_roll],
+            n=1,
+            temperature=cfg.rollout_temperature,
+            max_new_tokens=cfg.max_rollout_tokens,
+            stop=None,
+        )
+        for (s, c), (r,) in zip(to_roll, rollouts):
+            c.rollout = r
+    for s in live:
+        for c in per_state[id(s)]:
+            prefix = s.beams[c.beam].logprobs
+            rollout = c.rollout.logprobs if c.rollout else []
+            c.score = foresight_score(prefix, c.step.logprobs, rollout, cfg.foresight_score)
+    return [per_state[id(s)] for s in live]
+
+
+def _advance(s: QueryState, k: int, cands: list[Candidate], cfg: SamplingConfig, tokenizer) -> None:
+    """Steps 3-6 for one query: F_k, the next beams, this timestamp's pair and advantages."""
+    scores = [c.score for c in cands]
+    probs = foresight_distribution(scores, cfg.tau)
+    selected = explore(scores, cfg.tau, cfg.step_beam_size, s.rng)
+    chosen_rejected = exploit(scores, cfg.tau, s.rng, cfg.negative_selection)
+
+    def trajectory(c: Candidate) -> list[int]:
+        return s.beams[c.beam].token_ids + c.step.token_ids + (c.rollout.token_ids if c.rollout else [])
+
+    decode = lambda ids: tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
+    record = {
+        "k": k,
+        "beams": [{"prefix": decode(b.token_ids), "value": b.value, "finished": b.finished} for b in s.beams],
+        "candidates": [
+            {
+                "beam": c.beam,
+                "step": decode(c.step.token_ids),
+                "rollout": decode(c.rollout.token_ids) if c.rollout else "",
+                "score": c.score,
+                "prob": float(p),
+            }
+            for c, p in zip(cands, probs)
+        ],
+        "selected": selected,
+        "chosen": None,
+        "rejected": None,
+    }
+    if chosen_rejected is not None:
+        w, l = chosen_rejected
+        cw, cl = cands[w], cands[l]
+        record["chosen"], record["rejected"] = w, l
+        if trajectory(cw) != trajectory(cl):  # identical responses teach nothing
+            s.pairs.append(
+                {
+                    "query_id": s.query.id,
+                    "query": s.query.text,
+                    "timestamp": k,
+                    "chosen": decode(trajectory(cw)),
+                    "rejected": decode(trajectory(cl)),
+                    "chosen_complete": cw.finished,
+                    "rejected_complete": cl.finished,
+                    "score_chosen": cw.score,
+                    "score_rejected": cl.score,
+                    "adv_chosen": advantage(cw.score, s.beams[cw.beam].value),
+                    "adv_rejected": advantage(cl.score, s.beams[cl.beam].value),
+                    "same_beam": cw.beam == cl.beam,
+                }
+            )
+    best = cands[int(np.argmax(scores))]
+    s.final = {"response": decode(trajectory(best)), "score": best.score, "complete": best.finished}
+    s.timestamps.append(record)
+    s.beams = [
+        Beam(
+            s.beams[cands[i].beam].token_ids + cands[i].step.token_ids,
+            s.beams[cands[i].beam].logprobs + cands[i].step.logprobs,
+            value=cands[i].score,
+            finished=cands[i].step.finish_reason == "eos",
+        )
+        for i in selected
+    ]
+
+
+def _record(s: QueryState) -> dict:
+    return {
+        "query_id": s.query.id,
+        "query": s.query.text,
+        "timestamps": s.timestamps,
+        "pairs": s.pairs,
+        "final_response": s.final,
+    }

@@ -1,0 +1,86 @@
+"""ACO and DPO against values derived by hand.
+
+Shared numbers: log pi(T_w) = -1.0, log pi(T_l) = -2.0, log pi_ref(T_w) = -1.5,
+log pi_ref(T_l) = -1.0, beta = 0.1, so
+    phi_w = 0.1 * (-1.0 - -1.5) = 0.05,    phi_l = 0.1 * (-2.0 - -1.0) = -0.1.
+DPO:  -log sigmoid(0.05 - (-0.1)) = log(1 + exp(-0.15)).
+"""
+
+import math
+
+import pytest
+import torch
+
+from genius.losses import aco_loss, calibration_weight, dpo_loss
+
+POLICY_W, POLICY_L, REF_W, REF_L, BETA = -1.0, -2.0, -1.5, -1.0, 0.1
+
+
+def t(*xs):
+    return torch.tensor(xs, dtype=torch.float64)
+
+
+def aco(adv_w, adv_l, alpha, clip="paper"):
+    return aco_loss(t(POLICY_W), t(POLICY_L), t(REF_W), t(REF_L), t(adv_w), t(adv_l), BETA, alpha, clip)
+
+
+def test_dpo_hand_value():
+    losses, r_w, r_l = dpo_loss(t(POLICY_W), t(POLICY_L), t(REF_W), t(REF_L), BETA)
+    assert losses.item() == pytest.approx(math.log1p(math.exp(-0.15)), abs=1e-12)
+    assert r_w.item() == pytest.approx(0.05) and r_l.item() == pytest.approx(-0.1)
+
+
+def test_aco_normal_region_is_dpo():
+    # A_l = 0.1 <= A_w = 0.3: w = min(1, exp(0.2)) = 1, so the loss is DPO's log(1 + e^-0.15).
+    losses, _, _, w = aco(0.3, 0.1, alpha=1.0)
+    assert w.item() == 1.0
+    assert losses.item() == pytest.approx(math.log1p(math.exp(-0.15)), abs=1e-12)
+
+
+def test_aco_calibration_region_hand_value():
+    # A_l - A_w = 0.5 > 0: w = exp(-0.5 / 1) = 0.6065...; z = 0.05 - w * (-0.1) = 0.05 + 0.1 w
+    losses, _, _, w = aco(0.1, 0.6, alpha=1.0)
+    expected_w = math.exp(-0.5)
+    assert w.item() == pytest.approx(expected_w, abs=1e-12)
+    assert losses.item() == pytest.approx(math.log1p(math.exp(-(0.05 + 0.1 * expected_w))), abs=1e-12)
+    # the negative is punished less than under DPO: its reward is scaled down, the loss rises
+    assert losses.item() > math.log1p(math.exp(-0.15))
+
+
+def test_calibration_weight_regions():
+    adv_w = t(0.5, 0.5, 0.5, 0.5)
+    adv_l = t(-1.0, 0.5, 0.6, 2.5)  # normal, boundary, slightly and far in the calibration region
+    w = calibration_weight(adv_w, adv_l, alpha=1.0)
+    assert w[:2].tolist() == [1.0, 1.0]
+    assert 0 < w[3] < w[2] < 1
+    assert w[3].item() == pytest.approx(math.exp(-2.0))
+    # a larger alpha relaxes less: w closer to 1 (paper Fig. 3)
+    assert calibration_weight(adv_w, adv_l, alpha=4.0)[3] > w[3]
+
+
+def test_scripts_clip_never_below_one():
+    # the released scripts use max(1, .): w = 1 in the calibration region, > 1 in the normal one
+    w = calibration_weight(t(0.5, 0.5), t(-1.0, 2.5), alpha=1.0, clip="scripts")
+    assert w[0].item() == pytest.approx(math.exp(1.5)) and w[1].item() == 1.0
+
+
+@pytest.mark.parametrize("alpha", [1e9, math.inf])
+def test_alpha_to_infinity_equals_dpo_with_gradients(alpha):
+    torch.manual_seed(0)
+    pw, pl = torch.randn(16, dtype=torch.float64, requires_grad=True), torch.randn(16, dtype=torch.float64, requires_grad=True)
+    rw, rl = torch.randn(16, dtype=torch.float64), torch.randn(16, dtype=torch.float64)
+    aw, al = torch.randn(16, dtype=torch.float64), torch.randn(16, dtype=torch.float64) + 1.0
+    a_losses, *_ = aco_loss(pw, pl, rw, rl, aw, al, BETA, alpha)
+    a_grads = torch.autograd.grad(a_losses.sum(), (pw, pl))
+    d_losses, *_ = dpo_loss(pw, pl, rw, rl, BETA)
+    d_grads = torch.autograd.grad(d_losses.sum(), (pw, pl))
+    torch.testing.assert_close(a_losses, d_losses, atol=1e-8, rtol=0)
+    for a, d in zip(a_grads, d_grads):
+        torch.testing.assert_close(a, d, atol=1e-8, rtol=0)
+
+
+def test_w_carries_no_gradient():
+    adv_w = torch.tensor([0.0], requires_grad=True)
+    adv_l = torch.tensor([1.0], requires_grad=True)
+    losses, *_ = aco_loss(t(POLICY_W).float(), t(POLICY_L).float(), t(REF_W).float(), t(REF_L).float(), adv_w, adv_l, BETA, 1.0)
+    assert not losses.requires_grad
