@@ -17,7 +17,7 @@ export WANDB_CONFIG_DIR ?= $(CURDIR)/.cache/wandb
 export WANDB_DATA_DIR ?= $(CURDIR)/.cache/wandb
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run test install repro clean
+.PHONY: run test serve install repro clean
 
 run: $(VENV)/.installed  ## self-train the embedded default through the Prefect flow `genius`
 	$(PY) -m flows.genius
@@ -25,8 +25,11 @@ run: $(VENV)/.installed  ## self-train the embedded default through the Prefect 
 test: $(VENV)/.installed  ## run the test suite
 	$(PY) -m pytest -q
 
+serve: $(VENV)/.installed  ## a local Prefect server + deployment genius/iterate on a nightly cron
+	$(PY) -m flows.serve
+
 repro: $(VENV)/.installed  ## the same pipeline through DVC
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro  # stages call this venv's `genius`
 
 install: $(VENV)/.installed
 

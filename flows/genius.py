@@ -2,46 +2,123 @@
 
 Each round: take unseen unlabelled queries, explore and score reasoning steps by foresight
 re-sampling with the current policy, turn the selections into preference pairs with
-advantages, train with ACO, and score the new policy with lm-eval. The next round samples
-with the policy this one trained.
+advantages, train with ACO, and score the new policy with lm-eval. A round is promoted
+unless it made the model worse; the next round starts from the latest promoted checkpoint.
 
-    python -m flows.genius [-S key=value ...]      # what `make run` does
+    python -m flows.genius                 # what `make run` does: rounds 1..rounds.num_rounds
+    python -m flows.genius --new-rounds 1  # one more round after the last, as `iterate` does
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
+from pathlib import Path
 
-from prefect import flow
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run
 
 import tasks
-from genius.config import load_params
+from genius.config import Params, load_params, write_overrides
+from genius.registry import RoundEntry, decide_promotion, latest_promoted, read_registry, write_registry
+from genius.rounds import round_paths
+
+PARAMS = "params.yaml"  # DVC stages read this file: overrides are written into it
 
 
 @flow(name="genius", log_prints=True)
-def genius(params_path: str = "params.yaml", overrides: list[str] | None = None) -> str:
-    params = load_params(params_path, overrides)
+def genius(new_rounds: int = 0, overrides: list[str] | None = None) -> str:
+    """Run rounds 1..rounds.num_rounds, or, with `new_rounds`, that many after the last registered.
+
+    Rounds already done are skipped stage by stage (DVC finds them up to date).
+    """
+    if overrides:
+        write_overrides(PARAMS, overrides)  # so the DVC lineage records what actually ran
+    params = load_params(PARAMS)
+    os.environ["GENIUS_RUN_GROUP"] = flow_run.get_name() or "local"  # one wandb group per flow run
+    # DVC runs stages as shell commands: make this environment's `genius` the one they find
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+
     if params.toy.enabled:
-        tasks.build_toy(params)
-    tasks.evaluate(params, 0)  # the base policy, for comparison
-    for r in range(1, params.rounds.num_rounds + 1):
-        tasks.ingest(params, r)
-        tasks.sample(params, r)
-        tasks.build_pairs(params, r)
-        tasks.train(params, r)
-        tasks.evaluate(params, r)
-    return tasks.report(params)
+        tasks.build_toy()
+    base = tasks.evaluate(0, params.rounds.runs_dir)
+    registered = len(read_registry(params.rounds.registry))
+    # `make run` brings the project to rounds.num_rounds; `iterate` adds rounds after the last
+    last = registered + new_rounds if new_rounds else max(params.rounds.num_rounds, registered)
+    for r in range(1, last + 1):
+        register(params, r)
+        tasks.ingest(r)
+        tasks.sample(r)
+        tasks.build_pairs(r)
+        tasks.train(r)
+        metrics = tasks.evaluate(r, params.rounds.runs_dir)
+        promote(params, r, metrics, base)
+    tasks.push()
+    return publish_report(params)
+
+
+def register(params: Params, r: int) -> None:
+    """Enter round r in the registry, starting from the latest promoted policy.
+
+    A round that already has results keeps its recorded policy: its lineage is history.
+    """
+    entries = read_registry(params.rounds.registry)
+    if r in entries and round_paths(params, r).metrics.exists():
+        return
+    current = latest_promoted(entries, before=r)
+    policy = params.model.path if current is None else str(round_paths(params, current).checkpoint)
+    entries[r] = RoundEntry(r, policy)
+    write_registry(params.rounds.registry, entries)
+
+
+def promote(params: Params, r: int, metrics: dict, base: dict) -> None:
+    """Record whether round r is promoted: it must not regress beyond the tolerance."""
+    entries = read_registry(params.rounds.registry)
+    task = params.rounds.promotion_task or params.eval.tasks[0]
+    current = latest_promoted(entries, before=r)
+    incumbent = base if current is None else tasks._json(round_paths(params, current).metrics)
+    promoted, reason = decide_promotion(
+        metrics["accuracy"][task], incumbent["accuracy"][task], params.rounds.promotion_tolerance, task
+    )
+    entries[r].promoted, entries[r].reason = promoted, reason
+    write_registry(params.rounds.registry, entries)
+    log = get_run_logger()
+    if promoted:
+        log.info(f"round {r} promoted: {reason}")
+    else:
+        log.warning(f"round {r} NOT promoted, the previous policy stays current: {reason}")
+    create_table_artifact(
+        key=f"genius-round-{r}",
+        table=[{"round": r, "promoted": promoted, "reason": reason, **{t: a for t, a in metrics["accuracy"].items()}}],
+        description=f"Genius round {r}",
+    )
+
+
+def publish_report(params: Params) -> str:
+    """The report `genius evaluate` keeps in runs/, as a Prefect markdown artifact."""
+    import base64
+
+    runs = Path(params.rounds.runs_dir)
+    text = (runs / "report.md").read_text()
+    entries = read_registry(params.rounds.registry)
+    decisions = "\n".join(f"- round {r}: {'promoted' if e.promoted else 'not promoted'} ({e.reason})" for r, e in entries.items())
+    plot = base64.b64encode((runs / "accuracy.png").read_bytes()).decode()
+    markdown = text.replace("](accuracy.png)", f"](data:image/png;base64,{plot})") + f"\n## Promotion\n\n{decisions}\n"
+    create_markdown_artifact(key="genius-report", markdown=markdown, description="Genius rounds")
+    return text.split("\n\n")[1] + f"\n\n{decisions}"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Run the Genius flow locally.")
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE")
+    parser = argparse.ArgumentParser(description="Run the Genius flow locally (a temporary Prefect server starts).")
+    parser.add_argument("--new-rounds", type=int, default=0, help="rounds to add after the last registered one")
+    parser.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE", help="override a param (written to params.yaml)")
     args = parser.parse_args()
     start = time.time()
-    table = genius(args.params, args.set)
-    print(f"\n{table}\n\nwall time {time.time() - start:.0f} s; plot: runs/accuracy.png, report: runs/report.md")
+    table = genius(args.new_rounds, args.set or None)
+    print(f"\n{table}\n\nwall time {time.time() - start:.0f} s; report: runs/report.md, plot: runs/accuracy.png")
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ class ToyConfig:
     seed: int = 0
     num_queries: int = positive(4000)
     num_test: int = positive(500)
-    pretrain_steps: int = positive(900)
+    pretrain_steps: int = positive(600)
     batch_size: int = positive(128)
     learning_rate: float = positive(3e-3)
     hidden_size: int = positive(64)
@@ -75,7 +75,7 @@ class QueriesConfig:
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    engine: Literal["transformers"] = "transformers"  # vLLM: issue 3
+    engine: Literal["transformers", "vllm"] = "transformers"  # vllm: GPU, `pip install .[gpu]`
     step_beam_size: int = positive(2)  # M
     num_rollouts: int = positive(4)  # N
     num_foresight_steps: int = positive(5)  # K
@@ -85,17 +85,20 @@ class SamplingConfig:
     step_delimiter: str = "\n"
     max_step_tokens: int = positive(32)
     max_rollout_tokens: int = positive(128)
-    foresight_score: Literal["rollout", "step_rollout", "full"] = "full"
+    foresight_score: Literal["rollout", "step_rollout", "full", "step"] = "full"  # step: no foresight (ablation)
     negative_selection: Literal["resample", "uniform"] = "resample"
+    selection: Literal["sample", "greedy"] = "sample"  # greedy: top-M beams, lowest as negative (ablation)
     batch_queries: int = positive(64)
     max_batch_sequences: int = positive(512)
+    max_batch_tokens: int = positive(131072)  # rows * (prompt + new tokens) per forward batch
+    tensor_parallel_size: int = positive(1)  # vllm: GPUs per model
     seed: int = 0
     threads: int = positive(2)
 
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    loss: Literal["aco", "dpo"] = "aco"
+    loss: Literal["aco", "dpo", "ipo", "simpo", "ropo", "sft"] = "aco"  # aco, or a baseline of the paper's Table 4
     alpha: float = positive(1.0)
     beta: float = positive(0.5)
     calibration_clip: Literal["paper", "scripts"] = "paper"
@@ -108,6 +111,17 @@ class TrainingConfig:
     reference: Literal["previous", "base"] = "previous"
     seed: int = 0
     threads: int = positive(1)
+    simpo_gamma: float = non_negative(1.0)  # SimPO's target reward margin
+    ropo_gamma: float = non_negative(0.2)  # ROPO: weight of sigmoid(-z) (the authors' scripts: 0.2)
+    ropo_eta: float = non_negative(0.1)  # ROPO: weight of -log sigmoid(z) (the authors' scripts: 0.1)
+    gradient_accumulation_steps: int = positive(1)  # micro-batches per optimizer step; batch_size stays the global batch
+    mixed_precision: Literal["auto", "bf16", "no"] = "auto"  # auto: bf16 autocast on GPUs that have it
+    finetune: Literal["full", "lora"] = "full"
+    lora_r: int = positive(16)
+    lora_alpha: float = positive(32.0)
+    lora_dropout: float = checked(0.0, lambda v: 0 <= v < 1, "must be in [0, 1)")
+    lora_target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
+    save_every: int = non_negative(0)  # optimizer steps between resumable states; 0: never
 
 
 @dataclass(frozen=True)
@@ -120,12 +134,28 @@ class EvalConfig:
     batch_size: int = positive(64)
     seed: int = 0
     threads: int = positive(2)
+    engine: Literal["hf", "vllm"] = "hf"  # hf: transformers in process; vllm: lm-eval's vLLM model (GPU)
+    max_gen_toks: int | None = checked(None, lambda v: v > 0, "must be > 0")  # None: each task's own limit
+    vllm_tensor_parallel_size: int = positive(1)
+    vllm_gpu_memory_utilization: float = checked(0.9, lambda v: 0 < v <= 1, "must be in (0, 1]")
+    vllm_max_model_len: int | None = checked(None, lambda v: v > 0, "must be > 0")  # None: the model's own
+    diagnostics: bool = True  # self-reward signal on a labelled probe (genius.diagnostics)
+    diagnostics_path: str | None = None  # labelled probe JSONL {id, query, answer}; None: test_path
+    diagnostics_problems: int = positive(64)
+    diagnostics_samples: int = positive(8)  # n for best-of-n
+    diagnostics_answer: Literal["toy", "last_number"] = "toy"  # how a response's answer is read
 
 
 @dataclass(frozen=True)
 class RoundsConfig:
     num_rounds: int = positive(2)
     runs_dir: str = "runs"
+    registry: str = "rounds.yaml"
+    promotion_task: str | None = None  # None: the first of eval.tasks
+    promotion_tolerance: float = non_negative(0.01)
+    cron: str = "0 2 * * *"
+    timezone: str = "UTC"
+    new_rounds: int = non_negative(1)
 
 
 @dataclass(frozen=True)
@@ -176,6 +206,28 @@ def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | li
     for key, value in _parse_overrides(overrides, path).items():
         _set_dotted(data, key, value, path)
     return _build(Params, data, "", path, lines)
+
+
+def write_overrides(path: str | Path, overrides: dict[str, Any] | list[str]) -> Params:
+    """Apply overrides to the params file itself, comments kept, after validating them.
+
+    For pipelines that read the file (DVC stages): what ran is then what the file says,
+    as with `dvc exp run -S`.
+    """
+    from ruamel.yaml import YAML  # round-trip YAML keeps the file's comments and order
+
+    params = load_params(path, overrides)  # refuse bad overrides before touching the file
+    yaml_rt = YAML()
+    data = yaml_rt.load(Path(path).read_text())
+    for key, value in _parse_overrides(overrides, path).items():
+        *parents, leaf = key.split(".")
+        node = data
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    with open(path, "w") as f:
+        yaml_rt.dump(data, f)
+    return params
 
 
 def _parse_overrides(overrides, path) -> dict[str, Any]:

@@ -3,9 +3,11 @@
 An engine takes token-id prompts and returns, for each, `n` sampled continuations with the
 policy's per-token log-probs (at temperature 1, whatever the sampling temperature: the
 foresight score is a log-prob of the policy, not of the tempered sampler). Foresight
-sampling makes one engine call per phase for a whole batch of queries (all candidate steps
-of a timestamp, then all their rollouts); batching across queries is worth ~36x on the toy
-(TOY-NOTES.md, Speed).
+sampling makes one engine call per timestamp for a whole batch of queries: every candidate
+step, each continued to the end of the response by its rollout (`then`), so the rollout
+reuses the step's KV cache instead of re-encoding prompt + prefix + step. Batching across
+queries is worth ~36x on the toy (TOY-NOTES.md, Speed). The vLLM backend lives in
+`genius.vllm_engine`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 FinishReason = Literal["stop", "eos", "length"]
+_LENGTH, _STOP, _EOS = 0, 1, 2  # finish codes inside the decode loop
+_REASONS: tuple[FinishReason, ...] = ("length", "stop", "eos")
 
 
 @dataclass
@@ -24,13 +28,43 @@ class Completion:
     token_ids: list[int]  # generated tokens, the EOS token included when one was generated
     logprobs: list[float]  # log pi(token | context), one per token
     finish_reason: FinishReason  # stop: a token containing the step delimiter; eos; length
+    continuation: Completion | None = None  # with `then` and no EOS: the rest of the response
+
+
+@dataclass(frozen=True)
+class Continuation:
+    """Keep sampling a completion that did not end the response (it stopped at `stop` or at
+    its limit) to the end of the response: the foresight rollout a'_>k of a step a_k."""
+
+    temperature: float
+    max_new_tokens: int
+
+
+@dataclass
+class EngineCost:
+    """What an engine spent, summed over its calls (issue 3: cost accounting per round)."""
+
+    calls: int = 0  # generate() calls
+    generated_tokens: int = 0  # sampled tokens returned, continuations included
+    prefill_tokens: int = 0  # prompt tokens run through the model (a prompt shared by n samples counts once)
 
 
 class Engine(Protocol):
+    cost: EngineCost
+    num_parameters: int | None  # for the FLOPs estimate; None when unknown
+
     def generate(
-        self, prompts: list[list[int]], *, n: int, temperature: float, max_new_tokens: int, stop: str | None
+        self,
+        prompts: list[list[int]],
+        *,
+        n: int,
+        temperature: float,
+        max_new_tokens: int,
+        stop: str | None,
+        then: Continuation | None = None,
     ) -> list[list[Completion]]:
-        """`n` completions per prompt; generation ends at EOS, at `stop`, or at the limit."""
+        """`n` completions per prompt; generation ends at EOS, at `stop`, or at the limit;
+        with `then`, each completion not ended by EOS carries its `continuation`."""
         ...
 
 
@@ -44,93 +78,230 @@ def load_model(path: str, dtype: str = "float32", device: str = "auto", trust_re
     return model.to(device).eval(), tokenizer
 
 
+def build_engine(path: str, sampling, model) -> tuple[Engine, object]:
+    """(engine, tokenizer) for the policy at `path`, as `sampling.engine` names it.
+
+    `sampling` is a SamplingConfig, `model` a ModelConfig (dtype, device, remote code).
+    """
+    if sampling.engine == "vllm":
+        from genius.vllm_engine import VLLMEngine  # vllm itself is imported inside the class
+
+        engine = VLLMEngine(
+            path,
+            dtype=model.dtype,
+            tensor_parallel_size=sampling.tensor_parallel_size,
+            seed=sampling.seed,
+            trust_remote_code=model.trust_remote_code,
+        )
+        return engine, engine.tokenizer
+    policy, tokenizer = load_model(path, model.dtype, model.device, model.trust_remote_code)
+    return TransformersEngine(policy, tokenizer, sampling.max_batch_sequences, sampling.max_batch_tokens), tokenizer
+
+
+def eos_ids(model, tokenizer) -> list[int]:
+    """The token ids that end a response: the generation config's, else the tokenizer's."""
+    eos = model.generation_config.eos_token_id
+    eos = eos if eos is not None else tokenizer.eos_token_id
+    return list(eos) if isinstance(eos, (list, tuple)) else [eos]
+
+
+def stop_token_mask(tokenizer, stop: str, size: int) -> torch.Tensor:
+    """(size,) bool: tokens whose text contains `stop` (a step ends on such a token).
+
+    `size` is the model's output vocabulary, which may exceed len(tokenizer) (padded
+    embeddings); the extra ids never stop.
+    """
+    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+    mask = torch.tensor([stop in t for t in texts])
+    return torch.nn.functional.pad(mask, (0, max(0, size - len(mask))))
+
+
+def plan_batches(
+    lengths: list[int], rows: list[int], max_new_tokens: int, max_sequences: int, max_tokens: int
+) -> list[list[int]]:
+    """Cut distinct prompts, shortest first, into batches under a row and a token budget.
+
+    Prompt i has `lengths[i]` tokens and `rows[i]` samples to draw. A batch (left-padded to
+    its longest prompt, W) keeps a KV cache of sum(rows) * (W + max_new_tokens) tokens:
+    that is what `max_tokens` bounds, so long prompts get small batches and short ones
+    large. A prompt too big for any budget still gets a batch of its own. Returns lists of
+    indices into `lengths`.
+    """
+    batches: list[list[int]] = []
+    current, current_rows = [], 0
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        total = current_rows + rows[i]
+        if current and (total > max_sequences or total * (lengths[i] + max_new_tokens) > max_tokens):
+            batches.append(current)
+            current, current_rows, total = [], 0, rows[i]
+        current.append(i)
+        current_rows = total
+    return batches + [current] if current else batches
+
+
 class TransformersEngine:
     """Batched ancestral sampling with a KV cache, in plain torch over an HF causal LM.
 
-    Prompts of a call are sorted by length and cut into batches of `max_batch_sequences`;
-    rows that finish are dropped from the batch (and its cache) so short steps do not pay
-    for long ones.
+    Each distinct prompt of a call is prefilled once and its cache copied to its rows (the
+    N candidates of a beam share prompt + beam prefix); a continuation goes on in the same
+    row, on the step's cache. Distinct prompts are sorted by length and cut into batches by
+    `plan_batches`; rows that finish are dropped from the batch (and its cache) so short
+    responses do not pay for long ones.
     """
 
-    def __init__(self, model, tokenizer, max_batch_sequences: int = 512):
+    def __init__(self, model, tokenizer, max_batch_sequences: int = 512, max_batch_tokens: int = 131072):
         self.model, self.tokenizer = model.eval(), tokenizer
-        self.max_batch_sequences = max_batch_sequences
-        eos = model.generation_config.eos_token_id
-        eos = eos if eos is not None else tokenizer.eos_token_id
-        self.eos_ids = torch.tensor(eos if isinstance(eos, list) else [eos], device=model.device)
+        self.max_batch_sequences, self.max_batch_tokens = max_batch_sequences, max_batch_tokens
+        self.eos_ids = torch.tensor(eos_ids(model, tokenizer), device=model.device)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else int(self.eos_ids[0])
         self._stop_masks: dict[str, torch.Tensor] = {}
-        self.calls = 0
-        self.generated_tokens = 0
+        self.cost = EngineCost()
+        self.num_parameters = sum(p.numel() for p in model.parameters())
+        self.compact_fraction = 0.25  # see _sample: lazier compaction measured 12% faster on the toy
 
-    def generate(self, prompts, *, n, temperature, max_new_tokens, stop=None):
-        flat = [p for p in prompts for _ in range(n)]
-        order = sorted(range(len(flat)), key=lambda i: len(flat[i]))  # less padding per batch
-        results: list[Completion | None] = [None] * len(flat)
-        for start in range(0, len(flat), self.max_batch_sequences):
-            rows = order[start : start + self.max_batch_sequences]
-            for i, c in zip(rows, self._sample([flat[i] for i in rows], temperature, max_new_tokens, stop)):
-                results[i] = c
-        self.calls += 1
-        self.generated_tokens += sum(len(c.token_ids) for c in results)
-        return [results[i * n : (i + 1) * n] for i in range(len(prompts))]
+    def generate(self, prompts, *, n, temperature, max_new_tokens, stop=None, then=None):
+        # Two beams can hold the same prefix; each still gets its own n samples, so a prompt
+        # seen k times is prefilled once and sampled k * n times.
+        where: dict[tuple[int, ...], list[int]] = {}
+        for i, p in enumerate(prompts):
+            where.setdefault(tuple(p), []).append(i)
+        distinct = list(where)
+        rows = [len(where[p]) * n for p in distinct]
+        out: list[list[Completion]] = [[] for _ in prompts]
+        new_tokens = max_new_tokens + (then.max_new_tokens if then else 0)
+        budget = (self.max_batch_sequences, self.max_batch_tokens)
+        for batch in plan_batches([len(p) for p in distinct], rows, new_tokens, *budget):
+            group, copies = [distinct[i] for i in batch], [rows[i] for i in batch]
+            samples = iter(self._sample(group, copies, temperature, max_new_tokens, stop, then))
+            for i in batch:
+                for position in where[distinct[i]]:
+                    out[position] = [next(samples) for _ in range(n)]
+        self.cost.calls += 1
+        self.cost.prefill_tokens += sum(len(p) for p in distinct)
+        self.cost.generated_tokens += sum(
+            len(c.token_ids) + (len(c.continuation.token_ids) if c.continuation else 0) for cs in out for c in cs
+        )
+        return out
 
     def _stop_mask(self, stop: str) -> torch.Tensor:
-        """Vocabulary mask of tokens whose text contains `stop` (a step ends on such a token)."""
         if stop not in self._stop_masks:
-            vocab = len(self.tokenizer)
-            texts = self.tokenizer.batch_decode([[i] for i in range(vocab)])
-            mask = torch.tensor([stop in t for t in texts], device=self.model.device)
-            size = self.model.get_output_embeddings().weight.shape[0]  # may exceed len(tokenizer)
-            self._stop_masks[stop] = torch.nn.functional.pad(mask, (0, max(0, size - vocab)))
+            size = self.model.get_output_embeddings().weight.shape[0]
+            self._stop_masks[stop] = stop_token_mask(self.tokenizer, stop, size).to(self.model.device)
         return self._stop_masks[stop]
 
-    @torch.no_grad()
-    def _sample(self, prompts, temperature, max_new_tokens, stop) -> list[Completion]:
-        device, batch = self.model.device, len(prompts)
+    @torch.inference_mode()  # lighter than no_grad: measured 5% on the toy's sampling
+    def _prefill(self, prompts: list[tuple[int, ...]], copies: list[int]):
+        """Run each distinct prompt once and copy its cache to its rows.
+
+        Returns (cache, last logits (B, V), attention mask (B, W), next positions (B,)),
+        B = sum(copies) rows, prompt-major; W = the longest prompt (left padding, so every
+        row's next token goes in the same column).
+        """
+        device, distinct = self.model.device, len(prompts)
         width = max(len(p) for p in prompts)
-        input_ids = torch.full((batch, width), self.pad_id, dtype=torch.long)
-        attention = torch.zeros((batch, width), dtype=torch.long)
-        for i, p in enumerate(prompts):  # left padding: every row's next token is at the end
+        input_ids = torch.full((distinct, width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((distinct, width), dtype=torch.long)
+        for i, p in enumerate(prompts):
             input_ids[i, width - len(p) :] = torch.tensor(p)
             attention[i, width - len(p) :] = 1
         input_ids, attention = input_ids.to(device), attention.to(device)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
-        logits = self.model(
-            input_ids=input_ids, attention_mask=attention, position_ids=positions, cache=cache
+        logits = self.model(  # logits_to_keep: only the last position's, not (D, W, V)
+            input_ids=input_ids, attention_mask=attention, position_ids=positions, cache=cache, logits_to_keep=1
         ).logits[:, -1].float()
-        next_pos = positions[:, -1] + 1
+        if cache.get_seq_length() != width:  # a model that ignored the cache would sample without context
+            raise RuntimeError(
+                f"{type(self.model).__name__} did not fill the KV cache passed as `cache=` "
+                "(transformers < 5.24 calls it past_key_values; pyproject.toml asks for >= 5.24)"
+            )
+        if sum(copies) > distinct:  # a shared prompt: copy its cache instead of re-encoding it
+            rows = torch.repeat_interleave(torch.arange(distinct, device=device), torch.tensor(copies, device=device))
+            cache.batch_select_indices(rows)  # an index gather, (D, ...) -> (B, ...)
+            logits, attention, positions = logits[rows], attention[rows], positions[rows]
+        return cache, logits, attention, positions[:, -1] + 1
+
+    @torch.inference_mode()
+    def _sample(self, prompts, copies, temperature, max_new_tokens, stop, then) -> list[Completion]:
+        """copies[j] samples of each distinct prompt j, prompt-major (prompt 0's first).
+
+        Every row samples the step phase (at `temperature`, until `stop`, EOS or
+        `max_new_tokens`), then, with `then` and no EOS, the continuation phase in the same
+        row (at `then.temperature`, until EOS or `then.max_new_tokens`).
+        Shapes: B = sum(copies) rows, A = rows still alive, T = tokens of both phases.
+        """
+        device = self.model.device
+        total = max_new_tokens + (then.max_new_tokens if then else 0)
+        cache, logits, attention, next_pos = self._prefill(prompts, copies)
+        batch = sum(copies)
         stop_mask = self._stop_mask(stop) if stop else None
 
-        tokens: list[list[int]] = [[] for _ in range(batch)]
-        logps: list[list[float]] = [[] for _ in range(batch)]
-        reasons: list[FinishReason] = ["length"] * batch
-        alive = torch.arange(batch, device=device)  # original row of each row still in the batch
-        for _ in range(max_new_tokens):
-            logp = torch.log_softmax(logits, dim=-1)
-            if temperature > 0:
-                tok = torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1).squeeze(1)
-            else:
-                tok = logits.argmax(-1)
-            lp = logp.gather(1, tok[:, None]).squeeze(1)
+        # one spare row, `batch`: rows that finished but are still in the batch write there
+        out_tokens = torch.full((batch + 1, total), self.pad_id, dtype=torch.long, device=device)  # (B+1, T)
+        out_logps = torch.zeros((batch + 1, total), device=device)
+        length = torch.zeros(batch + 1, dtype=torch.long, device=device)  # both phases
+        step_length = torch.zeros(batch + 1, dtype=torch.long, device=device)
+        step_reason = torch.full((batch + 1,), _LENGTH, dtype=torch.long, device=device)
+        cont_reason = torch.full((batch + 1,), _LENGTH, dtype=torch.long, device=device)
+        alive = torch.arange(batch, device=device)  # (A,) original row of each row in the batch
+        in_cont = torch.zeros(batch, dtype=torch.bool, device=device)  # (A,) in the continuation phase
+        count = torch.zeros(batch, dtype=torch.long, device=device)  # (A,) tokens in the current phase
+        temps = torch.full((batch,), float(temperature), device=device)  # (A,)
+        cont_limit = then.max_new_tokens if then else 0
+        for t in range(total):
+            logp = torch.log_softmax(logits, dim=-1)  # the policy's own log-probs, untempered
+            tok = _draw(logits, temps)
+            out_tokens[alive, t] = tok
+            out_logps[alive, t] = logp.gather(1, tok[:, None]).squeeze(1)
+            length[alive] = t + 1
+            count = count + 1
             is_eos = torch.isin(tok, self.eos_ids)
             is_stop = stop_mask[tok] & ~is_eos if stop_mask is not None else torch.zeros_like(is_eos)
-            for row, t, l, e, s in zip(alive.tolist(), tok.tolist(), lp.tolist(), is_eos.tolist(), is_stop.tolist()):
-                tokens[row].append(t)
-                logps[row].append(l)
-                if e or s:
-                    reasons[row] = "eos" if e else "stop"
-            keep = ~(is_eos | is_stop)
-            if not keep.any():
+            step_ends = ~in_cont & (is_eos | is_stop | (count == max_new_tokens))
+            cont_ends = in_cont & (is_eos | (count == cont_limit))
+            step_length[alive[step_ends]] = t + 1
+            step_reason[alive[step_ends]] = torch.where(is_eos, _EOS, torch.where(is_stop, _STOP, _LENGTH))[step_ends]
+            cont_reason[alive[cont_ends]] = torch.where(is_eos[cont_ends], _EOS, _LENGTH)
+            switch = step_ends & ~is_eos if then else torch.zeros_like(step_ends)
+            in_cont, count = in_cont | switch, torch.where(switch, 0, count)
+            if then:
+                temps = torch.where(switch, float(then.temperature), temps)
+            alive = torch.where(cont_ends | (step_ends & ~switch), batch, alive)
+            live = alive != batch
+            if not live.any():
                 break
-            if not keep.all():  # drop finished rows from the batch and the cache
-                idx = keep.nonzero().squeeze(1)
+            # Dropping finished rows copies the whole cache: do it once a quarter of the
+            # batch is dead, not at every finished row; until then dead rows cost compute only.
+            if (~live).sum() > self.compact_fraction * len(live):
+                idx = live.nonzero().squeeze(1)
                 cache.batch_select_indices(idx)
                 alive, tok, attention, next_pos = alive[idx], tok[idx], attention[idx], next_pos[idx]
+                in_cont, count, temps = in_cont[idx], count[idx], temps[idx]
             attention = torch.cat([attention, attention.new_ones((len(alive), 1))], dim=1)
             logits = self.model(
                 input_ids=tok[:, None], attention_mask=attention, position_ids=next_pos[:, None], cache=cache
             ).logits[:, -1].float()
             next_pos = next_pos + 1
-        return [Completion(t, l, r) for t, l, r in zip(tokens, logps, reasons)]
+        outputs = (out_tokens, out_logps, length, step_length, step_reason, cont_reason)
+        return _completions(*(x[:batch] for x in outputs), then is not None)
+
+
+def _draw(logits: torch.Tensor, temps: torch.Tensor) -> torch.Tensor:
+    """One token per row: sampled from softmax(logits / T), argmax where T = 0. (A, V), (A,) -> (A,)."""
+    if not (temps > 0).any():
+        return logits.argmax(-1)
+    tok = torch.multinomial(torch.softmax(logits / temps.clamp(min=1e-6)[:, None], dim=-1), 1).squeeze(1)
+    return tok if (temps > 0).all() else torch.where(temps > 0, tok, logits.argmax(-1))
+
+
+def _completions(tokens, logps, length, step_length, step_reason, cont_reason, continued) -> list[Completion]:
+    """Split each row's tokens (B, T) into its step and, when it went on, its continuation."""
+    tokens, logps = tokens.tolist(), logps.tolist()
+    out = []
+    rows = zip(length.tolist(), step_length.tolist(), step_reason.tolist(), cont_reason.tolist())
+    for row, (n, k, sr, cr) in enumerate(rows):
+        step = Completion(tokens[row][:k], logps[row][:k], _REASONS[sr])
+        if continued and sr != _EOS:
+            step.continuation = Completion(tokens[row][k:n], logps[row][k:n], _REASONS[cr])
+        out.append(step)
+    return out

@@ -1,15 +1,25 @@
-"""Score a checkpoint with lm-eval on the tasks named in `EvalConfig`.
+"""Score a checkpoint with lm-eval on the tasks and groups named in `EvalConfig`.
 
-The model is loaded once with transformers and handed to lm-eval's `HFLM`, so the same code
-scores the embedded toy and an 8B hub model. Task definitions live in `eval_cfg.include_path`
-(for the toy: eval/genius_toy/); the labelled test file reaches them as lm-eval task
-metadata (`test_path`), so the YAMLs name no path. Prompts go through the tokenizer's chat
-template, as the policy saw them during sampling and training. Returns plain numbers and
-per-sample records for the caller to save; writes nothing itself.
+Two engines (`eval.engine`). `hf`: the model is loaded once with transformers and handed to
+lm-eval's `HFLM` in this process (CPU or GPU); a LoRA adapter is applied with peft, unmerged.
+`vllm`: the checkpoint goes to lm-eval's vLLM model (GPU only, imported only when chosen); a
+LoRA adapter is served as a LoRA request on its base model, unmerged.
+
+Task definitions live in `eval_cfg.include_path` (eval/: the toy tasks, the paper's seven
+benchmarks `genius_reasoning[_greedy]`, the forgetting check `genius_sanity`) and in lm-eval's
+built-in tasks, which are indexed only when a requested name needs them (~6 s). The toy's
+labelled test file reaches its tasks as lm-eval task metadata (`test_path`). Each name in
+`eval.tasks` runs as its own lm-eval call, because the sampled and greedy suites share task
+names, which lm-eval refuses within one call. Prompts go through the tokenizer's chat
+template when it has one, as the policy saw them during sampling and training. Returns plain
+numbers and per-sample records for the caller to save; writes nothing itself.
 """
 
 from __future__ import annotations
 
+import gc
+import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -19,45 +29,193 @@ import torch
 from genius.config import EvalConfig, ModelConfig
 from genius.engine import load_model
 
+# vLLM pre-allocates LoRA slots of a fixed rank; it accepts only these maxima (vllm LoRAConfig)
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+
 
 class EvaluationError(RuntimeError):
-    """lm-eval ran but did not report what the config asked for."""
+    """lm-eval ran but did not report what the config asked for, or the engine cannot run."""
 
 
 def evaluate(model_path: str, eval_cfg: EvalConfig, model_cfg: ModelConfig, base_dir: Path = Path(".")) -> dict:
     """Run `eval_cfg.tasks` on the model at `model_path`; relative config paths resolve in `base_dir`.
 
-    Returns {"accuracy": {task: float}, "stderr": {task: float | None}, "num_samples": {task: int},
-    "samples": {task: [record, ...]} (see `sample_records`), "seconds": wall time of the call}.
+    Returns {"accuracy": {key: float}, "stderr": {key: float | None}, "num_samples": {key: int},
+    "samples": {key: [record, ...]} (see `sample_records`), "seconds": wall time of the call}.
+    A task's key is its name. A group G gets "G/<child>" per direct child (a child group, such
+    as MATH's seven subjects, reported as lm-eval aggregates it) and "G": the unweighted mean
+    of its children, as the paper's "Avg." column. Sample keys are "G/<leaf task>".
     """
-    # Imported here: lm_eval adds ~1.3 s of imports that callers who only sample or train
-    # should not pay for.
-    import lm_eval
-    from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager
-
     start = time.perf_counter()
     base_dir = Path(base_dir)
     include_path = (base_dir / eval_cfg.include_path).resolve()
     test_path = (base_dir / eval_cfg.test_path).resolve()
-    m = model_cfg
-    model, tokenizer = load_model(model_path, m.dtype, m.device, m.trust_remote_code)
-    device = str(model.device)
-    _stop_at_tokenizer_eos(model, tokenizer)
-
+    task_manager = make_task_manager(include_path, eval_cfg.tasks, {"test_path": str(test_path)})
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(eval_cfg.threads)
     try:
-        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=eval_cfg.batch_size, device=device)
-        task_manager = TaskManager(
-            include_path=str(include_path), include_defaults=False, metadata={"test_path": str(test_path)}
-        )
+        if eval_cfg.engine == "vllm":
+            lm = vllm_lm(model_path, eval_cfg, model_cfg)
+            chat = getattr(lm.tokenizer, "chat_template", None) is not None
+        else:
+            lm, chat = hf_lm(model_path, eval_cfg, model_cfg)
+        out = run_tasks(lm, eval_cfg, task_manager, apply_chat_template=chat)
+    finally:
+        torch.set_num_threads(previous_threads)
+    # vLLM holds its share of GPU memory until its engine is collected, and the diagnostics
+    # load the checkpoint again right after (not verified on a GPU in this project yet)
+    del lm
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    out["seconds"] = time.perf_counter() - start
+    return out
+
+
+# ---------------------------------------------------------------------------- engines
+
+
+def checkpoint_parts(path: str) -> tuple[str, str | None]:
+    """(base model, LoRA adapter folder or None): peft saves an adapter with adapter_config.json."""
+    config = Path(path) / "adapter_config.json"
+    if not config.is_file():
+        return path, None
+    base = json.loads(config.read_text()).get("base_model_name_or_path")
+    if not base:
+        raise EvaluationError(f"{config} names no base_model_name_or_path: cannot tell which model the adapter is for")
+    return base, path
+
+
+def load_for_eval(model_path: str, model_cfg: ModelConfig):
+    """(model, tokenizer) of a checkpoint; a LoRA adapter goes on its base model with peft, unmerged."""
+    base, adapter = checkpoint_parts(model_path)
+    m = model_cfg
+    model, tokenizer = load_model(base, m.dtype, m.device, m.trust_remote_code)
+    if adapter:
+        from peft import PeftModel  # adapters only: peft costs seconds to import
+
+        model = PeftModel.from_pretrained(model, adapter).eval()
+    return model, tokenizer
+
+
+def hf_lm(model_path: str, eval_cfg: EvalConfig, model_cfg: ModelConfig):
+    """(lm-eval HFLM around the preloaded model, whether to apply the chat template)."""
+    from lm_eval.models.huggingface import HFLM
+
+    model, tokenizer = load_for_eval(model_path, model_cfg)
+    _stop_at_tokenizer_eos(model, tokenizer)
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=eval_cfg.batch_size, device=str(model.device))
+    return lm, tokenizer.chat_template is not None
+
+
+def vllm_model_args(model_path: str, eval_cfg: EvalConfig, model_cfg: ModelConfig) -> dict[str, Any]:
+    """Keyword arguments of lm-eval's `VLLM` model for this checkpoint (pure: no vLLM needed).
+
+    A LoRA checkpoint becomes its base model plus `lora_local_path`, served unmerged;
+    vLLM needs `max_lora_rank` >= the adapter's rank, from its fixed set of sizes.
+    """
+    base, adapter = checkpoint_parts(model_path)
+    args: dict[str, Any] = {
+        "pretrained": base,
+        "dtype": model_cfg.dtype,
+        "trust_remote_code": model_cfg.trust_remote_code,
+        "seed": eval_cfg.seed,  # vLLM seeds its sampler once per engine: runs repeat exactly
+        "batch_size": "auto",  # vLLM schedules by memory, not by a fixed batch
+        "tensor_parallel_size": eval_cfg.vllm_tensor_parallel_size,
+        "gpu_memory_utilization": eval_cfg.vllm_gpu_memory_utilization,
+    }
+    if eval_cfg.vllm_max_model_len is not None:
+        args["max_model_len"] = eval_cfg.vllm_max_model_len
+    if adapter:
+        rank = int(json.loads((Path(adapter) / "adapter_config.json").read_text())["r"])
+        fitting = [r for r in VLLM_LORA_RANKS if r >= rank]
+        if not fitting:
+            raise EvaluationError(f"LoRA rank {rank} of {adapter} exceeds vLLM's largest, {VLLM_LORA_RANKS[-1]}")
+        args |= {"lora_local_path": adapter, "max_lora_rank": fitting[0]}
+    return args
+
+
+def vllm_lm(model_path: str, eval_cfg: EvalConfig, model_cfg: ModelConfig):
+    try:
+        from lm_eval.models.vllm_causallms import VLLM  # imports vllm itself
+    except ImportError as e:
+        raise EvaluationError(f"eval.engine=vllm needs vLLM (pip install '.[gpu]', on a GPU machine): {e}") from None
+    return VLLM(**vllm_model_args(model_path, eval_cfg, model_cfg))
+
+
+def _stop_at_tokenizer_eos(model, tokenizer) -> None:
+    """Make generation stop each sequence at the tokenizer's EOS.
+
+    lm-eval's stop string for EOS is the decoded `<eos>`, but it decodes responses with
+    skip_special_tokens=True, so the string never matches: only generate's own
+    eos_token_id ends a sequence. Without it, a batch runs on until its last sequence
+    stops, and the text after EOS leaks into the earlier sequences' responses.
+    """
+    eos = model.generation_config.eos_token_id
+    eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos:
+        eos.append(tokenizer.eos_token_id)
+    if eos:
+        model.generation_config.eos_token_id = eos[0] if len(eos) == 1 else eos
+
+
+# ---------------------------------------------------------------------------- tasks
+
+
+def make_task_manager(include_path: Path, names: list[str], metadata: dict):
+    """A TaskManager over `include_path`, plus lm-eval's built-in tasks only if `names` use them."""
+    from lm_eval.tasks import TaskManager
+
+    local = TaskManager(include_path=str(include_path), include_defaults=False, metadata=metadata)
+    if all(_defined_in(local.task_index, name) for name in names):
+        return local
+    manager = TaskManager(include_path=str(include_path), include_defaults=True, metadata=metadata)
+    unknown = [name for name in names if name not in manager.task_index]
+    if unknown:
+        raise EvaluationError(f"eval.tasks: no lm-eval task or group {unknown} in {include_path} or lm-eval's own tasks")
+    return manager
+
+
+def _defined_in(index: dict, name: str) -> bool:
+    """Whether `name` and every task or group it references are in `index`."""
+    entry = index.get(name)
+    if entry is None:
+        return False
+    if entry.yaml_path is None or entry.kind.name != "GROUP":
+        return True
+    return all(_defined_in(index, child) for child in _group_members(entry.yaml_path))
+
+
+def _group_members(yaml_path) -> list[str]:
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    members = load_yaml(yaml_path, resolve_func=False).get("task", [])
+    return [m if isinstance(m, str) else m.get("task") or m.get("group") for m in members]
+
+
+def _headline_metrics(task_manager, name: str) -> dict[str, str]:
+    """A group's metadata.headline_metrics: child name -> the lm-eval metric key reported for it."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    entry = task_manager.task_index.get(name)
+    if entry is None or entry.yaml_path is None:
+        return {}
+    return (load_yaml(entry.yaml_path, resolve_func=False).get("metadata") or {}).get("headline_metrics") or {}
+
+
+def run_tasks(lm, eval_cfg: EvalConfig, task_manager, apply_chat_template: bool) -> dict:
+    """Run each name in `eval_cfg.tasks` through lm-eval with `lm`; the numbers as `evaluate` returns them."""
+    import lm_eval  # ~1.3 s of imports that callers who only sample or train should not pay for
+
+    out: dict[str, Any] = {"accuracy": {}, "stderr": {}, "num_samples": {}, "samples": {}}
+    for name in eval_cfg.tasks:
         results = lm_eval.simple_evaluate(
             model=lm,
-            tasks=list(eval_cfg.tasks),
+            tasks=[name],
             task_manager=task_manager,
-            apply_chat_template=tokenizer.chat_template is not None,
+            apply_chat_template=apply_chat_template,
             limit=eval_cfg.limit,
+            gen_kwargs={"max_gen_toks": eval_cfg.max_gen_toks} if eval_cfg.max_gen_toks else None,
             random_seed=eval_cfg.seed,
             numpy_random_seed=eval_cfg.seed,
             torch_random_seed=eval_cfg.seed,
@@ -67,25 +225,58 @@ def evaluate(model_path: str, eval_cfg: EvalConfig, model_cfg: ModelConfig, base
             # default 100,000 resamples only slows metrics that need a bootstrap
             bootstrap_iters=1000,
         )
-    finally:
-        torch.set_num_threads(previous_threads)
-
-    out: dict[str, Any] = {"accuracy": {}, "stderr": {}, "num_samples": {}, "samples": {}}
-    for task in eval_cfg.tasks:
-        task_results = results["results"].get(task, {})
-        if eval_cfg.metric not in task_results:
-            reported = sorted(k for k in task_results if "," in k)  # metric keys are "name,filter"
-            raise EvaluationError(
-                f"lm-eval task {task!r} reported no metric {eval_cfg.metric!r} (eval.metric); it reported {reported}"
-            )
-        name, _, filter_name = eval_cfg.metric.partition(",")
-        stderr = task_results.get(f"{name}_stderr,{filter_name}" if filter_name else f"{name}_stderr")
-        out["accuracy"][task] = float(task_results[eval_cfg.metric])
-        out["stderr"][task] = float(stderr) if isinstance(stderr, (int, float)) else None
-        out["num_samples"][task] = int(results["n-samples"][task]["effective"])
-        out["samples"][task] = sample_records(results["samples"][task], eval_cfg.metric)
-    out["seconds"] = time.perf_counter() - start
+        for part, values in scores(name, results, _headline_metrics(task_manager, name), eval_cfg.metric).items():
+            out[part] |= values
     return out
+
+
+def scores(name: str, results: dict, headline: dict[str, str], default_metric: str) -> dict[str, dict]:
+    """lm-eval's results for one requested task or group -> our accuracy/stderr/num_samples/samples.
+
+    `headline` names the metric of each direct child of a group; others use `default_metric`.
+    """
+    subtasks = results.get("group_subtasks", {})
+    out: dict[str, dict] = {"accuracy": {}, "stderr": {}, "num_samples": {}, "samples": {}}
+    children = subtasks.get(name)
+    if children is None:  # a task: keyed by its own name, as before groups existed
+        parts = {name: (name, default_metric)}
+    else:
+        parts = {f"{name}/{c}": (c, headline.get(c, default_metric)) for c in children}
+    for key, (task, metric) in parts.items():
+        value, stderr = _metric(results["results"].get(task, {}), metric, task, name)
+        leaves = _leaves(task, subtasks)
+        out["accuracy"][key], out["stderr"][key] = value, stderr
+        out["num_samples"][key] = sum(int(results["n-samples"][leaf]["effective"]) for leaf in leaves)
+        for leaf in leaves:
+            sample_key = leaf if leaf == name else f"{name}/{leaf}"
+            out["samples"][sample_key] = sample_records(results["samples"][leaf], metric)
+    if children is not None:  # the paper's Avg.: every benchmark counts once, whatever its size
+        values = [out["accuracy"][k] for k in parts]
+        errors = [out["stderr"][k] for k in parts]
+        # independent benchmarks: Var(mean) = sum of variances / k^2
+        stderr = math.sqrt(sum(e * e for e in errors)) / len(errors) if None not in errors else None
+        total = sum(out["num_samples"].values())
+        summary = {"accuracy": sum(values) / len(values), "stderr": stderr, "num_samples": total}
+        for part, value in summary.items():  # the group's own number first, then its children
+            out[part] = {name: value, **out[part]}
+    return out
+
+
+def _metric(task_results: dict, metric: str, task: str, requested: str) -> tuple[float, float | None]:
+    if metric not in task_results:
+        reported = sorted(k for k in task_results if "," in k and "_stderr" not in k)  # keys are "name,filter"
+        where = "eval.metric" if task == requested else f"metadata.headline_metrics of {requested}, else eval.metric"
+        raise EvaluationError(f"lm-eval task {task!r} reported no metric {metric!r} ({where}); it reported {reported}")
+    name, _, filter_name = metric.partition(",")
+    stderr = task_results.get(f"{name}_stderr,{filter_name}" if filter_name else f"{name}_stderr")
+    return float(task_results[metric]), float(stderr) if isinstance(stderr, (int, float)) else None
+
+
+def _leaves(name: str, subtasks: dict[str, list[str]]) -> list[str]:
+    """The tasks under `name` (itself when it is a task), in lm-eval's order."""
+    if name not in subtasks:
+        return [name]
+    return [leaf for child in subtasks[name] for leaf in _leaves(child, subtasks)]
 
 
 def sample_records(samples: list[dict], metric: str) -> list[dict]:
@@ -111,19 +302,3 @@ def sample_records(samples: list[dict], metric: str) -> list[dict]:
             }
         )
     return sorted(records, key=lambda r: r["doc_id"])
-
-
-def _stop_at_tokenizer_eos(model, tokenizer) -> None:
-    """Make generation stop each sequence at the tokenizer's EOS.
-
-    lm-eval's stop string for EOS is the decoded `<eos>`, but it decodes responses with
-    skip_special_tokens=True, so the string never matches: only generate's own
-    eos_token_id ends a sequence. Without it, a batch runs on until its last sequence
-    stops, and the text after EOS leaks into the earlier sequences' responses.
-    """
-    eos = model.generation_config.eos_token_id
-    eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos:
-        eos.append(tokenizer.eos_token_id)
-    if eos:
-        model.generation_config.eos_token_id = eos[0] if len(eos) == 1 else eos

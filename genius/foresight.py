@@ -3,7 +3,9 @@
 ALGORITHM.md section 1, steps 2-6: score a candidate step by the rollout that follows it,
 turn the scores into the re-sampling distribution F_k, explore (draw the next beams from
 F_k), exploit (pick the positive and negative of this timestamp's pair) and compute
-advantages. No model here: `genius.sampling` feeds these functions the engine's log-probs.
+advantages. The paper's two sampling ablations (Table 3) are here too: no foresight
+(`step` score) and no sampling (`explore_greedy`, `exploit_greedy`). No model here:
+`genius.sampling` feeds these functions the engine's log-probs.
 """
 
 from __future__ import annotations
@@ -17,18 +19,22 @@ def foresight_score(prefix_logprobs, step_logprobs, rollout_logprobs, mode: str)
     rollout:      the rollout a'_>k only (paper Eq. 1, the authors' scripts)
     step_rollout: the candidate step a_k and its rollout
     full:         the whole response, prefix a_<k + step + rollout
+    step:         the step a_k alone, no look-ahead (the paper's "w/o foresight" ablation,
+                  Table 3: "samples from the distribution formed by step uncertainty")
 
     A step that ends the response has an empty rollout; `rollout` then scores the step
     itself, the only continuation there is.
     """
-    if mode == "rollout":
+    if mode == "step":
+        tokens = list(step_logprobs)
+    elif mode == "rollout":
         tokens = list(rollout_logprobs) or list(step_logprobs)
     elif mode == "step_rollout":
         tokens = [*step_logprobs, *rollout_logprobs]
     elif mode == "full":
         tokens = [*prefix_logprobs, *step_logprobs, *rollout_logprobs]
     else:
-        raise ValueError(f"foresight_score must be rollout, step_rollout or full, got {mode!r}")
+        raise ValueError(f"foresight_score must be rollout, step_rollout, full or step, got {mode!r}")
     if not tokens:
         raise ValueError("cannot score an empty trajectory")
     return float(np.mean(tokens))
@@ -72,6 +78,28 @@ def exploit(scores, tau: float, rng: np.random.Generator, negative: str = "resam
     if negative == "uniform":
         return best, int(rng.choice(rest))
     raise ValueError(f"negative_selection must be resample or uniform, got {negative!r}")
+
+
+def explore_greedy(scores, m: int) -> list[int]:
+    """The min(m, len(scores)) highest-scored candidates, best first: the "w/o sampling"
+    ablation's beams (paper Table 3: "selecting the two steps with the highest foresight
+    score for exploration"). Ties go to the earlier candidate.
+    """
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    return [int(i) for i in order[: min(m, len(order))]]
+
+
+def exploit_greedy(scores) -> tuple[int, int] | None:
+    """(highest, lowest) scored candidates, or None with fewer than two: the "w/o sampling"
+    ablation's pair ("the step with the lowest foresight score serves as the negative").
+    The negative is taken among the others, so all-equal scores still give two candidates.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if len(scores) < 2:
+        return None
+    best = int(np.argmax(scores))
+    rest = np.array([i for i in range(len(scores)) if i != best])
+    return best, int(rest[np.argmin(scores[rest])])
 
 
 def advantage(score: float, beam_value: float) -> float:

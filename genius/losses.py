@@ -1,8 +1,11 @@
-"""Preference losses as pure tensor functions: ACO (paper Eq. 11-12) and DPO.
+"""Preference losses as pure tensor functions: ACO (paper Eq. 11-12) and the baselines of the
+paper's Table 4 (DPO, IPO, SimPO, ROPO, SFT on the positives).
 
 Every argument is a 1-D tensor of shape (B,) holding, per pair, a sequence log-prob summed
-over the response tokens (`*_logps`) or an advantage from foresight sampling (`adv_*`).
-Each loss returns per-pair losses, shape (B,), so callers choose the reduction.
+over the response tokens (`*_logps`), a response length in tokens (`*_lengths`, float) or an
+advantage from foresight sampling (`adv_*`). Each loss returns per-pair losses, shape (B,),
+so callers choose the reduction, and the implicit rewards it optimises (detached, for
+logging). Notation: Delta = log pi_theta - log pi_ref, phi = beta * Delta, z = phi_w - phi_l.
 """
 
 from __future__ import annotations
@@ -69,3 +72,74 @@ def dpo_loss(
     phi_w = beta * (policy_chosen_logps - ref_chosen_logps)
     phi_l = beta * (policy_rejected_logps - ref_rejected_logps)
     return -F.logsigmoid(phi_w - phi_l), phi_w.detach(), phi_l.detach()
+
+
+def ipo_loss(
+    policy_chosen_logps: Tensor,
+    policy_rejected_logps: Tensor,
+    ref_chosen_logps: Tensor,
+    ref_rejected_logps: Tensor,
+    chosen_lengths: Tensor,
+    rejected_lengths: Tensor,
+    beta: float,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """L_IPO = (h - 1/(2 beta))^2 with h = Delta_w/|T_w| - Delta_l/|T_l| (Azar et al., 2024, Eq. 17).
+
+    beta plays IPO's tau. The log-ratios are averaged per token, as TRL does after confirming
+    it with the IPO authors: on summed log-probs the square grows with response length.
+    Returns (losses, chosen_rewards, rejected_rewards) with rewards beta * Delta, shape (B,).
+    """
+    delta_w = policy_chosen_logps - ref_chosen_logps
+    delta_l = policy_rejected_logps - ref_rejected_logps
+    h = delta_w / chosen_lengths.clamp(min=1) - delta_l / rejected_lengths.clamp(min=1)
+    return (h - 1 / (2 * beta)) ** 2, beta * delta_w.detach(), beta * delta_l.detach()
+
+
+def simpo_loss(
+    policy_chosen_logps: Tensor,
+    policy_rejected_logps: Tensor,
+    chosen_lengths: Tensor,
+    rejected_lengths: Tensor,
+    beta: float,
+    gamma: float,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """L_SimPO = -log sigmoid(r_w - r_l - gamma), r = beta * log pi_theta / |T| (Meng et al., 2024).
+
+    Reference-free: the reward is the length-normalised log-prob of the policy itself and
+    gamma is the target margin. Returns (losses, r_w, r_l), shape (B,).
+    """
+    r_w = beta * policy_chosen_logps / chosen_lengths.clamp(min=1)
+    r_l = beta * policy_rejected_logps / rejected_lengths.clamp(min=1)
+    return -F.logsigmoid(r_w - r_l - gamma), r_w.detach(), r_l.detach()
+
+
+def ropo_loss(
+    policy_chosen_logps: Tensor,
+    policy_rejected_logps: Tensor,
+    ref_chosen_logps: Tensor,
+    ref_rejected_logps: Tensor,
+    beta: float,
+    gamma: float,
+    eta: float,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """L_ROPO = gamma * sigmoid(-z) - eta * log sigmoid(z) (Liang et al., 2024; paper appendix A).
+
+    The bounded sigmoid term gives little gradient to pairs the model strongly disagrees
+    with (z << 0, likely mislabelled): -dL/dz = (gamma * sigmoid(z) + eta) * (1 - sigmoid(z)),
+    which tends to eta, not 1 as DPO's does. The Genius paper prints the first term with a
+    leading minus and the scale as (gamma - eta * sigmoid(z))(1 - sigmoid(z)); its released
+    scripts (gamma 0.2, eta 0.1) implement the form here, which is the one that prefers T_w.
+    Returns (losses, chosen_rewards, rejected_rewards), shape (B,).
+    """
+    phi_w = beta * (policy_chosen_logps - ref_chosen_logps)
+    phi_l = beta * (policy_rejected_logps - ref_rejected_logps)
+    z = phi_w - phi_l
+    return gamma * torch.sigmoid(-z) - eta * F.logsigmoid(z), phi_w.detach(), phi_l.detach()
+
+
+def sft_loss(policy_chosen_logps: Tensor, chosen_lengths: Tensor) -> Tensor:
+    """Mean token negative log-likelihood of each positive, -log pi_theta(T_w|x) / |T_w|, shape (B,).
+
+    The paper's "SFT" baseline on the positives, and the optional SFT term added to any loss.
+    """
+    return -policy_chosen_logps / chosen_lengths.clamp(min=1)

@@ -1,7 +1,8 @@
-"""The run's report: a table of rounds and a plot of accuracy per round, from metrics.json files.
+"""The run's report: tables of rounds, benchmarks and self-reward signal, and a plot, from metrics.json files.
 
 Reads `runs/base/metrics.json` and `runs/r<k>/metrics.json`; writes `report.md`,
-`accuracy.csv` (for `dvc plots`) and `accuracy.png` next to them.
+`accuracy.csv` (for `dvc plots`) and `accuracy.png` next to them. The round table comes
+first in report.md: the Prefect flow publishes it as the run's summary.
 """
 
 from __future__ import annotations
@@ -10,17 +11,48 @@ import csv
 import json
 from pathlib import Path
 
+# (metrics.json diagnostics key, column title), as genius.diagnostics names them
+SIGNAL = [
+    ("response_auroc", "response AUROC"),
+    ("step_auroc", "step AUROC"),
+    ("best_of_n", "best of n"),
+    ("random_sample", "random sample"),
+    ("greedy", "greedy"),
+    ("pass_at_n", "pass@n"),
+    ("headroom", "headroom"),
+    ("step_top_correct", "top step right"),
+    ("step_mean_correct", "any step right"),
+]
+
 
 def collect(runs_dir: str | Path, num_rounds: int) -> list[dict]:
     """Metrics of the base (round 0) and of rounds 1..num_rounds that exist."""
     runs_dir = Path(runs_dir)
-    paths = [runs_dir / "base" / "metrics.json"] + [runs_dir / f"r{r}" / "metrics.json" for r in range(1, num_rounds + 1)]
+    folders = [runs_dir / "base"] + [runs_dir / f"r{r}" for r in range(1, num_rounds + 1)]
+    paths = [folder / "metrics.json" for folder in folders]
     return [json.loads(p.read_text()) for p in paths if p.exists()]
 
 
+def _name(m: dict) -> str:
+    return "base" if m["round"] == 0 else f"r{m['round']}"
+
+
+def benchmarks(rows: list[dict]) -> list[str]:
+    """Every accuracy key of any round, in first-seen order (a group's mean comes before its children)."""
+    return list(dict.fromkeys(k for m in rows for k in m["accuracy"]))
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
 def table(rows: list[dict]) -> str:
-    """A markdown table: round, queries, pairs, accuracy per eval task, wall time."""
-    tasks = list(rows[0]["accuracy"]) if rows else []
+    """A markdown table: round, queries, pairs, headline accuracy per eval task or group, wall time.
+
+    Headline keys are the names in eval.tasks (no "/"); per-benchmark numbers are in
+    `benchmark_table`.
+    """
+    tasks = [k for k in benchmarks(rows) if "/" not in k]
     header = ["round", "queries", "pairs", *tasks, "wall s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for m in rows:
@@ -28,46 +60,133 @@ def table(rows: list[dict]) -> str:
             "base" if m["round"] == 0 else str(m["round"]),
             str(m.get("sampling", {}).get("queries", "-")),
             str(m.get("pairs", {}).get("pairs", "-")),
-            *(f"{m['accuracy'][t]:.1%}" for t in tasks),
+            *(_pct(m["accuracy"].get(t)) for t in tasks),
             f"{m.get('seconds_total', m['seconds']):.0f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def benchmark_table(rows: list[dict]) -> str:
+    """Benchmarks as rows, rounds as columns (accuracy ± standard error), and the last round's change from the base."""
+    header = ["benchmark", *(_name(m) for m in rows)]
+    base = rows[0] if rows and rows[0]["round"] == 0 else None
+    if base and len(rows) > 1:
+        header.append(f"{_name(rows[-1])} - base")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for key in benchmarks(rows):
+        cells = [key]
+        for m in rows:
+            value, stderr = m["accuracy"].get(key), m.get("stderr", {}).get(key)
+            cells.append(_pct(value) + (f" ± {stderr:.1%}" if value is not None and stderr else ""))
+        if base and len(rows) > 1:
+            first, last = base["accuracy"].get(key), rows[-1]["accuracy"].get(key)
+            cells.append("-" if first is None or last is None else f"{100 * (last - first):+.1f} pt")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _signal_cell(key: str, value) -> str:
+    if value is None:
+        return "-"
+    if "auroc" in key:
+        return f"{value:.2f}"
+    return f"{value:+.1%}" if key == "headroom" else f"{value:.1%}"
+
+
+def signal_table(rows: list[dict]) -> str | None:
+    """The self-reward diagnostics per round (genius.diagnostics); None when no round has them."""
+    rows = [m for m in rows if m.get("diagnostics")]
+    if not rows:
+        return None
+    header = ["round", "problems x n", *(title for _, title in SIGNAL)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for m in rows:
+        d = m["diagnostics"]
+        values = [_signal_cell(key, d.get(key)) for key, _ in SIGNAL]
+        lines.append("| " + " | ".join([_name(m), f"{d['problems']} x {d['samples_per_problem']}", *values]) + " |")
+    return "\n".join(lines)
+
+
 def plot(rows: list[dict], path: Path) -> None:
+    """Accuracy per benchmark per round (base = round 0); beside it the self-reward signal, if measured."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers and CI
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
+    signal = [m for m in rows if m.get("diagnostics")]
+    fig, axes = plt.subplots(1, 2 if signal else 1, figsize=(10 if signal else 5.5, 3.6), dpi=120, squeeze=False)
+    ax = axes[0][0]
     rounds = [m["round"] for m in rows]
-    for task in rows[0]["accuracy"]:
-        ax.plot(rounds, [100 * m["accuracy"][task] for m in rows], marker="o", label=task)
-    ax.set_xticks(rounds, ["base" if r == 0 else f"r{r}" for r in rounds])
+    for key in benchmarks(rows):
+        points = [(m["round"], 100 * m["accuracy"][key]) for m in rows if key in m["accuracy"]]
+        headline = "/" not in key  # a task or a group's mean: drawn bold
+        ax.plot(*zip(*points), marker="o", label=key, linewidth=2.2 if headline else 1, alpha=1 if headline else 0.7)
+    ax.set_xticks(rounds, [_name(m) for m in rows])
     ax.set_xlabel("self-training round")
     ax.set_ylabel("accuracy (%)")
-    ax.set_title("Genius: held-out accuracy per round")
+    ax.set_title("Held-out accuracy per round")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=6 if len(benchmarks(rows)) > 6 else 8)
+    if signal:
+        ax = axes[0][1]
+        x = [m["round"] for m in signal]
+        lines = [("best_of_n", "best of n", "o-"), ("greedy", "greedy", "s-"), ("random_sample", "random sample", "^-")]
+        for key, title, style in lines:
+            ax.plot(x, [100 * (m["diagnostics"].get(key) or 0) for m in signal], style, label=title)
+        ax.set_ylabel("probe accuracy (%)")
+        twin = ax.twinx()  # AUROC lives on [0, 1], accuracy on [0, 100]
+        aurocs = [("response_auroc", "response AUROC", "tab:purple"), ("step_auroc", "step AUROC", "tab:brown")]
+        for key, title, color in aurocs:
+            pts = [(m["round"], m["diagnostics"][key]) for m in signal if m["diagnostics"].get(key) is not None]
+            if pts:  # own colours: the twin axis would restart the colour cycle of the accuracy lines
+                twin.plot(*zip(*pts), "x--", color=color, label=title)
+        twin.set_ylim(0, 1)
+        twin.set_ylabel("AUROC")
+        ax.set_xticks(x, [_name(m) for m in signal])
+        ax.set_xlabel("self-training round")
+        ax.set_title("Self-reward vs correctness (probe)")
+        ax.grid(alpha=0.3)
+        handles = ax.get_legend_handles_labels()
+        twin_handles = twin.get_legend_handles_labels()
+        ax.legend(handles[0] + twin_handles[0], handles[1] + twin_handles[1], fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
 def write_report(runs_dir: str | Path, num_rounds: int) -> str:
-    """Write report.md, accuracy.csv and accuracy.png into runs_dir; return the table."""
+    """Write report.md, accuracy.csv and accuracy.png into runs_dir; return the round table."""
     runs_dir = Path(runs_dir)
     rows = collect(runs_dir, num_rounds)
     if not rows:
         raise FileNotFoundError(f"no metrics.json under {runs_dir}: run the rounds first")
     text = table(rows)
+    keys = benchmarks(rows)
     with open(runs_dir / "accuracy.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        tasks = list(rows[0]["accuracy"])
-        writer.writerow(["round", *tasks])
-        writer.writerows([m["round"], *(m["accuracy"][t] for t in tasks)] for m in rows)
+        writer.writerow(["round", *keys])
+        writer.writerows([m["round"], *(m["accuracy"].get(k, "") for k in keys)] for m in rows)
     plot(rows, runs_dir / "accuracy.png")
-    (runs_dir / "report.md").write_text(f"# Genius run\n\n{text}\n\n![accuracy per round](accuracy.png)\n")
+    sections = [
+        "# Genius run",
+        text,
+        "![accuracy per round](accuracy.png)",
+        "## Accuracy per benchmark",
+        benchmark_table(rows),
+    ]
+    signal = signal_table(rows)
+    if signal:
+        sections += [
+            "## Self-reward signal on the labelled probe",
+            "AUROC of the policy's own scores against correctness (response: mean token log-prob of a "
+            "sampled response; step: foresight score of a candidate step), and probe accuracy of the "
+            "top-scored of n samples against a random sample and the greedy response. Headroom = best of n "
+            "- greedy: what label-free selection can at most gain. Top step right: how often the top-scored "
+            "candidate step of a timestamp (the pair's positive) leads to the right answer; any step: a "
+            "candidate drawn uniformly.",
+            signal,
+        ]
+    (runs_dir / "report.md").write_text("\n\n".join(sections) + "\n")
     return text

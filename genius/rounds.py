@@ -9,18 +9,20 @@ with round r-1's checkpoint (round 1 with `model.path`).
 from __future__ import annotations
 
 import json
+import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 from genius.config import Params
-from genius.engine import TransformersEngine, load_model
+from genius.engine import build_engine
 from genius.pairs import extract_pairs, read_jsonl, write_jsonl
 from genius.queries import ingest, read_queries
-from genius.sampling import foresight_sample
+from genius.registry import read_registry
+from genius.shards import ShardStore, config_hash, sample_in_shards, sampler_config, sampling_cost
 
 Log = Callable[[str], None]
 
@@ -32,6 +34,7 @@ class RoundPaths:
     queries = property(lambda self: self.dir / "queries.jsonl")  # this round's query slice
     ingest_report = property(lambda self: self.dir / "ingest_report.json")  # kept/dropped, with reasons
     samples = property(lambda self: self.dir / "samples.jsonl")  # full foresight provenance per query
+    shards = property(lambda self: self.dir / "samples")  # samples.jsonl in the making: resumable shards
     sampling = property(lambda self: self.dir / "sampling.json")  # cost of sampling
     pairs = property(lambda self: self.dir / "pairs.jsonl")  # (x, T_w, A_w, T_l, A_l) quintuples
     pair_stats = property(lambda self: self.dir / "pairs.json")
@@ -39,6 +42,7 @@ class RoundPaths:
     training = property(lambda self: self.dir / "train.json")
     metrics = property(lambda self: self.dir / "metrics.json")  # evaluation + the round's summary
     eval_samples = property(lambda self: self.dir / "eval_samples.jsonl")
+    diagnostics = property(lambda self: self.dir / "diagnostics.json")  # self-reward vs correctness on a probe
 
 
 def round_paths(params: Params, r: int) -> RoundPaths:
@@ -47,8 +51,14 @@ def round_paths(params: Params, r: int) -> RoundPaths:
 
 
 def policy_path(params: Params, r: int) -> str:
-    """The model round r starts from: the previous round's checkpoint, or `model.path`."""
-    return params.model.path if r <= 1 else str(round_paths(params, r - 1).checkpoint)
+    """The model round r starts from, as the round registry (rounds.yaml) records it."""
+    entries = read_registry(params.rounds.registry)
+    if r not in entries:
+        raise FileNotFoundError(
+            f"round {r} is not in {params.rounds.registry}: the flow registers rounds before running them "
+            f"(or add `r{r}: {{round: {r}, policy: <model path>}}` by hand)"
+        )
+    return entries[r].policy
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -75,26 +85,28 @@ def run_ingest(params: Params, r: int, log: Log = print) -> dict:
 def run_sample(params: Params, r: int, log: Log = print) -> dict:
     start = time.time()
     cfg, paths = params.sampling, round_paths(params, r)
+    policy = policy_path(params, r)
     queries = read_queries(paths.queries)
+    store, sampler = ShardStore(paths.shards), sampler_config(cfg, policy)
+    store.open(sampler)  # refuses another config's unfinished shards before the model loads
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
-        m = params.model
-        model, tokenizer = load_model(policy_path(params, r), m.dtype, m.device, m.trust_remote_code)
-        engine = TransformersEngine(model, tokenizer, cfg.max_batch_sequences)
-        log(f"round {r}: foresight sampling {len(queries)} queries with {policy_path(params, r)}")
-        n = write_jsonl(paths.samples, foresight_sample(engine, tokenizer, queries, cfg, progress=log))
+        engine, tokenizer = build_engine(policy, cfg, params.model)
+        log(f"round {r}: foresight sampling {len(queries)} queries with {policy} ({cfg.engine})")
+        resumed = sample_in_shards(engine, tokenizer, queries, cfg, store, log)
     finally:
         torch.set_num_threads(threads)
-    seconds = time.time() - start
+    n = store.assemble([q.id for q in queries], paths.samples)
     stats = {
         "queries": n,
-        "engine_calls": engine.calls,
-        "generated_tokens": engine.generated_tokens,
-        "seconds": seconds,
-        "tokens_per_second": engine.generated_tokens / seconds,
+        "queries_resumed": resumed,  # sampled by an earlier, interrupted run of this round
+        **sampling_cost(store.costs(), engine.num_parameters),
+        "seconds": time.time() - start,  # this run's wall time
         "config_hash": params.hash("sampling"),
+        "sampler_hash": config_hash(sampler),  # what resuming checks: sampling minus throughput knobs, + policy
     }
+    store.remove()  # samples.jsonl is whole: the next run of this round starts afresh
     _write_json(paths.sampling, stats)
     return stats
 
@@ -119,13 +131,15 @@ def run_train(params: Params, r: int, log: Log = print, track=None) -> dict:
         log(f"round {r}: no preference pairs; the checkpoint is the unchanged policy")
     reference = None if params.training.reference == "previous" else params.model.path
     metrics = train_round(pairs, policy_path(params, r), paths.checkpoint, params.training, params.model, reference, log, track)
-    _write_json(paths.training, metrics)
+    if os.environ.get("RANK", "0") == "0":  # under `accelerate launch` every GPU runs this; one writes
+        _write_json(paths.training, metrics)
     return metrics
 
 
 def run_evaluate(params: Params, r: int, log: Log = print) -> dict:
     """Score round r's checkpoint (r = 0: the base model) and write the round's metrics.json."""
     from genius.evaluate import evaluate  # lm-eval costs seconds to import
+    from genius.report import write_report
 
     paths = round_paths(params, r)
     model = params.model.path if r == 0 else str(paths.checkpoint)
@@ -133,6 +147,17 @@ def run_evaluate(params: Params, r: int, log: Log = print) -> dict:
     result = evaluate(model, params.eval, params.model)
     write_jsonl(paths.eval_samples, ({"task": t, **s} for t, rows in result.pop("samples").items() for s in rows))
     metrics = {"round": r, "model": model, **result}
+    if params.eval.diagnostics:  # does the self-reward still track correctness? (genius.diagnostics)
+        from genius.diagnostics import diagnose_checkpoint
+
+        diagnostics = diagnose_checkpoint(model, params.eval, params.model, params.sampling)
+    else:
+        diagnostics = {"summary": None, "problems": []}
+    _write_json(paths.diagnostics, diagnostics)  # always written: a DVC output
+    if diagnostics["summary"]:
+        metrics["diagnostics"] = d = diagnostics["summary"]
+        auc = "n/a" if d["response_auroc"] is None else f"{d['response_auroc']:.2f}"  # n/a: all right or all wrong
+        log(f"round {r}: self-reward AUROC {auc}; best of {d['samples_per_problem']} {d['best_of_n']:.1%} vs greedy {d['greedy']:.1%}")
     if r > 0:  # the round's summary, in one file for `dvc metrics show` and the report
         report = _read_json(paths.ingest_report)
         stages = {
@@ -145,6 +170,7 @@ def run_evaluate(params: Params, r: int, log: Log = print) -> dict:
         metrics["seconds_total"] = result["seconds"] + sum(s.get("seconds", 0.0) for s in stages.values())
     _write_json(paths.metrics, metrics)
     log(f"round {r}: " + ", ".join(f"{t} {a:.1%}" for t, a in result["accuracy"].items()))
+    write_report(params.rounds.runs_dir, len(read_registry(params.rounds.registry)))
     return metrics
 
 
@@ -153,8 +179,3 @@ def run_toy(params: Params, log: Log = print) -> Path:
 
     return build_toy(params.toy, params.toy.out_dir, log=log)
 
-
-def toy_is_built(params: Params) -> bool:
-    """True when `toy.out_dir` holds a build made with the current `toy` section."""
-    info = _read_json(Path(params.toy.out_dir) / "toy.json")
-    return info.get("config") == asdict(params.toy)

@@ -1,9 +1,11 @@
 """Stepwise foresight re-sampling over batches of queries (ALGORITHM.md section 1).
 
-All queries of a batch advance together, timestamp by timestamp, with two engine calls per
-timestamp: one samples N candidate steps for every live beam of every query, one rolls every
-candidate out to the end of the response. The decisions in between (scores, F_k,
-exploration, exploitation, advantages) are the pure functions of `genius.foresight`.
+All queries of a batch advance together, timestamp by timestamp, with one engine call per
+timestamp: it samples N candidate steps for every live beam of every query and rolls each
+out to the end of the response (no rollouts with the `step` score: no look-ahead). The
+decisions in between (scores, F_k, exploration, exploitation, advantages) are the pure
+functions of `genius.foresight`; `selection: greedy` swaps the draws for top-M and
+best-vs-worst (the paper's "w/o sampling" ablation).
 
 Each query yields one provenance record: every timestamp's beams, candidates, scores,
 probabilities and selections, its preference pairs (x, T_w, A_w, T_l, A_l), and the final
@@ -21,8 +23,16 @@ import numpy as np
 import torch
 
 from genius.config import SamplingConfig
-from genius.engine import Completion, Engine
-from genius.foresight import advantage, explore, exploit, foresight_distribution, foresight_score
+from genius.engine import Completion, Continuation, Engine
+from genius.foresight import (
+    advantage,
+    exploit,
+    exploit_greedy,
+    explore,
+    explore_greedy,
+    foresight_distribution,
+    foresight_score,
+)
 from genius.queries import Query
 
 
@@ -63,8 +73,12 @@ class QueryState:
 
 def query_rng(seed: int, query_id: str) -> np.random.Generator:
     """A generator per query, so a query's draws do not depend on what it was batched with."""
-    digest = hashlib.sha256(f"{seed}:{query_id}".encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+    return np.random.default_rng(_seed(seed, query_id))
+
+
+def _seed(seed: int, key: str) -> int:
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
 
 
 def prompt_ids(tokenizer, text: str) -> list[int]:
@@ -80,11 +94,28 @@ def foresight_sample(
     progress: Callable[[str], None] | None = None,
 ) -> Iterator[dict]:
     """Yield one provenance record per query, in input order, batch by batch."""
+    for batch in foresight_sample_batches(engine, tokenizer, queries, cfg, progress):
+        yield from batch
+
+
+def foresight_sample_batches(
+    engine: Engine,
+    tokenizer,
+    queries: Iterable[Query],
+    cfg: SamplingConfig,
+    progress: Callable[[str], None] | None = None,
+) -> Iterator[list[dict]]:
+    """Yield the records of each batch of `cfg.batch_queries` queries, in input order.
+
+    A batch is the unit of resumable sampling (`genius.shards`): its engine draws are
+    seeded by its first query's id, not its position, so a resumed run that skips finished
+    batches samples the remaining ones exactly as an uninterrupted run would.
+    """
     queries = list(queries)
     start, done, pairs = time.time(), 0, 0
     for b in range(0, len(queries), cfg.batch_queries):
         batch = queries[b : b + cfg.batch_queries]
-        torch.manual_seed(cfg.seed + b)  # the engine's draws: reproducible for a fixed batching
+        torch.manual_seed(_seed(cfg.seed, batch[0].id))  # the engine's draws (transformers backend)
         states = [QueryState(q, prompt_ids(tokenizer, q.text), query_rng(cfg.seed, q.id)) for q in batch]
         for k in range(1, cfg.num_foresight_steps + 1):
             live = [s for s in states if s.live_beams]
@@ -93,40 +124,35 @@ def foresight_sample(
             candidates = _expand(engine, live, cfg)
             for s, cands in zip(live, candidates):
                 _advance(s, k, cands, cfg, tokenizer)
-        for s in states:
-            done += 1
-            pairs += len(s.pairs)
-            yield _record(s)
+        records = [_record(s) for s in states]
+        done += len(records)
+        pairs += sum(len(r["pairs"]) for r in records)
+        yield records
         if progress:
             rate = done / (time.time() - start)
             progress(f"sampled {done}/{len(queries)} queries, {pairs} pairs, {rate:.1f} queries/s")
 
 
 def _expand(engine: Engine, live: list[QueryState], cfg: SamplingConfig) -> list[list[Candidate]]:
-    """Steps 1-2: N candidate steps per live beam, then a rollout per unfinished candidate."""
+    """Steps 1-2 in one engine call: N candidate steps per live beam, each rolled out.
+
+    The rollout continues the step in the engine (`then`), on the step's KV cache: the
+    prompt + beam prefix is encoded once per beam, not once per candidate and again per
+    rollout. Under the `step` score (no foresight) nothing is rolled out at all.
+    """
     beam_refs = [(s, i) for s in live for i in s.live_beams]
+    lookahead = cfg.foresight_score != "step"
     steps = engine.generate(
         [s.prompt_ids + s.beams[i].token_ids for s, i in beam_refs],
         n=cfg.num_rollouts,
         temperature=cfg.temperature,
         max_new_tokens=cfg.max_step_tokens,
         stop=cfg.step_delimiter,
+        then=Continuation(cfg.rollout_temperature, cfg.max_rollout_tokens) if lookahead else None,
     )
     per_state: dict[int, list[Candidate]] = {id(s): [] for s in live}
     for (s, i), completions in zip(beam_refs, steps):
-        per_state[id(s)].extend(Candidate(i, c) for c in completions)
-
-    to_roll = [(s, c) for s in live for c in per_state[id(s)] if c.step.finish_reason != "eos"]
-    if to_roll:  # every candidate may have ended the response already
-        rollouts = engine.generate(
-            [s.prompt_ids + s.beams[c.beam].token_ids + c.step.token_ids for s, c in to_roll],
-            n=1,
-            temperature=cfg.rollout_temperature,
-            max_new_tokens=cfg.max_rollout_tokens,
-            stop=None,
-        )
-        for (s, c), (r,) in zip(to_roll, rollouts):
-            c.rollout = r
+        per_state[id(s)].extend(Candidate(i, c, c.continuation) for c in completions)
     for s in live:
         for c in per_state[id(s)]:
             prefix = s.beams[c.beam].logprobs
@@ -139,8 +165,11 @@ def _advance(s: QueryState, k: int, cands: list[Candidate], cfg: SamplingConfig,
     """Steps 3-6 for one query: F_k, the next beams, this timestamp's pair and advantages."""
     scores = [c.score for c in cands]
     probs = foresight_distribution(scores, cfg.tau)
-    selected = explore(scores, cfg.tau, cfg.step_beam_size, s.rng)
-    chosen_rejected = exploit(scores, cfg.tau, s.rng, cfg.negative_selection)
+    if cfg.selection == "greedy":  # the "w/o sampling" ablation: no draws at all
+        selected, chosen_rejected = explore_greedy(scores, cfg.step_beam_size), exploit_greedy(scores)
+    else:
+        selected = explore(scores, cfg.tau, cfg.step_beam_size, s.rng)
+        chosen_rejected = exploit(scores, cfg.tau, s.rng, cfg.negative_selection)
 
     def trajectory(c: Candidate) -> list[int]:
         return s.beams[c.beam].token_ids + c.step.token_ids + (c.rollout.token_ids if c.rollout else [])

@@ -18,7 +18,7 @@ from genius.config import TrackingConfig
 @contextmanager
 def wandb_run(cfg: TrackingConfig, name: str, config: dict, runs_dir: str | Path) -> Iterator[Callable[[dict, int], None] | None]:
     """Yield a `log(row, step)` function, or None when tracking is disabled."""
-    if cfg.wandb_mode == "disabled":
+    if cfg.wandb_mode == "disabled" or int(os.environ.get("RANK", "0")) != 0:  # one run per job, not per GPU
         yield None
         return
     import wandb  # heavy; only when tracking

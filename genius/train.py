@@ -1,19 +1,33 @@
 """ACO training for one round: reference log-probs, then optimise, then save an HF checkpoint.
 
 Reads top to bottom as the method (ALGORITHM.md section 2): tokenize the round's pairs
-exactly as the chat model sees them, compute the frozen reference's sequence log-probs once
-(with the policy itself before its first update when the reference is the previous policy:
-no second model in memory), then minimise the ACO (or DPO) loss, plus an optional SFT term
-on the positive, and save the result with `save_pretrained`.
+exactly as the chat model sees them; take the frozen reference's sequence log-probs from the
+cache beside the pairs, or compute them once (with the policy itself before its first update,
+or the LoRA base with adapters off: no second model in memory); resume from the last saved
+state if a previous attempt was killed; minimise the chosen loss (ACO by default, or a
+Table 4 baseline) plus an optional SFT term; save a merged checkpoint with `save_pretrained`.
+
+Runs under `accelerate`: one process on CPU or one GPU (bf16 autocast on GPUs), or many
+with `accelerate launch --config_file configs/accelerate/<zero3|fsdp>.yaml` (README,
+"Training at scale"). `training.batch_size` is the global batch per optimizer step whatever
+the number of processes and `gradient_accumulation_steps`.
+
+Files of a round beside its checkpoint (`work_dir`, default the checkpoint's parent):
+reference_logps.safetensors (cache), train_state/ (resumable state, removed once the round
+is done), train_steps.jsonl (one row of metrics per optimizer step).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import math
-import random
+import os
+import resource
 import shutil
 import time
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -21,55 +35,20 @@ import torch
 
 from genius.config import ModelConfig, TrainingConfig
 from genius.engine import load_model
-from genius.losses import aco_loss, dpo_loss
-from genius.sampling import prompt_ids
+from genius.training.batches import collate, micro_batches, pair_sequences, sequence_logps, step_batches, tokenize_pairs
+from genius.training.objective import NEEDS_REFERENCE, pair_losses, stat_means, stat_sums, w_distribution
+from genius.training.policy import adapters_off, load_policy, save_checkpoint
+from genius.training.reference import (
+    compute_reference,
+    load_reference,
+    model_fingerprint,
+    reference_key,
+    save_reference,
+    tokens_fingerprint,
+)
+from genius.training.state import find_state, load_state, save_state
 
-
-def tokenize_pairs(tokenizer, pairs: list[dict]) -> list[tuple[list[int], list[int], list[int]]]:
-    """(prompt, chosen, rejected) token ids; a complete response ends with EOS."""
-    eos = [tokenizer.eos_token_id]
-
-    def response(text: str, complete: bool) -> list[int]:
-        return tokenizer(text, add_special_tokens=False)["input_ids"] + (eos if complete else [])
-
-    return [
-        (prompt_ids(tokenizer, p["query"]), response(p["chosen"], p["chosen_complete"]), response(p["rejected"], p["rejected_complete"]))
-        for p in pairs
-    ]
-
-
-def collate(sequences: list[tuple[list[int], list[int]]], pad_id: int, device) -> tuple[torch.Tensor, ...]:
-    """Right-padded (input_ids, attention_mask, response_mask), each (B, L), from (prompt, response)."""
-    width = max(len(p) + len(r) for p, r in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    attention = torch.zeros_like(ids)
-    response = torch.zeros_like(ids)
-    for i, (p, r) in enumerate(sequences):
-        ids[i, : len(p) + len(r)] = torch.tensor(p + r)
-        attention[i, : len(p) + len(r)] = 1
-        response[i, len(p) : len(p) + len(r)] = 1
-    return ids.to(device), attention.to(device), response.to(device)
-
-
-def sequence_logps(model, ids, attention, response) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed log pi(response | prompt) per row, shape (B,), and the response lengths (B,)."""
-    logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
-    token_logps = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
-    mask = response[:, 1:].float()
-    return (token_logps * mask).sum(-1), mask.sum(-1)
-
-
-@torch.no_grad()
-def reference_logps(model, examples, batch_size: int, pad_id: int) -> torch.Tensor:
-    """(P, 2) reference log-probs of (chosen, rejected) for every pair, computed once."""
-    model.eval()
-    out = []
-    for b in range(0, len(examples), batch_size):
-        chunk = examples[b : b + batch_size]
-        seqs = [(p, c) for p, c, _ in chunk] + [(p, r) for p, _, r in chunk]
-        logps, _ = sequence_logps(model, *collate(seqs, pad_id, model.device))
-        out.append(torch.stack([logps[: len(chunk)], logps[len(chunk) :]], dim=1).cpu())
-    return torch.cat(out)
+LENGTH_BUCKETS = 4  # micro-batches per accumulation step: less padding, a quarter of the activations
 
 
 def train_round(
@@ -81,6 +60,7 @@ def train_round(
     reference_path: str | None = None,
     log: Callable[[str], None] = print,
     track: Callable[[dict, int], None] | None = None,
+    work_dir: str | Path | None = None,
 ) -> dict:
     """Train the policy at `policy_path` on `pairs`; save to `out_dir`; return training metrics.
 
@@ -89,111 +69,252 @@ def train_round(
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)  # tiny models train 4-20x faster on 1 thread here (INTEGRATION.md)
     try:
-        return _train(pairs, policy_path, Path(out_dir), cfg, model_cfg, reference_path, log, track)
+        out_dir = Path(out_dir)
+        return _train(
+            pairs, policy_path, out_dir, cfg, model_cfg, reference_path, log, track, Path(work_dir or out_dir.parent)
+        )
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(pairs, policy_path, out_dir, cfg, model_cfg, reference_path, log, track) -> dict:
+def _train(pairs, policy_path, out_dir, cfg, model_cfg, reference_path, log, track, work_dir) -> dict:
     start = time.time()
+    accelerator = _accelerator(cfg, model_cfg)
     torch.manual_seed(cfg.seed)
-    load = lambda path: load_model(path, model_cfg.dtype, model_cfg.device, model_cfg.trust_remote_code)  # noqa: E731
-    model, tokenizer = load(policy_path)
+    model, tokenizer = load_policy(policy_path, model_cfg, cfg)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     examples = tokenize_pairs(tokenizer, pairs)
+    adv = torch.tensor([[p["adv_chosen"], p["adv_rejected"]] for p in pairs], dtype=torch.float32).reshape(-1, 2)
 
-    if reference_path is None:
-        ref = reference_logps(model, examples, cfg.batch_size, pad_id)
-    else:
-        reference, _ = load(reference_path)
-        ref = reference_logps(reference, examples, cfg.batch_size, pad_id)
-        del reference
-
-    steps_per_epoch = math.ceil(len(examples) / cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
-    warmup = int(cfg.warmup_ratio * total_steps)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then linear decay to 0 (paper B.2)
-        optimizer, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total_steps - s) / max(1, total_steps - warmup))
+    world, accumulation = accelerator.num_processes, cfg.gradient_accumulation_steps
+    micro_size = max(1, math.ceil(cfg.batch_size / (world * accumulation)))
+    # each accumulation step is cut into up to LENGTH_BUCKETS micro-batches of similar length
+    accelerator.gradient_accumulation_steps = accumulation * min(LENGTH_BUCKETS, micro_size)
+    if (
+        accelerator.state.deepspeed_plugin is not None
+    ):  # without a DataLoader DeepSpeed cannot infer these (untested here)
+        ds_config = accelerator.state.deepspeed_plugin.deepspeed_config
+        ds_config["train_micro_batch_size_per_gpu"] = math.ceil(micro_size / min(LENGTH_BUCKETS, micro_size))
+        ds_config["gradient_clipping"] = cfg.max_grad_norm
+    batches = step_batches(len(examples), cfg.batch_size, cfg.epochs, cfg.seed)
+    total_steps, warmup = len(batches), int(cfg.warmup_ratio * len(batches))
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate, weight_decay=0.0
     )
-    log(f"training on {len(examples)} pairs: {cfg.epochs} epochs x {steps_per_epoch} steps, loss {cfg.loss}")
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, partial(linear_warmup_decay, warmup=warmup, total=total_steps)
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    adv = adv.to(accelerator.device)
 
-    history: list[dict] = []
-    tokens = 0
-    order = list(range(len(examples)))
-    rng = random.Random(cfg.seed)
-    model.train()
-    for epoch in range(cfg.epochs):
-        rng.shuffle(order)
-        for b in range(0, len(order), cfg.batch_size):
-            idx = order[b : b + cfg.batch_size]
-            chunk = [examples[i] for i in idx]
-            seqs = [(p, c) for p, c, _ in chunk] + [(p, r) for p, _, r in chunk]
-            ids, attention, response = collate(seqs, pad_id, model.device)
-            logps, lengths = sequence_logps(model, ids, attention, response)
-            n = len(chunk)
-            stats = _loss(logps[:n], logps[n:], ref[idx].to(model.device), [pairs[i] for i in idx], lengths[:n], cfg)
-            optimizer.zero_grad(set_to_none=True)
-            stats["loss"].backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            schedule.step()
-            tokens += int(attention.sum())
-            row = {k: v.item() for k, v in stats.items()} | {"grad_norm": float(grad_norm), "lr": schedule.get_last_lr()[0]}
-            history.append(row)
-            if track:
-                track(row, len(history))
-            if len(history) % max(1, total_steps // 10) == 0 or len(history) == total_steps:
-                log(f"step {len(history)}/{total_steps} loss {row['loss']:.4f} reward acc {row['reward_accuracy']:.2f} w {row['w_mean']:.3f}")
-
-    _save(model, tokenizer, out_dir)
-    seconds = time.time() - start
-    mean = lambda key: sum(h[key] for h in history) / len(history) if history else float("nan")  # noqa: E731
-    metrics = {
-        "pairs": len(examples),
-        "steps": len(history),
-        "loss_first": history[0]["loss"] if history else float("nan"),
-        "loss_last": history[-1]["loss"] if history else float("nan"),
-        "reward_accuracy": mean("reward_accuracy"),
-        "reward_margin": mean("reward_margin"),
-        "w_mean": mean("w_mean"),
-        "w_below_one": mean("w_below_one"),
-        "seconds": seconds,
-        "tokens_per_second": tokens / seconds,
+    needs_policy_hash = cfg.save_every or (cfg.loss in NEEDS_REFERENCE and reference_path is None)
+    fingerprints = {
+        "tokens": tokens_fingerprint(examples),
+        "policy": model_fingerprint(policy_path) if needs_policy_hash else None,
     }
-    (out_dir / "genius_training.json").write_text(json.dumps({"config": cfg.__dict__, "metrics": metrics}, indent=2))
+    ref, ref_source = _reference(
+        model, examples, cfg, model_cfg, reference_path, fingerprints, micro_size, pad_id, accelerator, work_dir
+    )
+    log(f"reference log-probs: {ref_source}")
+
+    state_dir = work_dir / "train_state"
+    run_key = _run_key(fingerprints, cfg, model_cfg, reference_path)
+    found = find_state(state_dir, run_key) if cfg.save_every else None
+    first = load_state(found, accelerator.unwrap_model(model), optimizer, schedule) if found else 0
+    history: list[dict] = found[1]["history"] if found else []  # the killed attempt's steps
+    if first:
+        log(f"resuming from step {first}/{total_steps} ({found[0]})")
+    log(
+        f"training on {len(examples)} pairs: {total_steps} steps of {cfg.batch_size} pairs "
+        f"({world} process(es) x {accelerator.gradient_accumulation_steps} micro-batches), loss {cfg.loss}, {cfg.finetune}, "
+        f"precision {accelerator.mixed_precision}"
+    )
+
+    loop_start = time.time()
+    for step in range(first, total_steps):
+        row = _step(batches[step], examples, ref, adv, model, optimizer, schedule, accelerator, cfg, pad_id) | {
+            "step": step + 1
+        }
+        history.append(row)
+        if track and accelerator.is_main_process:
+            track(row, step + 1)
+        if (step + 1) % max(1, total_steps // 10) == 0 or step + 1 == total_steps:
+            log(
+                f"step {step + 1}/{total_steps} loss {row['loss']:.4f} reward acc {row['reward_accuracy']:.2f} w {row['w_mean']:.3f}"
+            )
+        if (
+            cfg.save_every
+            and (step + 1) % cfg.save_every == 0
+            and step + 1 < total_steps
+            and accelerator.is_main_process
+        ):
+            save_state(state_dir, step + 1, run_key, accelerator.unwrap_model(model), optimizer, schedule, history)
+    loop_seconds = time.time() - loop_start
+
+    save_checkpoint(model, tokenizer, out_dir, accelerator)
+    metrics = _summary(history, pairs, cfg, ref_source, first, time.time() - start, loop_seconds, accelerator)
+    if accelerator.is_main_process:
+        shutil.rmtree(state_dir, ignore_errors=True)  # the round is done: its resumable state is spent
+        with open(work_dir / "train_steps.jsonl", "w") as f:
+            f.writelines(json.dumps(row) + "\n" for row in history)
+        (out_dir / "genius_training.json").write_text(
+            json.dumps({"config": dataclasses.asdict(cfg), "metrics": metrics}, indent=2)
+        )
+    accelerator.wait_for_everyone()
     return metrics
 
 
-def _loss(chosen, rejected, ref, pairs, chosen_lengths, cfg: TrainingConfig) -> dict:
-    """The batch loss and what to log; `ref` is (B, 2) reference log-probs."""
-    adv_w = torch.tensor([p["adv_chosen"] for p in pairs], device=chosen.device)
-    adv_l = torch.tensor([p["adv_rejected"] for p in pairs], device=chosen.device)
-    if cfg.loss == "aco":
-        losses, r_w, r_l, w = aco_loss(chosen, rejected, ref[:, 0], ref[:, 1], adv_w, adv_l, cfg.beta, cfg.alpha, cfg.calibration_clip)
-    else:
-        losses, r_w, r_l = dpo_loss(chosen, rejected, ref[:, 0], ref[:, 1], cfg.beta)
-        w = torch.ones_like(losses)
-    sft = -(chosen / chosen_lengths.clamp(min=1)).mean()  # mean token NLL of the positive
-    loss = losses.mean() + cfg.sft_weight * sft
-    return {
-        "loss": loss,
-        "preference_loss": losses.mean().detach(),
-        "sft_loss": sft.detach(),
-        "reward_chosen": r_w.mean(),
-        "reward_rejected": r_l.mean(),
-        "reward_margin": (r_w - r_l).mean(),
-        "reward_accuracy": (r_w > r_l).float().mean(),
-        "w_mean": w.mean(),
-        "w_below_one": (w < 1).float().mean(),
+def linear_warmup_decay(step: int, warmup: int, total: int) -> float:
+    """Learning-rate factor: linear warm-up over `warmup` steps, then linear decay to 0 (paper B.2)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def _accelerator(cfg: TrainingConfig, model_cfg: ModelConfig):
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedType
+
+    precision = cfg.mixed_precision
+    if precision == "auto":
+        on_gpu = model_cfg.device != "cpu" and torch.cuda.is_available()
+        # under `accelerate launch` the launch config decides; alone, bf16 autocast where the GPU has it
+        precision = (
+            None
+            if "ACCELERATE_MIXED_PRECISION" in os.environ
+            else ("bf16" if on_gpu and torch.cuda.is_bf16_supported() else "no")
+        )
+    accelerator = Accelerator(
+        cpu=model_cfg.device == "cpu",
+        mixed_precision=precision,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+    )
+    sharded = accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
+    if sharded and (cfg.finetune == "lora" or cfg.save_every):
+        # not built: merging sharded adapters, and sharded optimizer state without pickle
+        raise NotImplementedError("under DeepSpeed/FSDP use training.finetune: full and training.save_every: 0")
+    return accelerator
+
+
+def _reference(
+    model, examples, cfg, model_cfg, reference_path, fingerprints, batch_size, pad_id, accelerator, work_dir
+):
+    """(P, 2) reference log-probs on the device (None when the loss needs none), and where they came from."""
+    if cfg.loss not in NEEDS_REFERENCE or not examples:
+        return None, "not needed"
+    model_fp = fingerprints["policy"] if reference_path is None else model_fingerprint(reference_path)
+    key, parts = reference_key(fingerprints["tokens"], model_fp, model_cfg.dtype, str(accelerator.mixed_precision))
+    cache = work_dir / "reference_logps.safetensors"
+    ref = load_reference(cache, key)
+    source = f"reused {cache}"
+    if ref is None:
+        started = time.time()
+        with accelerator.autocast():
+            if reference_path is None:  # the policy before any update; with LoRA, its base
+                with adapters_off(accelerator.unwrap_model(model)):
+                    ref = compute_reference(model, examples, batch_size, pad_id, accelerator)
+            else:
+                reference, _ = load_model(
+                    reference_path, model_cfg.dtype, str(accelerator.device), model_cfg.trust_remote_code
+                )
+                ref = compute_reference(reference, examples, batch_size, pad_id, accelerator)
+                del reference
+        if accelerator.is_main_process:
+            work_dir.mkdir(parents=True, exist_ok=True)
+            save_reference(cache, key, ref, parts | {"reference": reference_path or "policy"})
+        source = f"computed in {time.time() - started:.1f}s, saved to {cache}"
+    return ref.to(accelerator.device), source
+
+
+def _run_key(fingerprints: dict, cfg: TrainingConfig, model_cfg: ModelConfig, reference_path) -> str:
+    """What a resumable state belongs to: the pairs, the models and every setting that changes the result."""
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("save_every", "threads")}
+    parts = fingerprints | {"reference": reference_path, "training": settings, "model": dataclasses.asdict(model_cfg)}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _step(batch, examples, ref, adv, model, optimizer, schedule, accelerator, cfg, pad_id) -> dict:
+    """One optimizer step over a global batch of pair indices; returns its metrics."""
+    started = time.perf_counter()
+    world, micro_count = accelerator.num_processes, accelerator.gradient_accumulation_steps
+    # Each micro-batch's loss is its share of the global mean: accelerate divides by the
+    # accumulation steps and data parallelism averages over processes, so undo both here.
+    scale = micro_count * world / len(batch)
+    lr = optimizer.param_groups[0]["lr"]
+    sums, tokens, grad_norm = 0, torch.zeros((), device=accelerator.device), float("nan")
+    for micro in micro_batches(batch, examples, world, accelerator.process_index, micro_count):
+        weight = 1.0 if micro else 0.0  # an empty share still runs (on one pair, weight 0): see micro_batches
+        micro = micro or batch[:1]
+        with accelerator.accumulate(model):
+            chunk = [examples[i] for i in micro]
+            ids, attention, response = collate(pair_sequences(chunk), pad_id, accelerator.device)
+            logps, lengths = sequence_logps(model, ids, attention, response)
+            n = len(chunk)
+            weights = torch.full((n,), weight, device=accelerator.device)
+            total, parts = pair_losses(
+                cfg,
+                logps[:n],
+                logps[n:],
+                torch.stack([lengths[:n], lengths[n:]], 1),
+                None if ref is None else ref[micro],
+                adv[micro],
+            )
+            accelerator.backward((total * weights).sum() * scale)
+            sums = sums + stat_sums(total, parts, weights)
+            tokens += attention.sum() * weight
+            if accelerator.sync_gradients:
+                grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm))
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+    sums, tokens = accelerator.reduce(sums, "sum"), int(accelerator.reduce(tokens, "sum"))
+    seconds = time.perf_counter() - started
+    return stat_means(sums) | {
+        "lr": lr,
+        "grad_norm": grad_norm,
+        "tokens": tokens,
+        "tokens_per_second": tokens / seconds,
+        "seconds": seconds,
     }
 
 
-def _save(model, tokenizer, out_dir: Path) -> None:
-    """save_pretrained into a temp folder, then rename: a crash never leaves half a checkpoint."""
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+def _summary(history, pairs, cfg, ref_source, first, seconds, loop_seconds, accelerator) -> dict:
+    """The round's training metrics for train.json: means over all steps, the last step, w's distribution.
+
+    Speed counts only the steps this attempt ran (`first` on), over this attempt's loop time.
+    """
+    mean = lambda key: sum(h[key] for h in history) / len(history) if history else None  # noqa: E731
+    last = history[-1] if history else {}
+    tokens = sum(h["tokens"] for h in history[first:])
+    peak = (
+        torch.cuda.max_memory_allocated()
+        if torch.cuda.is_available()
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )
+    return {
+        "pairs": len(pairs),
+        "steps": len(history),
+        "resumed_from_step": first,
+        "loss": cfg.loss,
+        "finetune": cfg.finetune,
+        "loss_first": history[0]["loss"] if history else None,
+        "loss_last": last.get("loss"),
+        "loss_mean": mean("loss"),
+        "reward_chosen": mean("reward_chosen"),
+        "reward_rejected": mean("reward_rejected"),
+        "reward_margin": mean("reward_margin"),
+        "reward_accuracy": mean("reward_accuracy"),
+        "reward_accuracy_last": last.get("reward_accuracy"),
+        "w_mean": mean("w_mean"),
+        "w_below_one": mean("w_below_one"),
+        "w": w_distribution(pairs, cfg) if cfg.loss == "aco" else {},
+        "lr_peak": max((h["lr"] for h in history), default=None),
+        "lr_last": last.get("lr"),
+        "reference": ref_source,
+        "tokens": tokens,
+        "tokens_per_second": tokens / loop_seconds if loop_seconds > 0 else None,
+        "peak_memory_mb": peak / 2**20,
+        "precision": str(accelerator.mixed_precision),
+        "processes": accelerator.num_processes,
+        "seconds": seconds,
+    }

@@ -1,64 +1,76 @@
-"""Prefect tasks: each wraps one stage of `genius.rounds`, adding retries and a name.
+"""Prefect tasks: each runs one stage of the DVC pipeline (dvc.yaml) through DVC.
 
-The library does the work; a task only decides how Prefect runs it. Sampling, training and
-evaluation hold a model in memory, so they get no retries on failure by default: a real
-error there should surface, not repeat.
+Running stages through DVC keeps the lineage whole after any flow run: dvc.lock records
+every stage, the DVC cache holds every output, and `dvc repro` afterwards has nothing left to
+do. It also gives crash recovery: a stage whose dependencies and outputs are unchanged is up
+to date, so a rerun after a crash skips it and the task returns at once. Sampling, training
+and evaluation hold a model: they carry the `gpu` tag, which `make serve` limits to one at a
+time.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import json
+from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from genius import rounds
-from genius.config import Params
-from genius.tracking import wandb_run
+
+def reproduce(stage: str) -> bool:
+    """Run one DVC stage unless it is up to date; True if it ran."""
+    from dvc.repo import Repo
+
+    with Repo(".") as repo:  # reopened per stage: the flow may have added rounds to rounds.yaml
+        ran = bool(repo.reproduce(stage, single_item=True))
+    get_run_logger().info(f"{stage}: {'done' if ran else 'up to date, skipped'}")
+    return ran
 
 
-def _log():
-    logger = get_run_logger()
-    return logger.info
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text())
 
 
-@task(name="build-toy")
-def build_toy(params: Params) -> str:
-    """Build the embedded default, unless runs/toy already holds this exact build."""
-    if rounds.toy_is_built(params):
-        _log()(f"toy already built in {params.toy.out_dir} with these params")
-    else:
-        rounds.run_toy(params, _log())
-    return params.model.path
+@task(name="build-toy", retries=1)
+def build_toy() -> bool:
+    return reproduce("toy")
 
 
-@task(name="ingest", retries=2, retry_delay_seconds=1)
-def ingest(params: Params, r: int) -> dict:
-    return rounds.run_ingest(params, r, _log())
+@task(name="ingest", task_run_name="ingest r{r}", retries=2, retry_delay_seconds=5)
+def ingest(r: int) -> bool:
+    return reproduce(f"ingest@r{r}")
 
 
-@task(name="foresight-sample")
-def sample(params: Params, r: int) -> dict:
-    return rounds.run_sample(params, r, _log())
+@task(name="foresight-sample", task_run_name="sample r{r}", retries=1, retry_delay_seconds=10, tags=["gpu"])
+def sample(r: int) -> bool:
+    return reproduce(f"sample@r{r}")
 
 
-@task(name="build-pairs")
-def build_pairs(params: Params, r: int) -> dict:
-    return rounds.run_pairs(params, r, _log())
+@task(name="build-pairs", task_run_name="pairs r{r}", retries=1)
+def build_pairs(r: int) -> bool:
+    return reproduce(f"pairs@r{r}")
 
 
-@task(name="aco-train")
-def train(params: Params, r: int) -> dict:
-    with wandb_run(params.tracking, f"round-{r}", asdict(params), params.rounds.runs_dir) as track:
-        return rounds.run_train(params, r, _log(), track)
+@task(name="aco-train", task_run_name="train r{r}", retries=1, retry_delay_seconds=10, tags=["gpu"])
+def train(r: int) -> bool:
+    return reproduce(f"train@r{r}")
 
 
-@task(name="evaluate")
-def evaluate(params: Params, r: int) -> dict:
-    return rounds.run_evaluate(params, r, _log())
+@task(name="evaluate", task_run_name="evaluate r{r}", retries=1, retry_delay_seconds=10, tags=["gpu"])
+def evaluate(r: int, runs_dir: str) -> dict:
+    """Score round r (0: the base model); returns its metrics.json."""
+    reproduce("evaluate_base" if r == 0 else f"evaluate@r{r}")
+    return _json(Path(runs_dir) / ("base" if r == 0 else f"r{r}") / "metrics.json")
 
 
-@task(name="report")
-def report(params: Params) -> str:
-    from genius.report import write_report
+@task(name="dvc-push", retries=2, retry_delay_seconds=10)
+def push() -> int:
+    """Send the DVC cache's new outputs to the default remote, when one is configured."""
+    from dvc.repo import Repo
 
-    return write_report(params.rounds.runs_dir, params.rounds.num_rounds)
+    with Repo(".") as repo:
+        if not repo.config.get("core", {}).get("remote"):
+            get_run_logger().info("no default DVC remote: outputs stay in the local cache (.dvc/cache)")
+            return 0
+        pushed = repo.push()
+    get_run_logger().info(f"pushed {pushed} files to the DVC remote")
+    return pushed

@@ -46,8 +46,42 @@ def project(tmp_path, monkeypatch):
     """A copy of the project's pipeline files in a temp dir, as cwd."""
     import shutil
 
-    for name in ("params.yaml", "dvc.yaml", ".dvcignore"):
+    for name in ("params.yaml", "dvc.yaml", "rounds.yaml", ".dvcignore"):
         shutil.copy(ROOT / name, tmp_path / name)
-    shutil.copytree(ROOT / "eval", tmp_path / "eval", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("eval", "genius"):  # dvc.yaml lists the library's files as deps
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def run(cmd, cwd, timeout=900, env_extra=None, **kw):
+    """A subprocess with this venv's commands first on PATH and the repo importable."""
+    import subprocess
+    import sys
+
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT)}
+    env |= env_extra or {}
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def tiny_params(path: Path, extra=()):
+    """Rewrite params.yaml in place with the TINY overrides (and `extra`)."""
+    import yaml
+
+    data = yaml.safe_load(path.read_text())
+    for item in [*TINY, *extra]:
+        key, value = item.split("=", 1)
+        section, leaf = key.split(".")
+        data[section][leaf] = yaml.safe_load(value)
+    path.write_text(yaml.safe_dump(data))
+
+
+def git_dvc_init(path: Path, registry: str | None = None) -> None:
+    """Make `path` a git repo with DVC, everything committed; optionally replace rounds.yaml."""
+    if registry is not None:
+        (path / "rounds.yaml").write_text(registry)
+    (path / ".gitignore").write_text("/runs/\n")
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"], ["git", "add", "-A"]):
+        assert run(cmd, path).returncode == 0, cmd
+    commit = run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], path)
+    assert commit.returncode == 0, commit.stderr

@@ -29,7 +29,7 @@ def write(tmp_path, text):
     [
         ("sampling:\n  tau: 0.1\n  step_beam: 2\n", "params.yaml:3: sampling.step_beam: unknown key"),
         ("sampling:\n  tau: -1\n", "params.yaml:2: sampling.tau: must be > 0, got -1"),
-        ("training:\n  loss: ppo\n", "params.yaml:2: training.loss: must be one of 'aco', 'dpo', got 'ppo'"),
+        ("training:\n  loss: ppo\n", "params.yaml:2: training.loss: must be one of 'aco', 'dpo', 'ipo', 'simpo', 'ropo', 'sft', got 'ppo'"),
         ("rounds:\n  num_rounds: two\n", "params.yaml:2: rounds.num_rounds: expected an integer, got 'two'"),
         ("model:\n  trust_remote_code: yes please\n", "model.trust_remote_code: expected true or false"),
         ("queries:\n  paths: 3\n", "queries.paths: expected a list"),

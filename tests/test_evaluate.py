@@ -1,4 +1,5 @@
-"""genius.evaluate against an independent reference: plain HF greedy generation.
+"""genius.evaluate against independent references: plain HF greedy generation, the lm_eval
+CLI on the same checkpoint, and a merged copy of a LoRA adapter; the vLLM engine's arguments.
 
 A tiny Llama is over-fitted on the gold solutions of a few toy problems, so on a test set of
 those problems plus unseen ones it scores strictly between 0 and 1: a wrong prompt, stop
@@ -139,3 +140,103 @@ def test_strict_match_reads_the_answer_like_extract_answer(response):
         (filtered,) = regex.apply([[response]], [{}])[0]
         expected = task.extract_answer(response)
         assert filtered == (str(expected) if expected is not None else "[invalid]")
+
+
+def test_in_process_evaluation_matches_the_lm_eval_cli(toy, tmp_path):
+    """The same checkpoint through `lm_eval` as a user would run it gives the same numbers.
+
+    In process, genius.evaluate hands lm-eval a preloaded model (and stops generation at the
+    tokenizer's EOS itself); the CLI loads it from disk. Both apply the chat template.
+    """
+    import os
+    import subprocess
+    import sys
+
+    model_dir, test_path, _ = toy
+    tasks = ["genius_toy", "genius_toy_sampled"]
+    cfg = EvalConfig(tasks=tasks, test_path=str(test_path), batch_size=8, seed=0, threads=1, diagnostics=False)
+    ours = evaluate(str(model_dir), cfg, CPU, base_dir=REPO)
+
+    cli = Path(sys.executable).parent / "lm_eval"
+    command = [
+        str(cli), "--model", "hf", "--model_args", f"pretrained={model_dir},dtype=float32", "--device", "cpu",
+        "--include_path", str(REPO / "eval"), "--tasks", ",".join(tasks), "--apply_chat_template",
+        "--metadata", json.dumps({"test_path": str(test_path)}), "--batch_size", "8", "--seed", "0",
+        "--output_path", str(tmp_path / "out"), "--log_samples",
+    ]  # fmt: skip
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    (results_file,) = (tmp_path / "out").rglob("results_*.json")
+    theirs = json.loads(results_file.read_text())["results"]
+    for task in tasks:
+        assert ours["accuracy"][task] == theirs[task][cfg.metric], task
+        (samples_file,) = (tmp_path / "out").rglob(f"samples_{task}_[0-9]*.jsonl")  # the name ends in a timestamp
+        rows = [json.loads(line) for line in samples_file.read_text().splitlines()]
+        cli_answers = {r["doc_id"]: r["filtered_resps"][0] for r in rows if r["filter"] == "strict-match"}
+        assert [r["answer"] for r in ours["samples"][task]] == [cli_answers[r["doc_id"]] for r in ours["samples"][task]]
+    assert 0 < ours["accuracy"]["genius_toy"] < 1, "a score strictly inside (0, 1) makes the comparison bite"
+
+
+def lora_adapter(model_dir: Path, out: Path, rank: int = 4):
+    """(adapter folder, the same model merged): a LoRA on the toy with large random weights."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(1)
+    lora = LoraConfig(r=rank, lora_alpha=rank, target_modules=["q_proj", "v_proj"])
+    model = get_peft_model(LlamaForCausalLM.from_pretrained(model_dir), lora)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:  # peft starts B at zero: the adapter would change nothing
+            torch.nn.init.normal_(p, std=0.5)
+    model.save_pretrained(out)
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(model_dir)
+    return out, model.merge_and_unload()
+
+
+def test_lora_adapter_is_evaluated_on_its_base_without_merging(toy, tmp_path):
+    model_dir, test_path, _ = toy
+    adapter, merged = lora_adapter(model_dir, tmp_path / "adapter")
+    merged.save_pretrained(tmp_path / "merged")
+    build_tokenizer().save_pretrained(tmp_path / "merged")
+    cfg = EvalConfig(tasks=["genius_toy"], test_path=str(test_path), batch_size=8, threads=1, diagnostics=False)
+    answers = {
+        name: [r["answer"] for r in evaluate(str(path), cfg, CPU, base_dir=REPO)["samples"]["genius_toy"]]
+        for name, path in (("base", model_dir), ("adapter", adapter), ("merged", tmp_path / "merged"))
+    }
+    assert answers["adapter"] == answers["merged"] != answers["base"]
+
+
+def test_vllm_model_args(toy, tmp_path):
+    """lm-eval's VLLM arguments, built without vLLM: a full checkpoint, and a LoRA adapter
+    served on its base model with the smallest LoRA slot vLLM offers that fits its rank."""
+    from genius.evaluate import vllm_model_args
+
+    model_dir, _, _ = toy
+    cfg = EvalConfig(engine="vllm", seed=3, vllm_tensor_parallel_size=2, vllm_gpu_memory_utilization=0.8)
+    full = vllm_model_args(str(model_dir), cfg, ModelConfig(dtype="bfloat16"))
+    assert full == {
+        "pretrained": str(model_dir), "dtype": "bfloat16", "trust_remote_code": False, "seed": 3, "batch_size": "auto",
+        "tensor_parallel_size": 2, "gpu_memory_utilization": 0.8,
+    }  # fmt: skip
+    adapter, _ = lora_adapter(model_dir, tmp_path / "adapter", rank=12)
+    lora = vllm_model_args(str(adapter), EvalConfig(vllm_max_model_len=4096), CPU)
+    assert (lora["pretrained"], lora["lora_local_path"], lora["max_lora_rank"]) == (str(model_dir), str(adapter), 16)
+    assert lora["max_model_len"] == 4096
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    (adapter / "adapter_config.json").write_text(json.dumps(config | {"r": 1024}))
+    with pytest.raises(EvaluationError, match="LoRA rank 1024 .* exceeds vLLM's largest, 512"):
+        vllm_model_args(str(adapter), cfg, CPU)
+
+
+def test_vllm_engine_without_vllm_is_a_clear_error(toy):
+    try:  # vLLM is a GPU extra; where it is installed, this error cannot happen
+        import vllm  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("vLLM is installed here")
+    model_dir, test_path, _ = toy
+    cfg = EvalConfig(tasks=["genius_toy"], test_path=str(test_path), engine="vllm", diagnostics=False)
+    with pytest.raises(EvaluationError, match=r"eval.engine=vllm needs vLLM \(pip install '\.\[gpu\]'"):
+        evaluate(str(model_dir), cfg, CPU, base_dir=REPO)

@@ -5,7 +5,15 @@ import math
 import numpy as np
 import pytest
 
-from genius.foresight import advantage, explore, exploit, foresight_distribution, foresight_score
+from genius.foresight import (
+    advantage,
+    exploit,
+    exploit_greedy,
+    explore,
+    explore_greedy,
+    foresight_distribution,
+    foresight_score,
+)
 
 
 def test_foresight_score_modes():
@@ -15,6 +23,8 @@ def test_foresight_score_modes():
     assert foresight_score(prefix, step, rollout, "full") == pytest.approx(-0.58)  # -2.9 / 5
     # a step that ends the response has no rollout: `rollout` scores the step itself
     assert foresight_score(prefix, step, [], "rollout") == pytest.approx(-0.5)
+    # no foresight (paper Table 3): the step's own mean log-prob, the rollout ignored
+    assert foresight_score(prefix, [-0.5, -0.1], rollout, "step") == pytest.approx(-0.3)  # -0.6 / 2
     with pytest.raises(ValueError):
         foresight_score(prefix, step, rollout, "bogus")
 
@@ -60,6 +70,17 @@ def test_exploit_uniform_negative():
     counts = np.bincount(negatives, minlength=4) / len(negatives)
     np.testing.assert_allclose(counts, [1 / 3, 0, 1 / 3, 1 / 3], atol=0.02)
     assert exploit([-0.3], 0.1, rng) is None
+
+
+def test_greedy_selection_is_top_m_and_best_vs_worst():
+    # the "w/o sampling" ablation (paper Table 3): no draws at all
+    scores = [-0.3, -0.1, -0.2, -0.9, -0.1]
+    assert explore_greedy(scores, 2) == [1, 4]  # the two -0.1s, earlier first
+    assert explore_greedy(scores, 3) == [1, 4, 2]
+    assert explore_greedy([-0.3], 2) == [0]  # never more than there are candidates
+    assert exploit_greedy(scores) == (1, 3)  # best -0.1, worst -0.9
+    assert exploit_greedy([-0.5, -0.5, -0.5]) == (0, 1)  # ties: still two different candidates
+    assert exploit_greedy([-0.5]) is None
 
 
 def test_advantage():

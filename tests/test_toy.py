@@ -11,7 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from genius.config import ToyConfig
-from genius.toy import task
+from genius.toy import build, task
 from genius.toy.build import build_toy
 
 TINY = ToyConfig(seed=3, num_queries=50, num_test=20, pretrain_steps=20, batch_size=16, hidden_size=32, num_layers=2)
@@ -83,6 +83,20 @@ def test_build_is_atomic_and_logs(tiny):
     out, logged = tiny
     assert [p.name for p in out.parent.iterdir()] == ["toy"]  # no temp folders left behind
     assert any("pretrain step 20/20" in line for line in logged)
+
+
+def test_failed_build_leaves_the_previous_one_untouched(tiny, monkeypatch):
+    out, _ = tiny
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(build, "pretrain", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build_toy(TINY, out)
+    assert [p.name for p in out.parent.iterdir()] == ["toy"]
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
 def test_model_reloads_offline_from_safetensors(tiny):

@@ -1,0 +1,92 @@
+"""Serve the deployment `genius/iterate` on a local Prefect server, with a nightly schedule.
+
+    python -m flows.serve [--port 4200]        # what `make serve` does
+
+Starts `prefect server start` on 127.0.0.1 (its own process group), waits until it is
+healthy, limits `gpu`-tagged tasks to one at a time, and serves the flow `genius` as
+deployment `iterate` with the cron of params.yaml (rounds.cron, rounds.timezone). Each run
+adds `rounds.new_rounds` rounds after the last one. Then, from any shell:
+
+    prefect deployment run genius/iterate [-p new_rounds=2] [-p 'overrides=["training.beta=0.3"]']
+
+Ctrl-C (or SIGTERM) stops serving and the server: no process is left behind. While nothing
+serves it, the schedule does not fire (Prefect pauses a served deployment's schedules).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from genius.config import load_params
+
+BIN = Path(sys.executable).parent
+
+
+def start_server(port: int, ui: bool = True) -> subprocess.Popen:
+    cmd = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port), "--analytics-off"]
+    # own session: background processes of a non-interactive shell ignore SIGINT, and we
+    # must be able to stop the server and everything it started in one signal
+    server = subprocess.Popen(cmd + ([] if ui else ["--no-ui"]), start_new_session=True)
+    url = f"http://127.0.0.1:{port}/api/health"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"prefect server exited with code {server.returncode}; is port {port} free?")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return server
+        except OSError:
+            time.sleep(0.5)
+    stop(server)
+    raise RuntimeError(f"prefect server did not answer on {url} within 120 s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM the process group, then SIGKILL what is left after 20 s."""
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=4200)
+    parser.add_argument("--no-ui", action="store_true", help="serve the API only")
+    args = parser.parse_args()
+    params = load_params("params.yaml")  # fail on a bad params file before starting anything
+    server = start_server(args.port, ui=not args.no_ui)
+    os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{args.port}/api"  # before prefect reads its settings
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # run the finally below on SIGTERM too
+    try:
+        subprocess.run([str(BIN / "prefect"), "concurrency-limit", "create", "gpu", "1"], check=True, capture_output=True)
+        from prefect.schedules import Cron
+
+        from flows.genius import genius
+
+        print(f"Prefect UI and API on http://127.0.0.1:{args.port}; trigger with `prefect deployment run genius/iterate`")
+        genius.serve(
+            name="iterate",
+            schedules=[Cron(params.rounds.cron, timezone=params.rounds.timezone)],
+            parameters={"new_rounds": params.rounds.new_rounds},
+            description="One more Genius self-training round from the latest promoted checkpoint.",
+        )
+    finally:
+        stop(server)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""Does the self-reward still track correctness? Signal diagnostics of a round (issue 6).
+
+Genius trains on no label: its only reward is the policy's own confidence. On a labelled
+probe set (the first `eval.diagnostics_problems` problems of a {id, query, answer} JSONL),
+this measures, for the checkpoint of a round, how well that confidence ranks right answers
+above wrong ones:
+
+- response level: n responses per problem sampled at `sampling.temperature`, each scored by
+  its mean token log-prob. AUROC of score against correctness (pooled over problems); the
+  accuracy of the highest-scored of n ("best of n") against a random sample (the mean
+  correctness, an exact expectation) and against the greedy response; pass@n. best-of-n
+  minus greedy is the headroom label-free selection can at most distil (TOY-NOTES, third
+  prototype).
+- step level: the round's own foresight re-sampling (`genius.sampling`, `sampling` section)
+  on the probe problems. Each candidate step's foresight score f against whether its
+  trajectory (beam prefix + step + rollout) ends in the right answer: AUROC, and how often
+  the top-scored candidate (the positive T_w) is right against an average candidate.
+
+The numbers are pure functions of scores and labels (`auroc`, `response_level`,
+`step_level`); `diagnose` does the sampling with `genius.engine.TransformersEngine`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from genius.config import EvalConfig, ModelConfig, SamplingConfig
+
+NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+# ---------------------------------------------------------------------------- pure functions
+
+
+def auroc(scores, labels) -> float | None:
+    """P(a random positive scores above a random negative), a tie counting one half.
+
+    The Mann-Whitney form with average ranks for ties: (R_pos - n_pos (n_pos + 1) / 2) /
+    (n_pos n_neg), R_pos the sum of the positives' ranks. None when a class is empty.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(s, kind="stable")
+    ranks = np.empty(len(s))
+    sorted_s = s[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_s)) + 1]  # first index of each run of equal scores
+    ends = np.r_[starts[1:], len(s)]
+    for a, b in zip(starts, ends):
+        ranks[order[a:b]] = (a + 1 + b) / 2  # the mean of ranks a+1 .. b
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _mean(values) -> float | None:
+    values = list(values)
+    return float(np.mean(values)) if values else None
+
+
+def response_level(scores: list[list[float]], correct: list[list[bool]], greedy_correct: list[bool]) -> dict:
+    """Per problem i: scores[i][j] and correct[i][j] of its n samples, and its greedy response.
+
+    best_of_n takes the first of equal top scores. random_sample is the expected accuracy
+    of one uniformly drawn sample: the mean over problems of the share of right samples.
+    """
+    best = [c[int(np.argmax(s))] for s, c in zip(scores, correct)]
+    best_of_n, greedy = _mean(best), _mean(greedy_correct)
+    return {
+        "response_auroc": auroc([x for s in scores for x in s], [x for c in correct for x in c]),
+        "best_of_n": best_of_n,
+        "random_sample": _mean(np.mean(c) for c in correct),
+        "greedy": greedy,
+        "pass_at_n": _mean(any(c) for c in correct),
+        "headroom": best_of_n - greedy if best_of_n is not None and greedy is not None else None,
+    }
+
+
+def trajectories(record: dict) -> list[list[tuple[float, str]]]:
+    """Per timestamp of one foresight-sampling record: (score f, full response text) of each candidate."""
+    out = []
+    for t in record["timestamps"]:
+        prefixes = [b["prefix"] for b in t["beams"]]
+        out.append([(c["score"], prefixes[c["beam"]] + c["step"] + c["rollout"]) for c in t["candidates"]])
+    return out
+
+
+def step_level(records: list[dict], is_correct: Callable[[str, str], bool]) -> dict:
+    """Foresight scores of every candidate of every timestamp against its trajectory's correctness.
+
+    `is_correct(query_id, response text)`. step_top_correct: how often the top-scored
+    candidate of a timestamp (the pair's positive) is right; step_mean_correct: the same
+    for a candidate drawn uniformly.
+    """
+    scores, labels, top, mean = [], [], [], []
+    for r in records:
+        for candidates in trajectories(r):
+            right = [is_correct(r["query_id"], text) for _, text in candidates]
+            f = [score for score, _ in candidates]
+            scores += f
+            labels += right
+            top.append(right[int(np.argmax(f))])
+            mean.append(np.mean(right))
+    return {
+        "step_auroc": auroc(scores, labels),
+        "step_top_correct": _mean(top),
+        "step_mean_correct": _mean(mean),
+        "step_candidates": len(scores),
+    }
+
+
+def read_answer(response: str, mode: str) -> str | None:
+    """The answer a response gives, as a normalised string; None when it gives none.
+
+    toy: the number after the last `A:` (genius.toy.task.extract_answer); last_number: the
+    last number anywhere, thousands separators dropped ("1,000" -> "1000", "2.50" -> "2.5").
+    """
+    if mode == "toy":
+        from genius.toy.task import extract_answer
+
+        answer = extract_answer(response)
+        return None if answer is None else str(answer)
+    if mode == "last_number":
+        found = NUMBER_RE.findall(response)
+        return _number(found[-1]) if found else None
+    raise ValueError(f"diagnostics_answer must be toy or last_number, got {mode!r}")
+
+
+def _number(text: str) -> str:
+    value = float(text.replace(",", ""))
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def is_right(response: str, gold: str, mode: str) -> bool:
+    answer = read_answer(response, mode)
+    gold_norm = read_answer(f"A:{gold}" if mode == "toy" else str(gold), mode)
+    return answer is not None and answer == gold_norm
+
+
+# ---------------------------------------------------------------------------- sampling
+
+
+def read_probe(path: str | Path, limit: int) -> list[dict]:
+    """The first `limit` rows {id, query, answer} of a labelled JSONL."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"diagnostics probe {path.resolve()} does not exist (eval.diagnostics_path)")
+    rows = []
+    with path.open() as f:
+        for line in f:
+            if line.strip() and len(rows) < limit:
+                row = json.loads(line)
+                rows.append({"id": str(row["id"]), "query": str(row["query"]), "answer": str(row["answer"])})
+    return rows
+
+
+def diagnose(
+    model, tokenizer, probe: list[dict], sampling: SamplingConfig, n: int, answer_mode: str, seed: int = 0
+) -> dict:
+    """Sample on the probe with the model and measure both levels; see the module docstring.
+
+    Returns {"summary": flat numbers for metrics.json, "problems": per-problem scores and
+    correctness for inspection}.
+    """
+    from genius.engine import TransformersEngine
+    from genius.queries import Query
+    from genius.sampling import foresight_sample, prompt_ids
+
+    start = time.perf_counter()
+    engine = TransformersEngine(model, tokenizer, sampling.max_batch_sequences)
+    prompts = [prompt_ids(tokenizer, p["query"]) for p in probe]
+    decode = lambda c: tokenizer.decode(c.token_ids, skip_special_tokens=True)  # noqa: E731
+    limit = sampling.max_rollout_tokens  # a rollout is by definition the rest of a whole response
+    torch.manual_seed(seed)
+    sampled = engine.generate(prompts, n=n, temperature=sampling.temperature, max_new_tokens=limit, stop=None)
+    greedy = engine.generate(prompts, n=1, temperature=0.0, max_new_tokens=limit, stop=None)
+
+    scores = [[float(np.mean(c.logprobs)) if c.logprobs else float("-inf") for c in cs] for cs in sampled]
+    correct = [[is_right(decode(c), p["answer"], answer_mode) for c in cs] for cs, p in zip(sampled, probe)]
+    greedy_correct = [is_right(decode(cs[0]), p["answer"], answer_mode) for cs, p in zip(greedy, probe)]
+
+    gold = {p["id"]: p["answer"] for p in probe}
+    queries = [Query(p["id"], p["query"]) for p in probe]
+    records = list(foresight_sample(engine, tokenizer, queries, sampling))
+    steps = step_level(records, lambda qid, text: is_right(text, gold[qid], answer_mode))
+
+    summary = {
+        "problems": len(probe),
+        "samples_per_problem": n,
+        "temperature": sampling.temperature,
+        **response_level(scores, correct, greedy_correct),
+        **steps,
+        "seconds": time.perf_counter() - start,
+    }
+    problems = [
+        {"id": p["id"], "scores": s, "correct": c, "greedy_correct": g}
+        for p, s, c, g in zip(probe, scores, correct, greedy_correct)
+    ]
+    return {"summary": summary, "problems": problems}
+
+
+def diagnose_checkpoint(
+    model_path: str, eval_cfg: EvalConfig, model_cfg: ModelConfig, sampling: SamplingConfig, base_dir: Path = Path(".")
+) -> dict:
+    """The stage hook: `diagnose` the checkpoint at `model_path` on the configured probe."""
+    from genius.evaluate import load_for_eval
+
+    base_dir = Path(base_dir)
+    probe = read_probe(base_dir / (eval_cfg.diagnostics_path or eval_cfg.test_path), eval_cfg.diagnostics_problems)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(eval_cfg.threads)
+    try:
+        model, tokenizer = load_for_eval(model_path, model_cfg)
+        n, answer = eval_cfg.diagnostics_samples, eval_cfg.diagnostics_answer
+        return diagnose(model, tokenizer, probe, sampling, n, answer, eval_cfg.seed)
+    finally:
+        torch.set_num_threads(previous_threads)

@@ -1,0 +1,94 @@
+"""Reference log-probs: computed once per round, kept beside the pairs, reused while valid.
+
+The file `reference_logps.safetensors` (no pickle) holds a (P, 2) float32 tensor of
+log pi_ref(chosen), log pi_ref(rejected) per pair, and a key in its metadata. The key hashes
+what the numbers depend on: the token ids of every pair (so the pairs' text, the tokenizer
+and the chat template at once), the reference model's weights and config, and the precision
+the forward ran in. A run whose key matches reuses the file and holds no reference model;
+any other run recomputes and overwrites it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from genius.training.batches import Example, collate, pair_sequences, pair_width, sequence_logps
+
+
+def tokens_fingerprint(examples: list[Example]) -> str:
+    return hashlib.sha256(json.dumps(examples, separators=(",", ":")).encode()).hexdigest()
+
+
+def model_fingerprint(path: str) -> str:
+    """sha256 of a local model folder's config and weight files; a hub name stands for itself.
+
+    Reading the weights costs seconds per GB, against minutes for a reference pass.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        return f"hub:{path}"
+    digest = hashlib.sha256()
+    for file in sorted(folder.glob("*.safetensors")) + [folder / "config.json"]:
+        digest.update(file.name.encode())
+        with open(file, "rb") as f:
+            while chunk := f.read(1 << 24):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def reference_key(tokens_fp: str, model_fp: str, dtype: str, precision: str) -> tuple[str, dict]:
+    """The cache key from `tokens_fingerprint`, `model_fingerprint` and the forward's precision, and its parts."""
+    parts = {"tokens": tokens_fp, "model": model_fp, "dtype": dtype, "precision": precision}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest(), parts
+
+
+def load_reference(path: Path, key: str) -> torch.Tensor | None:
+    """The cached (P, 2) log-probs when `path` holds them under `key`, else None."""
+    if not path.exists():
+        return None
+    with safe_open(str(path), framework="pt") as f:
+        if (f.metadata() or {}).get("key") != key:
+            return None
+        return f.get_tensor("logps")
+
+
+def save_reference(path: Path, key: str, logps: torch.Tensor, info: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({"logps": logps.float().contiguous()}, str(tmp), metadata={"key": key, "info": json.dumps(info)})
+    os.replace(tmp, path)  # a crash never leaves a half-written cache
+
+
+@torch.no_grad()
+def compute_reference(model, examples: list[Example], batch_size: int, pad_id: int, accelerator) -> torch.Tensor:
+    """(P, 2) log-probs of (chosen, rejected) under `model`, each process scoring its share.
+
+    A share is scored in batches of pairs of similar length (little padding), padded to equal
+    length across processes (sharded backends need every process in every forward), then
+    gathered; every process returns the whole tensor.
+    """
+    n, world, rank = len(examples), accelerator.num_processes, accelerator.process_index
+    if n == 0:
+        return torch.zeros(0, 2)
+    per = math.ceil(n / world)
+    shares = [sorted(range(r, n, world), key=lambda i: pair_width(examples[i])) for r in range(world)]
+    shares = [s + [s[-1] if s else 0] * (per - len(s)) for s in shares]
+    was_training = model.training
+    model.eval()
+    out = []
+    for b in range(0, per, batch_size):
+        chunk = [examples[i] for i in shares[rank][b : b + batch_size]]
+        logps, _ = sequence_logps(model, *collate(pair_sequences(chunk), pad_id, accelerator.device))
+        out.append(torch.stack([logps[: len(chunk)], logps[len(chunk) :]], dim=1))
+    model.train(was_training)
+    gathered = accelerator.gather(torch.cat(out)).cpu()  # (world * per, 2), process by process
+    result = torch.zeros(n, 2)
+    result[torch.tensor([i for s in shares for i in s])] = gathered.float()
+    return result

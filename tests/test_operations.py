@@ -1,0 +1,130 @@
+"""Operations with real parts: a Prefect server on loopback serving `genius/iterate`, a flow
+killed mid-round and rerun, retries, and DVC lineage with a remote.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from conftest import ROOT, git_dvc_init, run, tiny_params
+
+import tasks
+from genius.registry import read_registry
+
+EMPTY_REGISTRY = "round_list: {}\n"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def gone(pgid: int, within: float = 15.0) -> bool:
+    """True once no process of the group is left (helpers such as multiprocessing's
+    resource tracker exit a moment after their parent)."""
+    deadline = time.time() + within
+    while time.time() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def popen(cmd, cwd, **env):
+    env = os.environ | {"PATH": f"{sys.executable.rsplit('/', 1)[0]}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT)} | env
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def test_served_deployment_runs_a_round_and_stops_cleanly(project, tmp_path_factory):
+    tiny_params(project / "params.yaml", ["tracking.wandb_mode=disabled"])
+    git_dvc_init(project, registry=EMPTY_REGISTRY)
+    remote = tmp_path_factory.mktemp("dvc-remote")
+    assert run(["dvc", "remote", "add", "-d", "store", str(remote)], project).returncode == 0
+
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    serve = popen([sys.executable, "-m", "flows.serve", "--port", str(port), "--no-ui"], project, PREFECT_RUNNER_POLL_FREQUENCY="1")
+    try:
+        deadline = time.time() + 180
+        while True:  # the deployment exists once `serve` has registered it
+            ls = run(["prefect", "deployment", "ls"], project, timeout=60, env_extra={"PREFECT_API_URL": api})
+            if "genius/iterate" in ls.stdout:
+                break
+            assert serve.poll() is None and time.time() < deadline, serve.stdout.read() if serve.poll() is not None else ls.stdout
+            time.sleep(2)
+        triggered = run(
+            ["prefect", "deployment", "run", "genius/iterate", "--watch", "--watch-timeout", "600"],
+            project,
+            env_extra={"PREFECT_API_URL": api},
+        )
+        assert triggered.returncode == 0 and "Completed" in triggered.stdout, triggered.stdout[-3000:] + triggered.stderr[-3000:]
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(60)
+    # nothing left behind: the serve process group (flow-run children included) and the server
+    assert gone(serve.pid), subprocess.run(["ps", "-o", "pid,pgid,cmd", "-g", str(serve.pid)], capture_output=True, text=True).stdout
+    assert not port_open(port)
+
+    registry = read_registry(project / "rounds.yaml")
+    assert list(registry) == [1] and registry[1].promoted is not None
+    assert (project / "runs" / "r1" / "checkpoint" / "model.safetensors").exists()
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], project).stdout
+    assert any(p.is_file() for p in remote.rglob("*")), "round outputs pushed to the DVC remote"
+
+
+def test_killed_flow_reruns_without_redoing_finished_stages(project):
+    tiny_params(project / "params.yaml", ["tracking.wandb_mode=disabled", "rounds.num_rounds=1"])
+    git_dvc_init(project, registry=EMPTY_REGISTRY)
+    flow = popen([sys.executable, "-m", "flows.genius"], project)
+    samples = project / "runs" / "r1" / "samples.jsonl"
+    deadline = time.time() + 600
+    lock = project / "dvc.lock"
+    while not (lock.exists() and "pairs@r1:" in lock.read_text()):  # pairs recorded: training is next
+        assert flow.poll() is None and time.time() < deadline, flow.stdout.read()[-3000:]
+        time.sleep(0.2)
+    os.killpg(flow.pid, signal.SIGKILL)  # the flow and whatever stage it was running
+    flow.wait()
+    stamp = samples.stat().st_mtime_ns
+
+    rerun = run([sys.executable, "-m", "flows.genius"], project)
+    out = rerun.stdout + rerun.stderr
+    assert rerun.returncode == 0, out[-3000:]
+    for stage in ("toy", "evaluate_base", "ingest@r1", "sample@r1", "pairs@r1"):
+        assert f"{stage}: up to date, skipped" in out, stage
+    assert samples.stat().st_mtime_ns == stamp  # finished work kept, not redone
+    assert (project / "runs" / "r1" / "metrics.json").exists()
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], project).stdout
+
+
+def test_task_that_fails_once_succeeds_on_retry(monkeypatch):
+    from prefect import flow
+    from prefect.testing.utilities import prefect_test_harness
+
+    calls = []
+
+    def flaky(stage):
+        calls.append(stage)
+        if len(calls) == 1:
+            raise OSError("transient: the query share was briefly unreachable")
+        return True
+
+    monkeypatch.setattr(tasks, "reproduce", flaky)
+
+    @flow
+    def one_stage():
+        return tasks.ingest.with_options(retry_delay_seconds=0)(1)
+
+    with prefect_test_harness():
+        assert one_stage() is True
+    assert calls == ["ingest@r1", "ingest@r1"]

@@ -1,0 +1,109 @@
+"""`genius report` over hand-written metrics.json files: tables, CSV and plot."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from genius.cli import main
+from genius.report import write_report
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def metrics(r: int, gsm8k: float, math: float, diagnostics: dict | None = None) -> dict:
+    """A round's metrics.json as genius.rounds writes it after evaluating genius_reasoning."""
+    accuracy = {
+        "genius_reasoning": (gsm8k + math) / 2,
+        "genius_reasoning/gsm8k_cot": gsm8k,
+        "genius_reasoning/genius_math": math,
+    }
+    out = {
+        "round": r,
+        "model": f"runs/r{r}/checkpoint",
+        "accuracy": accuracy,
+        "stderr": {k: 0.01 for k in accuracy},
+        "num_samples": {k: 100 for k in accuracy},
+        "seconds": 12.0,
+    }
+    if r > 0:
+        out |= {"sampling": {"queries": 1000}, "pairs": {"pairs": 2800}, "seconds_total": 95.0}
+    if diagnostics:
+        out["diagnostics"] = {"problems": 64, "samples_per_problem": 8} | diagnostics
+    return out
+
+
+SIGNAL = {
+    "response_auroc": 0.9, "step_auroc": 0.78, "best_of_n": 0.5, "random_sample": 0.3, "greedy": 0.45,
+    "pass_at_n": 0.75, "headroom": 0.05, "step_top_correct": 0.6, "step_mean_correct": 0.4,
+}  # fmt: skip
+
+
+def write_runs(root: Path, rounds: list[dict]) -> Path:
+    for m in rounds:
+        folder = root / ("base" if m["round"] == 0 else f"r{m['round']}")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "metrics.json").write_text(json.dumps(m))
+    return root
+
+
+def test_report_tables_csv_and_plot(tmp_path):
+    rounds = [metrics(0, 0.70, 0.30, SIGNAL), metrics(1, 0.74, 0.31, SIGNAL)]
+    runs = write_runs(tmp_path, rounds + [metrics(2, 0.78, 0.35, SIGNAL | {"step_auroc": None})])
+    summary = write_report(runs, num_rounds=2)
+
+    # the round table: headline (group) accuracy only, one row per round
+    lines = summary.splitlines()
+    assert lines[0] == "| round | queries | pairs | genius_reasoning | wall s |"
+    assert lines[2] == "| base | - | - | 50.0% | 12 |"
+    assert lines[4] == "| 2 | 1000 | 2800 | 56.5% | 95 |"
+
+    report = (runs / "report.md").read_text()
+    assert report.split("\n\n")[1] == summary  # the flow publishes the second paragraph as its summary
+    # benchmarks as rows, rounds as columns, and the change from the base in points
+    assert "| benchmark | base | r1 | r2 | r2 - base |" in report
+    assert "| genius_reasoning/gsm8k_cot | 70.0% ± 1.0% | 74.0% ± 1.0% | 78.0% ± 1.0% | +8.0 pt |" in report
+    assert "| genius_reasoning/genius_math | 30.0% ± 1.0% | 31.0% ± 1.0% | 35.0% ± 1.0% | +5.0 pt |" in report
+    # the self-reward signal per round; a missing AUROC shows as "-"
+    assert "| base | 64 x 8 | 0.90 | 0.78 | 50.0% | 30.0% | 45.0% | 75.0% | +5.0% | 60.0% | 40.0% |" in report
+    assert "| r2 | 64 x 8 | 0.90 | - | 50.0% |" in report
+
+    with open(runs / "accuracy.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["round", "genius_reasoning", "genius_reasoning/gsm8k_cot", "genius_reasoning/genius_math"]
+    assert [r[0] for r in rows[1:]] == ["0", "1", "2"] and float(rows[3][2]) == 0.78
+
+    png = Image.open(runs / "accuracy.png")
+    assert png.format == "PNG" and png.size == (1200, 432)  # two panels: accuracy, and the signal
+
+
+def test_report_without_diagnostics_or_later_rounds(tmp_path):
+    runs = write_runs(tmp_path, [metrics(0, 0.5, 0.2), metrics(1, 0.6, 0.2)])
+    write_report(runs, num_rounds=3)  # r2 and r3 not run yet: reported as far as they exist
+    report = (runs / "report.md").read_text()
+    assert "| benchmark | base | r1 | r1 - base |" in report
+    assert "Self-reward signal" not in report
+    assert Image.open(runs / "accuracy.png").size == (660, 432)  # one panel
+
+
+def test_changed_task_list_leaves_gaps(tmp_path):
+    later = metrics(1, 0.6, 0.2)
+    later["accuracy"]["genius_toy"] = 0.4
+    runs = write_runs(tmp_path, [metrics(0, 0.5, 0.2), later])
+    summary = write_report(runs, num_rounds=1)
+    assert summary.splitlines()[2] == "| base | - | - | 35.0% | - | 12 |"
+    assert "| genius_toy | - | 40.0% | - |" in (runs / "report.md").read_text()
+
+
+def test_no_metrics_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no metrics.json under"):
+        write_report(tmp_path, num_rounds=2)
+
+
+def test_genius_report_command(tmp_path, capsys):
+    runs = write_runs(tmp_path / "runs", [metrics(0, 0.5, 0.2), metrics(1, 0.6, 0.25)])
+    assert main(["--params", str(ROOT / "params.yaml"), "-S", f"rounds.runs_dir={runs}", "report"]) == 0
+    assert "| 1 | 1000 | 2800 | 42.5% | 95 |" in capsys.readouterr().out
+    assert (runs / "report.md").exists() and (runs / "accuracy.png").exists()

@@ -1,0 +1,237 @@
+"""The trainer on a seconds-scale model: checkpoints, the reference cache, LoRA, gradient
+accumulation, every loss of Table 4, resumable state, and the 8B preset.
+
+The model is a randomly initialised 2-layer Llama (tests/train_helpers.py); runs are on CPU
+with one thread, where training is deterministic, so equalities below are exact where the
+arithmetic is the same and to float32 rounding where it is regrouped (accumulation).
+"""
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+from train_helpers import synthetic_pairs, tiny_model
+from transformers import AutoModelForCausalLM
+
+from genius.config import EvalConfig, ModelConfig, TrainingConfig, load_params
+from genius.train import linear_warmup_decay, train_round
+
+ROOT = Path(__file__).resolve().parents[1]
+CPU = ModelConfig(device="cpu")
+CFG = TrainingConfig(batch_size=8, epochs=2, learning_rate=1e-3, beta=0.5, threads=1)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return tiny_model(tmp_path_factory.mktemp("base") / "model")
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    return synthetic_pairs(20)
+
+
+def weights(folder) -> dict:
+    return load_file(str(Path(folder) / "model.safetensors"))
+
+
+def run(pairs, base, folder, cfg=CFG, logs=None, **kw):
+    log = logs.append if logs is not None else (lambda m: None)
+    return train_round(pairs, base, Path(folder) / "checkpoint", cfg, CPU, log=log, **kw)
+
+
+def test_full_run_writes_checkpoint_metrics_and_caches_reference(pairs, base, tmp_path):
+    logs, rows = [], []
+    metrics = run(pairs, base, tmp_path, logs=logs, track=lambda row, step: rows.append((step, row)))
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "checkpoint")  # plain HF format
+    assert model.config.num_hidden_layers == 2
+    assert any(not torch.equal(weights(tmp_path / "checkpoint")[k], v) for k, v in weights(base).items())
+    # 20 pairs, batch 8: steps of 8, 8, 4 per epoch
+    assert metrics["steps"] == 6 and [s for s, _ in rows] == [1, 2, 3, 4, 5, 6]
+    steps = [json.loads(line) for line in (tmp_path / "train_steps.jsonl").read_text().splitlines()]
+    assert [s["tokens"] > 0 for s in steps] == [True] * 6 and steps[0]["reward_margin"] == 0.0  # policy == reference
+    for key in (
+        "loss",
+        "reward_chosen",
+        "reward_rejected",
+        "reward_margin",
+        "reward_accuracy",
+        "w_mean",
+        "w_below_one",
+        "lr",
+        "tokens_per_second",
+    ):
+        assert key in steps[0], key
+    assert steps[0]["lr"] == pytest.approx(1e-3 * linear_warmup_decay(0, 0, 6))
+    w = metrics["w"]  # the advantages are drawn so that some pairs are in the calibration region
+    assert 0 < w["below_one"] < 1 and w["min"] <= w["p10"] <= w["p50"] <= w["p90"] <= w["max"] == 1.0
+    assert metrics["tokens_per_second"] > 0 and metrics["reference"].startswith("computed")
+
+    cache = tmp_path / "reference_logps.safetensors"
+    with safe_open(str(cache), framework="pt") as f:
+        ref, key = f.get_tensor("logps"), f.metadata()["key"]
+    assert ref.shape == (20, 2) and (ref < 0).all()
+    # same pairs, model and tokenization: reused, and the result is identical
+    again = run(pairs, base, tmp_path)
+    assert again["reference"].startswith("reused") and again["loss_last"] == metrics["loss_last"]
+    # other pairs: the key no longer matches, so it is recomputed and replaced
+    changed = run(pairs[:-1] + [pairs[0]], base, tmp_path)
+    assert changed["reference"].startswith("computed")
+    with safe_open(str(cache), framework="pt") as f:
+        assert f.metadata()["key"] != key
+
+
+def test_micro_batches_hold_pairs_of_similar_length():
+    from genius.training.batches import micro_batches, pair_width
+
+    examples = [([1] * 3, [2] * n, [3] * (10 - n)) for n in range(10)]  # widths 3 + max(n, 10 - n)
+    batch = list(range(10))
+    parts = micro_batches(batch, examples, 1, 0, 4)
+    assert [len(p) for p in parts] == [3, 3, 2, 2] and sorted(sum(parts, [])) == batch
+    widths = [[pair_width(examples[i]) for i in p] for p in parts]
+    assert all(max(a) <= min(b) for a, b in zip(widths, widths[1:]))  # sorted: the short pairs pad together
+    # two processes take alternate pairs; a share smaller than the count leaves empty micro-batches
+    assert sorted(sum(micro_batches(batch, examples, 2, 1, 2), [])) == [1, 3, 5, 7, 9]
+    assert [len(p) for p in micro_batches([4, 5], examples, 1, 0, 4)] == [1, 1, 0, 0]
+
+
+def test_reference_model_identity_is_in_the_key(pairs, base, tmp_path):
+    other = tiny_model(tmp_path / "other", seed=1)  # same architecture and tokenizer, other weights
+    shutil.copytree(tmp_path / "other", tmp_path / "copy")
+    run(pairs, other, tmp_path / "a")
+    shutil.copy(tmp_path / "a" / "reference_logps.safetensors", tmp_path / "reference_logps.safetensors")
+    assert run(pairs, str(tmp_path / "copy"), tmp_path)["reference"].startswith("reused")  # same bytes, other folder
+    assert run(pairs, base, tmp_path)["reference"].startswith("computed")
+
+
+def test_lora_reference_is_the_base_and_checkpoint_is_merged(pairs, base, tmp_path):
+    run(pairs, base, tmp_path / "full")
+    lora = replace(CFG, finetune="lora", lora_r=4, lora_alpha=8, learning_rate=1e-2)
+    metrics = run(pairs, base, tmp_path / "lora", lora)
+    # the adapters-off forward of the LoRA model gives the base's own log-probs
+    full_ref = load_file(str(tmp_path / "full" / "reference_logps.safetensors"))["logps"]
+    lora_ref = load_file(str(tmp_path / "lora" / "reference_logps.safetensors"))["logps"]
+    torch.testing.assert_close(lora_ref, full_ref, rtol=0, atol=1e-6)
+    merged = weights(tmp_path / "lora" / "checkpoint")
+    assert set(merged) == set(weights(base)) and not any("lora" in k for k in merged)  # plain HF keys
+    assert any(not torch.equal(merged[k], v) for k, v in weights(base).items())
+    assert metrics["finetune"] == "lora" and metrics["steps"] == 6
+
+
+def test_lora_checkpoint_loads_in_lm_eval(pairs, base, tmp_path):
+    from genius.evaluate import evaluate
+    from genius.toy import task
+
+    run(pairs, base, tmp_path, replace(CFG, finetune="lora", lora_r=4, epochs=1))
+    test = tmp_path / "test.jsonl"
+    test.write_text(
+        "".join(
+            json.dumps({"id": str(i), "query": p["query"], "answer": str(task.extract_answer(p["chosen"]))}) + "\n"
+            for i, p in enumerate(pairs[:4])
+        )
+    )
+    eval_cfg = EvalConfig(
+        include_path=str(ROOT / "eval"), tasks=["genius_toy"], test_path=str(test), batch_size=4, threads=1
+    )
+    result = evaluate(str(tmp_path / "checkpoint"), eval_cfg, CPU)
+    assert result["num_samples"]["genius_toy"] == 4 and 0 <= result["accuracy"]["genius_toy"] <= 1
+
+
+def test_gradient_accumulation_matches_one_batch(pairs, base, tmp_path):
+    """Batches of 8 pairs run as 4 micro-batches of 2; with 3 or 5 accumulation steps as 9 or 10
+    micro-batches of 1 pair or none (empty ones run with weight 0), and the epoch's last batch
+    of 4 pairs leaves more of them empty. Every split gives the same update to float32
+    rounding: Adam divides by sqrt(v), so 6 steps of lr 1e-3 (moving weights by up to 6e-3)
+    differ by ~3e-6."""
+    cfg = replace(CFG, loss="dpo", sft_weight=0.5)
+    run(pairs, base, tmp_path / "one", cfg)
+    one = weights(tmp_path / "one" / "checkpoint")
+    for accumulation in (3, 5):
+        run(pairs, base, tmp_path / f"acc{accumulation}", replace(cfg, gradient_accumulation_steps=accumulation))
+        for k, v in weights(tmp_path / f"acc{accumulation}" / "checkpoint").items():
+            torch.testing.assert_close(v, one[k], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("accumulation", [1, 3])
+def test_first_step_gradient_is_the_batch_mean_gradient(pairs, base, tmp_path, accumulation):
+    """The logged gradient norm of step 1 (before clipping) is that of the mean loss over the
+    step's 8 pairs, computed here in one plain forward: the micro-batch scaling is exact."""
+    from genius.engine import load_model
+    from genius.losses import dpo_loss, sft_loss
+    from genius.training.batches import collate, pair_sequences, sequence_logps, step_batches, tokenize_pairs
+
+    cfg = replace(CFG, loss="dpo", sft_weight=0.5, max_grad_norm=1e9, gradient_accumulation_steps=accumulation)
+    run(pairs, base, tmp_path, cfg)
+    logged = json.loads((tmp_path / "train_steps.jsonl").read_text().splitlines()[0])
+    model, tokenizer = load_model(base, device="cpu")
+    examples = tokenize_pairs(tokenizer, [pairs[i] for i in step_batches(len(pairs), 8, 2, CFG.seed)[0]])
+    logps, lengths = sequence_logps(model, *collate(pair_sequences(examples), tokenizer.pad_token_id, "cpu"))
+    chosen, rejected = logps[:8], logps[8:]
+    losses, *_ = dpo_loss(chosen, rejected, chosen.detach(), rejected.detach(), CFG.beta)  # step 0: policy = reference
+    (losses + 0.5 * sft_loss(chosen, lengths[:8])).mean().backward()
+    norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()])).item()
+    assert logged["grad_norm"] == pytest.approx(norm, rel=1e-5)
+    assert logged["loss"] == pytest.approx((losses + 0.5 * sft_loss(chosen, lengths[:8])).mean().item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("loss", ["dpo", "ipo", "simpo", "ropo", "sft"])
+def test_every_table4_loss_trains(pairs, base, tmp_path, loss):
+    metrics = run(pairs, base, tmp_path, replace(CFG, loss=loss, epochs=1))
+    assert (
+        metrics["loss"] == loss
+        and metrics["steps"] == 3
+        and all(abs(metrics[k]) < 1e6 for k in ("loss_first", "loss_last"))
+    )
+    assert metrics["reference"].startswith("not needed" if loss in ("simpo", "sft") else "computed")
+
+
+def test_lora_state_round_trip(base, tmp_path):
+    """save_state/load_state restore adapter weights, AdamW moments, schedule and RNG."""
+    from genius.training.policy import load_policy
+    from genius.training.state import find_state, load_state, save_state
+
+    def setup():
+        model, _ = load_policy(base, CPU, replace(CFG, finetune="lora", lora_r=4))
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.1)
+        return model, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 / (s + 1))
+
+    model, opt, sched = setup()
+    ids = torch.tensor([[1, 5, 6, 7, 2]])
+    for _ in range(2):
+        model(input_ids=ids, labels=ids).loss.backward()
+        opt.step(), sched.step(), opt.zero_grad()
+    torch.manual_seed(123)
+    save_state(tmp_path / "state", 2, "fp", model, opt, sched)
+    expected_rand = torch.rand(3)
+    assert find_state(tmp_path / "state", "other run") is None
+    fresh, fresh_opt, fresh_sched = setup()
+    assert load_state(find_state(tmp_path / "state", "fp"), fresh, fresh_opt, fresh_sched) == 2
+    for (name, p), (_, q) in zip(model.named_parameters(), fresh.named_parameters()):
+        assert torch.equal(p, q), name
+    saved, loaded = opt.state_dict(), fresh_opt.state_dict()
+    assert saved["param_groups"] == loaded["param_groups"] and saved["state"].keys() == loaded["state"].keys()
+    for i, values in saved["state"].items():
+        assert all(torch.equal(values[k], loaded["state"][i][k]) for k in ("exp_avg", "exp_avg_sq", "step")), i
+    assert fresh_sched.get_last_lr() == sched.get_last_lr() and torch.equal(torch.rand(3), expected_rand)
+
+
+def test_paper_preset_has_the_papers_settings():
+    params = load_params(ROOT / "configs" / "paper-8b.yaml")
+    t = params.training
+    assert (t.loss, t.alpha, t.beta, t.learning_rate, t.warmup_ratio, t.epochs, t.batch_size, t.sft_weight) == (
+        "aco",
+        1.0,
+        0.1,
+        5e-7,
+        0.1,
+        1,
+        128,
+        0.0,
+    )
+    assert params.toy.enabled is False and params.model.dtype == "bfloat16"
+    assert [linear_warmup_decay(s, 10, 100) for s in (0, 9, 10, 55, 100)] == [0.1, 1.0, 1.0, 0.5, 0.0]
