@@ -160,7 +160,7 @@ class RoundsConfig:
 
 @dataclass(frozen=True)
 class TrackingConfig:
-    wandb_mode: Literal["offline", "online", "disabled"] = "offline"
+    wandb_mode: Literal["auto", "offline", "online", "disabled"] = "auto"
     wandb_project: str = "genius"
 
 

@@ -1,6 +1,6 @@
 """Experiment tracking with wandb: one run per training round, offline unless configured.
 
-Offline mode needs no key and no network; `wandb sync runs/wandb/offline-run-*` uploads
+Offline mode needs no key and no network; `wandb sync runs/wandb/wandb/offline-run-*` uploads
 later. wandb keeps offline metrics only in its binary files, so every stage also writes its
 own JSON (`runs/r<k>/*.json`): wandb is a view, never the record.
 """
@@ -13,6 +13,13 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from genius.config import TrackingConfig
+
+
+def resolve_mode(mode: str) -> str:
+    """`auto` is online once a key is configured, offline otherwise (no key, no network)."""
+    if mode != "auto":
+        return mode
+    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
 
 
 @contextmanager
@@ -30,7 +37,7 @@ def wandb_run(cfg: TrackingConfig, name: str, config: dict, runs_dir: str | Path
         project=cfg.wandb_project,
         name=name,
         group=os.environ.get("GENIUS_RUN_GROUP"),
-        mode=cfg.wandb_mode,
+        mode=resolve_mode(cfg.wandb_mode),
         dir=str(directory),
         config=config,
     )

@@ -35,3 +35,4 @@ def test_decide_promotion_tolerance():
     promoted, reason = decide_promotion(0.43, 0.45, 0.01, "t")
     assert promoted is False and "fell to 43.0% from 45.0%" in reason
     assert decide_promotion(0.5, 0.45, 0.0, "t")[0] is True
+
