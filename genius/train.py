@@ -191,8 +191,11 @@ def _accelerator(cfg: TrainingConfig, model_cfg: ModelConfig):
     )
     sharded = accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
     if sharded and (cfg.finetune == "lora" or cfg.save_every):
-        # not built: merging sharded adapters, and sharded optimizer state without pickle
-        raise NotImplementedError("under DeepSpeed/FSDP use training.finetune: full and training.save_every: 0")
+        # unsupported: merging sharded adapters, and sharded optimizer state without pickle
+        raise ValueError(
+            "training.finetune: lora and training.save_every > 0 are not supported under DeepSpeed/FSDP; "
+            "use training.finetune: full and training.save_every: 0"
+        )
     return accelerator
 
 

@@ -69,6 +69,8 @@ def test_served_deployment_runs_a_round_and_stops_cleanly(project, tmp_path_fact
             env_extra={"PREFECT_API_URL": api},
         )
         assert triggered.returncode == 0 and "Completed" in triggered.stdout, triggered.stdout[-3000:] + triggered.stderr[-3000:]
+        artifacts = run(["prefect", "artifact", "ls"], project, timeout=60, env_extra={"PREFECT_API_URL": api, "COLUMNS": "250"})
+        assert "genius-round-1" in artifacts.stdout and "genius-report" in artifacts.stdout, artifacts.stdout
     finally:
         serve.send_signal(signal.SIGTERM)
         serve.wait(60)
