@@ -48,6 +48,8 @@ def test_missing_sections_take_defaults_and_overrides_apply(tmp_path):
     params = load_params(write(tmp_path, "rounds:\n  num_rounds: 3\n"), ["sampling.tau=0.05", "queries.id_field=null"])
     assert params.rounds.num_rounds == 3 and params.sampling.tau == 0.05 and params.queries.id_field is None
     assert params.training.loss == "aco"
+    # `1e-4` without a dot is a string to YAML 1.1; a number field takes it as the number it is
+    assert load_params(write(tmp_path, ""), ["training.learning_rate=1e-4"]).training.learning_rate == 1e-4
     with pytest.raises(ConfigError, match="override 'sampling.tau': expected key=value"):
         load_params(write(tmp_path, ""), ["sampling.tau"])
     with pytest.raises(ConfigError, match="sampling.num_rollouts: must be > 0"):
