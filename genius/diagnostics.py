@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from genius.config import EvalConfig, ModelConfig, SamplingConfig
+from genius.threads import torch_threads
 
 NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
@@ -214,11 +215,7 @@ def diagnose_checkpoint(
 
     base_dir = Path(base_dir)
     probe = read_probe(base_dir / (eval_cfg.diagnostics_path or eval_cfg.test_path), eval_cfg.diagnostics_problems)
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(eval_cfg.threads)
-    try:
+    with torch_threads(eval_cfg.threads):
         model, tokenizer = load_for_eval(model_path, model_cfg)
         n, answer = eval_cfg.diagnostics_samples, eval_cfg.diagnostics_answer
         return diagnose(model, tokenizer, probe, sampling, n, answer, eval_cfg.seed)
-    finally:
-        torch.set_num_threads(previous_threads)

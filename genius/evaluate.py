@@ -28,6 +28,7 @@ import torch
 
 from genius.config import EvalConfig, ModelConfig
 from genius.engine import load_model
+from genius.threads import torch_threads
 
 # vLLM pre-allocates LoRA slots of a fixed rank; it accepts only these maxima (vllm LoRAConfig)
 VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
@@ -51,17 +52,13 @@ def evaluate(model_path: str, eval_cfg: EvalConfig, model_cfg: ModelConfig, base
     include_path = (base_dir / eval_cfg.include_path).resolve()
     test_path = (base_dir / eval_cfg.test_path).resolve()
     task_manager = make_task_manager(include_path, eval_cfg.tasks, {"test_path": str(test_path)})
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(eval_cfg.threads)
-    try:
+    with torch_threads(eval_cfg.threads):
         if eval_cfg.engine == "vllm":
             lm = vllm_lm(model_path, eval_cfg, model_cfg)
             chat = getattr(lm.tokenizer, "chat_template", None) is not None
         else:
             lm, chat = hf_lm(model_path, eval_cfg, model_cfg)
         out = run_tasks(lm, eval_cfg, task_manager, apply_chat_template=chat)
-    finally:
-        torch.set_num_threads(previous_threads)
     # vLLM holds its share of GPU memory until its engine is collected, and the diagnostics
     # load the checkpoint again right after (not verified on a GPU in this project yet)
     del lm

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import torch
 
 from genius.config import Params
 from genius.engine import build_engine
@@ -23,6 +22,7 @@ from genius.pairs import extract_pairs, read_jsonl, write_jsonl
 from genius.queries import ingest, read_queries
 from genius.registry import read_registry
 from genius.shards import ShardStore, config_hash, sample_in_shards, sampler_config, sampling_cost
+from genius.threads import torch_threads
 
 Log = Callable[[str], None]
 
@@ -89,14 +89,10 @@ def run_sample(params: Params, r: int, log: Log = print) -> dict:
     queries = read_queries(paths.queries)
     store, sampler = ShardStore(paths.shards), sampler_config(cfg, policy)
     store.open(sampler)  # refuses another config's unfinished shards before the model loads
-    threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         engine, tokenizer = build_engine(policy, cfg, params.model)
         log(f"round {r}: foresight sampling {len(queries)} queries with {policy} ({cfg.engine})")
         resumed = sample_in_shards(engine, tokenizer, queries, cfg, store, log)
-    finally:
-        torch.set_num_threads(threads)
     n = store.assemble([q.id for q in queries], paths.samples)
     stats = {
         "queries": n,

@@ -35,6 +35,7 @@ import torch
 
 from genius.config import ModelConfig, TrainingConfig
 from genius.engine import load_model
+from genius.threads import torch_threads
 from genius.training.batches import collate, micro_batches, pair_sequences, sequence_logps, step_batches, tokenize_pairs
 from genius.training.objective import NEEDS_REFERENCE, pair_losses, stat_means, stat_sums, w_distribution
 from genius.training.policy import adapters_off, load_policy, save_checkpoint
@@ -66,15 +67,11 @@ def train_round(
 
     `reference_path` None means the reference is the policy as it starts the round.
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)  # tiny models train 4-20x faster on 1 thread here (INTEGRATION.md)
-    try:
-        out_dir = Path(out_dir)
+    out_dir = Path(out_dir)
+    with torch_threads(cfg.threads):  # tiny models train 4-20x faster on 1 thread here (INTEGRATION.md)
         return _train(
             pairs, policy_path, out_dir, cfg, model_cfg, reference_path, log, track, Path(work_dir or out_dir.parent)
         )
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train(pairs, policy_path, out_dir, cfg, model_cfg, reference_path, log, track, work_dir) -> dict:

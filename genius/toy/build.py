@@ -23,6 +23,7 @@ import torch
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
 from genius.config import ToyConfig
+from genius.threads import torch_threads
 from genius.toy import task
 from genius.toy.tokenizer import build_tokenizer
 
@@ -78,9 +79,7 @@ def build_toy(cfg: ToyConfig, out_dir: str | Path, log=print) -> Path:
 
 def pretrain(cfg: ToyConfig, tokenizer, excluded: set[tuple[int, ...]], log=print) -> tuple[LlamaForCausalLM, float]:
     """Train a fresh tiny Llama for exactly `cfg.pretrain_steps` steps; return it and its last loss."""
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         torch.manual_seed(cfg.seed)
         model = LlamaForCausalLM(
             LlamaConfig(
@@ -115,8 +114,6 @@ def pretrain(cfg: ToyConfig, tokenizer, excluded: set[tuple[int, ...]], log=prin
                 log(f"pretrain step {step}/{cfg.pretrain_steps} loss {loss.item():.4f} {time.perf_counter() - start:.0f}s")
         model.eval()
         return model, loss.item()
-    finally:
-        torch.set_num_threads(previous_threads)
 
 
 def _lr_factor(step: int, warmup: int, total: int) -> float:
