@@ -11,13 +11,15 @@ export HF_DATASETS_OFFLINE ?= 1
 export HF_HOME ?= $(CURDIR)/.cache/huggingface
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 export DVC_NO_ANALYTICS := 1
+export RAY_USAGE_STATS_ENABLED := 0
 export WANDB_CACHE_DIR ?= $(CURDIR)/.cache/wandb
 export WANDB_CONFIG_DIR ?= $(CURDIR)/.cache/wandb
 export WANDB_DATA_DIR ?= $(CURDIR)/.cache/wandb
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run test serve install repro clean
+.PHONY: run test serve install repro replicate clean
 
 run: $(VENV)/.installed  ## self-train the embedded default through the Prefect flow `genius`
 	$(PY) -m flows.genius
@@ -27,6 +29,9 @@ test: $(VENV)/.installed  ## run the test suite
 
 serve: $(VENV)/.installed  ## a local Prefect server + deployment genius/iterate on a nightly cron
 	$(PY) -m flows.serve
+
+replicate: $(VENV)/.installed  ## Genius vs base and ablations, 3 seeds -> docs/RESULTS.md (~20-60 min on 2 cores)
+	$(PY) -m flows.replicate
 
 repro: $(VENV)/.installed  ## the same pipeline through DVC
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro  # stages call this venv's `genius`

@@ -13,6 +13,7 @@ for key, value in {
     "HF_HOME": str(_HOME / "hf"),
     "PREFECT_HOME": str(_HOME / "prefect"),
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",  # 20 s by default: too short on a busy 2-core box
     "PREFECT_LOCAL_STORAGE_PATH": str(_HOME / "prefect" / "storage"),
     "DVC_NO_ANALYTICS": "1",
     "DVC_SITE_CACHE_DIR": str(_HOME / "dvc"),

@@ -1,0 +1,366 @@
+"""`make replicate`: the shape of the paper's Tables 1, 3 and 4 at toy scale, over seeds.
+
+A plan (configs/replicate.yaml) names arms: Genius itself, run for some rounds, and its
+ablations, each a set of params overrides on top of params.yaml. Every (seed, arm) lives in
+its own folder, `<out_dir>/seed<s>/<arm>/`, with the usual round layout (r1/, r2/, base/) and
+its own round registry, and runs the ordinary stages through the `genius` CLI: ingest ->
+sample -> pairs -> train -> evaluate (lm-eval). An arm with `pairs_from` trains on another
+arm's round-1 pairs (the paper's Table 4: the same data, another loss). A seed changes the
+query slice, the sampler's and the trainer's randomness and lm-eval's sampling; the base
+model is one, built once.
+
+The stages skip work already done (a stage whose output file exists), so an interrupted
+replicate resumes. `summarise` turns the arms' metrics into mean +- standard error over
+seeds, with each arm's change against the base paired by seed; `write_results` writes the
+markdown table and the plot.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from genius.config import ConfigError, load_params
+from genius.registry import RoundEntry, write_registry
+
+STAGES = ("ingest", "sample", "pairs", "train", "evaluate")
+SEEDED = ("sampling.seed", "training.seed", "eval.seed", "queries.shuffle_seed")  # what a seed changes
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    label: str  # as the results table shows it
+    rounds: int = 1
+    pairs_from: str | None = None  # train on this arm's round-1 pairs instead of sampling
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Plan:
+    seeds: list[int]
+    out_dir: Path
+    results: Path
+    workers: int
+    params: Path
+    common: dict[str, Any]
+    arms: list[Arm]
+    source: Path  # the plan file
+
+    def arm(self, name: str) -> Arm:
+        return next(a for a in self.arms if a.name == name)
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Read and check a plan; errors name the file and the key."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path}: cannot read the replicate plan: {e}") from None
+    known = {"seeds", "out_dir", "results", "workers", "params", "common", "arms"}
+    if not isinstance(data, dict) or set(data) - known:
+        raise ConfigError(f"{path}: unknown keys {sorted(set(data or {}) - known)}; known: {sorted(known)}")
+    seeds = data.get("seeds", [0, 1, 2])
+    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds)):
+        raise ConfigError(f"{path}: seeds: a list of integers, got {seeds!r}")
+    arms = []
+    for name, spec in (data.get("arms") or {}).items():
+        spec = spec or {}
+        unknown = set(spec) - {"label", "rounds", "pairs_from", "set"}
+        if unknown:
+            raise ConfigError(f"{path}: arms.{name}: unknown keys {sorted(unknown)} (label, rounds, pairs_from, set)")
+        arms.append(Arm(name, spec.get("label", name), int(spec.get("rounds", 1)), spec.get("pairs_from"), spec.get("set") or {}))
+    names = [a.name for a in arms]
+    if "base" in names or not arms:
+        raise ConfigError(f"{path}: arms: name at least one arm; `base` is reserved (the base model is always scored)")
+    for a in arms:
+        if a.pairs_from is not None and (a.pairs_from not in names or a.rounds != 1):
+            raise ConfigError(f"{path}: arms.{a.name}.pairs_from: must name another arm, for a 1-round arm")
+    plan = Plan(
+        seeds=seeds,
+        out_dir=Path(data.get("out_dir", "runs/replicate")),
+        results=Path(data.get("results", "docs/RESULTS.md")),
+        workers=int(data.get("workers", 2)),
+        params=Path(data.get("params", "params.yaml")),
+        common=data.get("common") or {},
+        arms=arms,
+        source=path,
+    )
+    for arm in arms:  # every arm's params must load: a typo fails now, not an hour in
+        try:
+            load_params(plan.params, overrides(plan, plan.seeds[0], arm))
+        except ConfigError as e:
+            raise ConfigError(f"{path}: arms.{arm.name} (or common): {e}") from None
+    return plan
+
+
+def arm_dir(plan: Plan, seed: int, arm: str) -> Path:
+    return plan.out_dir / f"seed{seed}" / arm
+
+
+def overrides(plan: Plan, seed: int, arm: Arm | None) -> dict[str, Any]:
+    """The params overrides of one (seed, arm); arm None is the base model's evaluation."""
+    d = arm_dir(plan, seed, arm.name if arm else "base")
+    return {
+        **plan.common,
+        **{key: seed for key in SEEDED},
+        **(arm.overrides if arm else {}),
+        "rounds.runs_dir": str(d),
+        "rounds.registry": str(d / "rounds.yaml"),
+        "tracking.wandb_mode": "disabled",  # one run per stage of 20 arms: use the results table
+    }
+
+
+def command(plan: Plan, seed: int, arm: Arm | None, stage: str, r: int | None = None) -> list[str]:
+    """The `genius` CLI call that runs one stage of one (seed, arm)."""
+    sets = [x for k, v in overrides(plan, seed, arm).items() for x in ("-S", f"{k}={_yaml(v)}")]
+    return [sys.executable, "-m", "genius", "--params", str(plan.params), *sets, stage, *(["--round", str(r)] if r is not None else [])]
+
+
+def _yaml(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def prepare(plan: Plan, seed: int, arm: Arm, policy: str) -> None:
+    """Write the arm's registry: round r starts from round r-1's checkpoint, round 1 from `policy`.
+
+    Unconditionally chained, as in the paper: the replicate measures every round, it does not
+    gate them (the product's flow promotes; see flows/genius.py).
+    """
+    d = arm_dir(plan, seed, arm.name)
+    d.mkdir(parents=True, exist_ok=True)
+    entries = {1: RoundEntry(1, policy)}
+    for r in range(2, arm.rounds + 1):
+        entries[r] = RoundEntry(r, str(d / f"r{r - 1}" / "checkpoint"))
+    write_registry(d / "rounds.yaml", entries)
+
+
+def stage_done(plan: Plan, seed: int, arm: Arm | None, stage: str, r: int) -> bool:
+    """Whether a stage's last output exists (the stages write it atomically, last)."""
+    d = arm_dir(plan, seed, arm.name if arm else "base") / ("base" if r == 0 else f"r{r}")
+    last = {"ingest": "queries.jsonl", "sample": "sampling.json", "pairs": "pairs.json", "train": "train.json"}
+    return (d / last.get(stage, "metrics.json")).exists()
+
+
+def borrow_pairs(plan: Plan, seed: int, arm: Arm) -> None:
+    """Copy the round-1 queries and pairs of `arm.pairs_from` into this arm's r1/."""
+    src = arm_dir(plan, seed, arm.pairs_from) / "r1"
+    dst = arm_dir(plan, seed, arm.name) / "r1"
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in ("ingest_report.json", "queries.jsonl", "sampling.json", "pairs.jsonl", "pairs.json"):
+        shutil.copyfile(src / name, dst / name)
+
+
+def run_stage(plan: Plan, seed: int, arm: Arm | None, stage: str, r: int, log=print) -> bool:
+    """Run one stage through the CLI unless its output exists; True if it ran.
+
+    The stage's output goes to `stages.log` in the arm's folder; a failure raises with its tail.
+    """
+    if stage_done(plan, seed, arm, stage, r):
+        return False
+    d = arm_dir(plan, seed, arm.name if arm else "base")
+    d.mkdir(parents=True, exist_ok=True)
+    name = f"seed{seed}/{arm.name if arm else 'base'} {stage}" + (f" r{r}" if r else "")
+    log(f"{name}: running")
+    with open(d / "stages.log", "a") as out:
+        out.write(f"\n==== {stage} r{r}\n")
+        out.flush()
+        done = subprocess.run(command(plan, seed, arm, stage, r), stdout=out, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        tail = (d / "stages.log").read_text().splitlines()[-15:]
+        raise RuntimeError(f"{name} failed (exit {done.returncode}); {d / 'stages.log'} ends:\n" + "\n".join(tail))
+    return True
+
+
+def run_arm(plan: Plan, seed: int, arm: Arm, evaluate: bool = True, log=print) -> None:
+    """All rounds of one (seed, arm), each stage skipped if already done."""
+    prepare(plan, seed, arm, str(load_params(plan.params, overrides(plan, seed, arm)).model.path))
+    if arm.pairs_from:
+        borrow_pairs(plan, seed, arm)
+    for r in range(1, arm.rounds + 1):
+        stages = ("train", "evaluate") if arm.pairs_from else STAGES
+        for stage in stages:
+            if stage != "evaluate" or evaluate:
+                run_stage(plan, seed, arm, stage, r, log)
+
+
+# ---------------------------------------------------------------------------- results
+
+
+def read_accuracy(plan: Plan) -> list[dict]:
+    """One row per (seed, arm, round) that has metrics: {seed, arm, round, <task>: accuracy}."""
+    import json
+
+    rows = []
+    for seed in plan.seeds:
+        cells = [("base", 0)] + [(a.name, r) for a in plan.arms for r in range(1, a.rounds + 1)]
+        for arm, r in cells:
+            path = arm_dir(plan, seed, arm) / ("base" if r == 0 else f"r{r}") / "metrics.json"
+            if path.exists():
+                acc = json.loads(path.read_text())["accuracy"]
+                rows.append({"seed": seed, "arm": arm, "round": r, **acc})
+    return rows
+
+
+def mean_se(values: list[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean (sample standard deviation / sqrt(n)); SE nan for n < 2."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, math.nan
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(var / n)
+
+
+def summarise(rows: list[dict], tasks: list[str]) -> list[dict]:
+    """Per (arm, round): mean +- SE of each task's accuracy, and of its change against the base
+    paired by seed (the base and the arm share the seed's evaluation draw)."""
+    base = {row["seed"]: row for row in rows if row["arm"] == "base"}
+    cells: dict[tuple[str, int], list[dict]] = {}
+    for row in rows:
+        cells.setdefault((row["arm"], row["round"]), []).append(row)
+    out = []
+    for (arm, r), group in cells.items():
+        entry = {"arm": arm, "round": r, "seeds": len(group)}
+        for t in tasks:
+            entry[t] = mean_se([g[t] for g in group])
+            deltas = [g[t] - base[g["seed"]][t] for g in group if g["seed"] in base]
+            entry[f"{t}/delta"] = mean_se(deltas) if deltas and arm != "base" else None
+        out.append(entry)
+    return out
+
+
+def _cell(pair: tuple[float, float] | None, signed: bool = False) -> str:
+    if pair is None:
+        return "–"
+    mean, se = pair
+    sign = "+" if signed and mean >= 0 else ""
+    return f"{sign}{100 * mean:.1f} ± {100 * se:.1f}" if not math.isnan(se) else f"{sign}{100 * mean:.1f}"
+
+
+def table(summary: list[dict], plan: Plan, tasks: dict[str, str]) -> str:
+    """Markdown: one row per arm and round, accuracy and change vs base (points, mean ± SE)."""
+    labels = {"base": "base model"} | {a.name: a.label for a in plan.arms}
+    order = ["base"] + [a.name for a in plan.arms]
+    header = ["method", "round", "seeds"]
+    for title in tasks.values():
+        header += [f"{title}", f"{title} vs base"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for entry in sorted(summary, key=lambda e: (order.index(e["arm"]), e["round"])):
+        cells = [labels[entry["arm"]], str(entry["round"]) if entry["round"] else "–", str(entry["seeds"])]
+        for t in tasks:
+            cells += [_cell(entry[t]), _cell(entry[f"{t}/delta"], signed=True)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(summary: list[dict], plan: Plan, tasks: dict[str, str], path: Path) -> None:
+    """Bars: accuracy per method (last round of each arm), one panel per protocol, SE whiskers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = {"base": "base"} | {a.name: a.label for a in plan.arms}
+    entries = sorted(summary, key=lambda e: (["base"] + [a.name for a in plan.arms]).index(e["arm"]) * 10 + e["round"])
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), dpi=120, squeeze=False)
+    for ax, (t, title) in zip(axes[0], tasks.items()):
+        names = [labels[e["arm"]] + (f" r{e['round']}" if e["round"] > 1 else "") for e in entries]
+        means = [100 * e[t][0] for e in entries]
+        errs = [0 if math.isnan(e[t][1]) else 100 * e[t][1] for e in entries]
+        colors = ["tab:gray" if e["arm"] == "base" else "tab:blue" if e["arm"] == plan.arms[0].name else "tab:orange" for e in entries]
+        ax.bar(range(len(entries)), means, yerr=errs, color=colors, capsize=3)
+        ax.axhline(means[0], color="tab:gray", linewidth=0.8, linestyle="--")
+        ax.set_xticks(range(len(entries)), names, rotation=35, ha="right", fontsize=8)
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+TASK_TITLES = {"genius_toy": "greedy", "genius_toy_sampled": "T=1.0 (paper)"}
+BEGIN = "<!-- replicate:begin: written by the replicate flow; edits between these markers are overwritten -->"
+END = "<!-- replicate:end -->"
+
+
+def paired(rows: list[dict], a: tuple[str, int], b: tuple[str, int], task: str) -> tuple[float, float] | None:
+    """Mean +- SE over seeds of accuracy(a) - accuracy(b), cells (arm, round) paired by seed."""
+    by = {(row["arm"], row["round"], row["seed"]): row[task] for row in rows}
+    seeds = sorted({row["seed"] for row in rows})
+    diffs = [by[(*a, s)] - by[(*b, s)] for s in seeds if (*a, s) in by and (*b, s) in by]
+    return mean_se(diffs) if diffs else None
+
+
+def verdict(rows: list[dict], plan: Plan, tasks: dict[str, str], goal: float = 0.03) -> list[str]:
+    """The issue's goal, checked: the method beats the base by >= `goal` and > 2 SE, and each ablation."""
+    method = plan.arms[0]
+    lines = []
+    for t, title in tasks.items():
+        for r in range(1, method.rounds + 1):
+            d = paired(rows, (method.name, r), ("base", 0), t)
+            if d is None:
+                continue
+            met = d[0] >= goal and d[0] > 2 * d[1]
+            lines.append(
+                f"- {title}, {method.label} round {r} vs base: {_cell(d, signed=True)} points: "
+                + ("**meets** the goal (>= +3 and > 2 SE)" if met else "does **not** meet the goal (>= +3 and > 2 SE)")
+            )
+        others = [a for a in plan.arms[1:] if a.rounds >= 1]
+        diffs = [(a, paired(rows, (method.name, 1), (a.name, 1), t)) for a in others]
+        diffs = [(a, d) for a, d in diffs if d is not None]
+        if diffs:
+            beaten = [a.label for a, d in diffs if d[0] > 2 * d[1]]
+            cells = "; ".join(f"{a.label} {_cell(d, signed=True)}" for a, d in diffs)
+            lines.append(f"- {title}, {method.label} round 1 minus each ablation: {cells} (beats by > 2 SE: {', '.join(beaten) or 'none'})")
+    return lines
+
+
+def write_results(plan: Plan, seconds: float, command: str, tasks: dict[str, str] = TASK_TITLES) -> str:
+    """Rewrite the generated block of the results file (the rest is kept) and the plot; return the block."""
+    import datetime
+    import os
+
+    rows = read_accuracy(plan)
+    summary = summarise(rows, list(tasks))
+    figure = plan.results.with_name("results.png")
+    if summary:
+        plot(summary, plan, tasks, figure)
+    arms = ", ".join(f"{a.label} ({a.rounds} round{'s' * (a.rounds > 1)})" for a in plan.arms)
+    block = "\n".join(
+        [
+            BEGIN,
+            f"Command: `{command}` (plan: `{plan.source}`), {len(plan.seeds)} seeds ({', '.join(map(str, plan.seeds))}); "
+            f"finished in {seconds / 60:.0f} min on {os.cpu_count()} CPU cores, {datetime.date.today().isoformat()}. "
+            f"Arms: base, {arms}. Accuracy in %, mean ± standard error over seeds; \"vs base\" is the "
+            "change in points paired by seed. Scored by lm-eval on the held-out problems: greedy, and one "
+            "sample at temperature 1.0 (the paper's protocol, appendix B.2).",
+            "",
+            table(summary, plan, tasks) if summary else "(no arm has results yet)",
+            "",
+            f"![accuracy per method]({figure.name})",
+            "",
+            "Against the goal (computed from the table's runs):",
+            "",
+            *verdict(rows, plan, tasks),
+            END,
+        ]
+    )
+    path = plan.results
+    text = path.read_text() if path.exists() else f"# Results\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in text or END not in text:
+        raise ValueError(f"{path}: the markers of the generated block are missing; restore `{BEGIN}` ... `{END}`")
+    head, rest = text.split(BEGIN, 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(head + block + rest.split(END, 1)[1])
+    return block
