@@ -51,13 +51,27 @@ def genius(new_rounds: int = 0, overrides: list[str] | None = None) -> str:
     for r in range(1, last + 1):
         register(params, r)
         tasks.ingest(r)
-        tasks.sample(r)
+        sample(params, r)
         tasks.build_pairs(r)
         tasks.train(r)
         metrics = tasks.evaluate(r, params.rounds.runs_dir)
         promote(params, r, metrics, base)
     tasks.push()
     return publish_report(params)
+
+
+def sample(params: Params, r: int) -> None:
+    """Foresight re-sampling of round r: first in shards at once when configured, then the DVC stage.
+
+    With `orchestration.sampling_shards` > 1 the shards fill the round's batches on the task
+    runner (flows/scale_out.py); the stage then only assembles them. Skipped when DVC finds
+    the stage up to date.
+    """
+    if params.orchestration.sampling_shards > 1 and not tasks.up_to_date(f"sample@r{r}"):
+        from flows.scale_out import run_shards
+
+        run_shards(params.orchestration, r)
+    tasks.sample(r)
 
 
 def register(params: Params, r: int) -> None:

@@ -3,8 +3,10 @@
     genius toy                  build the embedded default (model, query pool, test set)
     genius ingest --round R     take round R's query slice
     genius sample --round R     foresight re-sampling with round R-1's policy
+      [--shard I/S]             only shard I of S (batches I, I+S, ...), no assembly: for scale-out
     genius pairs --round R      the round's preference pairs and their statistics
     genius train --round R      ACO training; saves runs/rR/checkpoint
+      [--machine-rank K]        with training.launch: accelerate, this machine's rank (docs/SCALING.md)
     genius evaluate --round R   lm-eval on round R's checkpoint (R = 0: the base model)
     genius report               table and plot over all rounds
 
@@ -17,6 +19,7 @@ import argparse
 import sys
 from dataclasses import asdict
 
+from genius import launch
 from genius.config import ConfigError, load_params
 from genius.queries import QueryError
 
@@ -25,14 +28,28 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
+def shard_arg(text: str) -> tuple[int, int]:
+    """`I/S` -> (I, S), with 0 <= I < S."""
+    i, sep, s = text.partition("/")
+    if not (sep and i.isdigit() and s.isdigit() and 0 <= int(i) < int(s)):
+        raise argparse.ArgumentTypeError(f"expected I/S with 0 <= I < S, e.g. 1/4; got {text!r}")
+    return int(i), int(s)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="genius", description="Genius: label-free self-training for LLM reasoning.")
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     parser.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE", help="override a param")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("toy", help="build the embedded default model, query pool and test set")
-    for name in ("ingest", "sample", "pairs", "train"):
+    for name in ("ingest", "pairs"):
         sub.add_parser(name).add_argument("--round", type=int, required=True)
+    sample = sub.add_parser("sample")
+    sample.add_argument("--round", type=int, required=True)
+    sample.add_argument("--shard", type=shard_arg, metavar="I/S", help="only shard I of S; `genius sample` assembles")
+    train = sub.add_parser("train")
+    train.add_argument("--round", type=int, required=True)
+    train.add_argument("--machine-rank", type=int, default=0, help="with training.num_machines > 1: this node's rank")
     sub.add_parser("evaluate").add_argument("--round", type=int, required=True, help="0 scores the base model")
     sub.add_parser("report", help="table and plot of all rounds")
     args = parser.parse_args(argv)
@@ -45,8 +62,12 @@ def main(argv: list[str] | None = None) -> int:
             rounds.run_toy(params, log)
         elif args.command == "ingest":
             rounds.run_ingest(params, args.round, log)
+        elif args.command == "sample" and args.shard:
+            rounds.run_sample_shard(params, args.round, *args.shard, log)
         elif args.command == "sample":
             rounds.run_sample(params, args.round, log)
+        elif args.command == "train" and params.training.launch == "accelerate" and not launch.launched():
+            return launch.run_accelerate(params.training, args.params, args.set, args.round, args.machine_rank)
         elif args.command == "pairs":
             rounds.run_pairs(params, args.round, log)
         elif args.command == "train":

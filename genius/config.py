@@ -122,6 +122,25 @@ class TrainingConfig:
     lora_dropout: float = checked(0.0, lambda v: 0 <= v < 1, "must be in [0, 1)")
     lora_target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
     save_every: int = non_negative(0)  # optimizer steps between resumable states; 0: never
+    launch: Literal["none", "accelerate"] = "none"  # accelerate: `genius train` runs `accelerate launch`
+    accelerate_config: str | None = None  # accelerate: a config of configs/accelerate/; None: accelerate's defaults
+    num_machines: int = positive(1)  # accelerate: nodes
+    num_processes: int = positive(1)  # accelerate: processes over all nodes (the world size), one per GPU
+    main_process_ip: str | None = None  # accelerate, num_machines > 1: the address of machine rank 0
+    main_process_port: int = checked(29500, lambda v: 0 < v < 65536, "must be a port number")
+
+    def __post_init__(self):
+        if self.launch == "none" and (self.num_processes > 1 or self.num_machines > 1):
+            raise ConfigError("training.num_processes/num_machines > 1 need training.launch: accelerate")
+        if self.num_processes % self.num_machines:
+            raise ConfigError(
+                f"training.num_processes ({self.num_processes}) must be a multiple of "
+                f"training.num_machines ({self.num_machines})"
+            )
+        if self.num_machines > 1 and not self.main_process_ip:
+            raise ConfigError(
+                "training.main_process_ip: required when training.num_machines > 1 (the address of machine rank 0)"
+            )
 
 
 @dataclass(frozen=True)
@@ -159,6 +178,22 @@ class RoundsConfig:
 
 
 @dataclass(frozen=True)
+class OrchestrationConfig:
+    task_runner: Literal["local", "ray"] = "local"  # ray: sampling shards on a Ray cluster (`pip install .[ray]`)
+    ray_address: str | None = None  # ray: an existing cluster (ray://head:10001, auto); None: start a local one
+    ray_num_cpus: int | None = checked(None, lambda v: v > 0, "must be > 0")  # a local cluster's CPUs; None: all
+    sampling_shards: int = positive(1)  # shards a round's sampling is split into: the same samples for any count
+    shard_cpus: float = positive(1.0)  # ray: CPUs each shard requests
+    shard_gpus: float = non_negative(0.0)  # ray: GPUs each shard requests; Ray sets CUDA_VISIBLE_DEVICES
+
+    def __post_init__(self):
+        if self.task_runner == "local" and self.ray_address is not None:
+            raise ConfigError("orchestration.ray_address is set but orchestration.task_runner is local: set it to ray")
+        if self.ray_address is not None and self.ray_num_cpus is not None:
+            raise ConfigError("orchestration.ray_num_cpus: only for a local cluster (ray_address: null)")
+
+
+@dataclass(frozen=True)
 class TrackingConfig:
     wandb_mode: Literal["auto", "offline", "online", "disabled"] = "auto"
     wandb_project: str = "genius"
@@ -174,6 +209,7 @@ class Params:
     eval: EvalConfig
     rounds: RoundsConfig
     tracking: TrackingConfig
+    orchestration: OrchestrationConfig
 
     def hash(self, *sections: str) -> str:
         """A short stable hash of the named sections (all when none), for provenance."""
@@ -297,7 +333,10 @@ def _build(cls, data: Any, prefix: str, path: Path, lines: dict[str, int]):
         check = f.metadata.get("check")
         if check and values[name] is not None and not check(values[name]):
             raise ConfigError(f"{_where(path, key, lines)}: {f.metadata['why']}, got {value!r}")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigError as e:  # a check across keys (__post_init__): it names them
+        raise ConfigError(f"{path}: {e}") from None
 
 
 def _coerce(hint, value, where: str):

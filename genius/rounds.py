@@ -21,7 +21,16 @@ from genius.engine import build_engine
 from genius.pairs import extract_pairs, read_jsonl, write_jsonl
 from genius.queries import ingest, read_queries
 from genius.registry import read_registry
-from genius.shards import ShardStore, config_hash, sample_in_shards, sampler_config, sampling_cost
+from genius.shards import (
+    ShardStore,
+    batch_members,
+    config_hash,
+    sample_in_shards,
+    sampler_config,
+    sampling_cost,
+    shard_batches,
+    todo_batches,
+)
 from genius.threads import torch_threads
 
 Log = Callable[[str], None]
@@ -83,28 +92,62 @@ def run_ingest(params: Params, r: int, log: Log = print) -> dict:
 
 
 def run_sample(params: Params, r: int, log: Log = print) -> dict:
+    """Sample round r's batches not finished yet (by this run or by shards), then join them into samples.jsonl."""
     start = time.time()
-    cfg, paths = params.sampling, round_paths(params, r)
-    policy = policy_path(params, r)
+    paths, policy = round_paths(params, r), policy_path(params, r)
     queries = read_queries(paths.queries)
-    store, sampler = ShardStore(paths.shards), sampler_config(cfg, policy)
-    store.open(sampler)  # refuses another config's unfinished shards before the model loads
-    with torch_threads(cfg.threads):
-        engine, tokenizer = build_engine(policy, cfg, params.model)
-        log(f"round {r}: foresight sampling {len(queries)} queries with {policy} ({cfg.engine})")
-        resumed = sample_in_shards(engine, tokenizer, queries, cfg, store, log)
+    store = _open_store(params, r, policy, queries)
+    resumed = _sample(params, r, policy, queries, store, log)
     n = store.assemble([q.id for q in queries], paths.samples)
     stats = {
         "queries": n,
-        "queries_resumed": resumed,  # sampled by an earlier, interrupted run of this round
-        **sampling_cost(store.costs(), engine.num_parameters),
+        "queries_resumed": resumed,  # sampled before this run: by shards, or by an interrupted run
+        **sampling_cost(store.costs()),
         "seconds": time.time() - start,  # this run's wall time
         "config_hash": params.hash("sampling"),
-        "sampler_hash": config_hash(sampler),  # what resuming checks: sampling minus throughput knobs, + policy
+        "sampler_hash": config_hash(sampler_config(params.sampling, policy)),  # what resuming checks
     }
     store.remove()  # samples.jsonl is whole: the next run of this round starts afresh
     _write_json(paths.sampling, stats)
     return stats
+
+
+def run_sample_shard(params: Params, r: int, shard: int, num_shards: int, log: Log = print) -> dict:
+    """Sample shard `shard` of `num_shards` of round r's batches into runs/r<k>/samples/; no assembly.
+
+    Any number of these may run at once, on any machines sharing runs/; `run_sample` then
+    finds every batch done and only assembles. A rerun skips the shard's finished batches.
+    """
+    policy = policy_path(params, r)
+    queries = read_queries(round_paths(params, r).queries)
+    store = _open_store(params, r, policy, queries)
+    resumed = _sample(params, r, policy, queries, store, log, shard, num_shards)
+    batches = len(shard_batches(len(queries), params.sampling.batch_queries, shard, num_shards))
+    log(f"round {r}: shard {shard}/{num_shards} done: {batches} batch(es), {resumed} queries sampled before this run")
+    return {"shard": shard, "num_shards": num_shards, "batches": batches, "queries_resumed": resumed}
+
+
+def _open_store(params: Params, r: int, policy: str, queries: list) -> ShardStore:
+    store = ShardStore(round_paths(params, r).shards)
+    # refuses another config's unfinished batches before the model loads
+    store.open(sampler_config(params.sampling, policy), [q.id for q in queries])
+    return store
+
+
+def _sample(
+    params: Params, r: int, policy: str, queries: list, store: ShardStore, log: Log, shard: int = 0, num_shards: int = 1
+) -> int:
+    """Sample the shard's unfinished batches; the model loads only if there are some. Returns the queries resumed."""
+    cfg = params.sampling
+    mine = batch_members(queries, cfg.batch_queries, shard_batches(len(queries), cfg.batch_queries, shard, num_shards))
+    which = f"round {r}" + (f", shard {shard}/{num_shards}" if num_shards > 1 else "")
+    if not todo_batches(store, len(queries), cfg, shard, num_shards):
+        log(f"{which}: all {len(mine)} queries sampled already")
+        return len(mine)
+    with torch_threads(cfg.threads):
+        engine, tokenizer = build_engine(policy, cfg, params.model)
+        log(f"{which}: foresight sampling {len(mine)} of {len(queries)} queries with {policy} ({cfg.engine})")
+        return sample_in_shards(engine, tokenizer, queries, cfg, store, log, shard, num_shards)
 
 
 def run_pairs(params: Params, r: int, log: Log = print) -> dict:

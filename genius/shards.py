@@ -1,15 +1,22 @@
-"""Resumable sampling: a round's samples written batch by batch, so a killed run resumes.
+"""Sampling in shards: a round's samples written batch by batch, by any number of processes.
+
+A round's queries are cut, in query order, into batches of `sampling.batch_queries`; batch b
+is sampled with a seed taken from its first query's id (`genius.sampling`), so its records
+depend on its queries alone, not on which process samples it or when. A *shard* s of S
+samples batches s, s + S, s + 2S, ...: S processes (or Ray tasks, `flows/scale_out.py`)
+fill one folder between them and the result is the same for any S.
 
 `runs/r<k>/samples/` holds, while a round is being sampled:
-  manifest.json            the sampler's config (the `sampling` section and the policy) and its hash
-  shard-00000.jsonl        the provenance records of one batch of queries, renamed into
-                           place only once complete (a kill leaves no partial shard)
-  shard-00000.cost.json    what that batch cost: engine calls, tokens, seconds
-A rerun checks the manifest: another config is refused, naming the keys that differ (its
-shards would mix two samplers in one round); the same config skips every query id already
-in a shard. Batches are seeded by their first query's id (`genius.sampling`), so the resumed
-run samples the remaining batches as an uninterrupted run would. When every query is done,
-`assemble` joins the shards into samples.jsonl in query order and the folder is removed.
+  manifest.json            the sampler's config (the `sampling` section and the policy), its hash,
+                           and a hash of the query ids in order (what batch b means)
+  batch-00000.jsonl        the provenance records of batch 0, renamed into place only once
+                           complete (a kill leaves no partial batch)
+  batch-00000.cost.json    what that batch cost: engine calls, tokens, seconds, parameters, and
+                           the host and process that sampled it
+A rerun checks the manifest: another config or another query list is refused, naming the
+keys that differ (its batches would mix two samplers in one round); the same config skips
+every finished batch. When every batch is done, `assemble` joins them into samples.jsonl
+in query order and the folder is removed.
 """
 
 from __future__ import annotations
@@ -17,8 +24,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import shutil
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +44,7 @@ THROUGHPUT_ONLY = ("threads", "max_batch_sequences", "max_batch_tokens", "tensor
 
 
 class ResumeError(ConfigError):
-    """Unfinished shards of a run with another config; the message names the differing keys."""
+    """Unfinished batches of a run with another config; the message names the differing keys."""
 
 
 def sampler_config(cfg: SamplingConfig, policy: str) -> dict:
@@ -60,8 +69,20 @@ def config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
     return keys
 
 
+def shard_batches(num_queries: int, batch_queries: int, shard: int = 0, num_shards: int = 1) -> list[int]:
+    """The batches shard `shard` of `num_shards` samples: every num_shards-th, from `shard`.
+
+    Round-robin rather than contiguous ranges: shards differ by at most one batch, and a
+    trend in cost along the query order (a pool sorted by source or length) is spread over all.
+    """
+    if not 0 <= shard < num_shards:
+        raise ValueError(f"shard {shard} of {num_shards}: expected 0 <= shard < num_shards")
+    return list(range(shard, math.ceil(num_queries / batch_queries), num_shards))
+
+
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    # the temp name is per process: shards on other hosts or processes may write beside it
+    tmp = path.with_name(f"{path.name}.{socket.gethostname()}-{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)  # a reader (or a resumed run) sees the old file or the whole new one
 
@@ -74,54 +95,64 @@ class ShardStore:
     def manifest(self) -> Path:
         return self.dir / "manifest.json"
 
-    def open(self, config: dict) -> None:
-        """Start a run, or resume one: refuse unfinished shards made with another config."""
+    def batch_path(self, index: int) -> Path:
+        return self.dir / f"batch-{index:05d}.jsonl"
+
+    def open(self, config: dict, query_ids: list[str]) -> None:
+        """Start a run, or resume one: refuse finished batches made with another config or query list."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        for leftover in self.dir.glob("*.tmp"):  # a write cut short by a kill
-            leftover.unlink()
+        queries = config_hash({"query_ids": query_ids})
         if self.manifest.exists():
-            old = json.loads(self.manifest.read_text())["config"]
-            if old != config:
-                diff = ", ".join(f"{k}: {_get(old, k)!r} -> {_get(config, k)!r}" for k in config_diff(old, config))
+            old = json.loads(self.manifest.read_text())
+            old_config, old_queries = old["config"], old.get("queries")
+            if old_config != config:
+                keys = config_diff(old_config, config)
+                diff = ", ".join(f"{k}: {_get(old_config, k)!r} -> {_get(config, k)!r}" for k in keys)
                 raise ResumeError(
-                    f"{self.dir} holds {len(self.shards())} finished shard(s) of an interrupted run with another "
+                    f"{self.dir} holds {len(self.batches())} finished batch(es) of an interrupted run with another "
                     f"sampler config ({diff}). Rerun with the same params to resume it, or delete {self.dir} "
                     "to start over."
                 )
-        else:
-            _atomic_write(self.manifest, json.dumps({"config": config, "hash": config_hash(config)}, indent=2) + "\n")
+            if old_queries != queries:
+                raise ResumeError(
+                    f"{self.dir} holds {len(self.batches())} finished batch(es) of an interrupted run over another "
+                    f"query list (the round's queries.jsonl changed since). Delete {self.dir} to start over."
+                )
+        else:  # shards starting together all write it: the same text, each renamed into place whole
+            manifest = {"config": config, "hash": config_hash(config), "queries": queries}
+            _atomic_write(self.manifest, json.dumps(manifest, indent=2) + "\n")
 
-    def shards(self) -> list[Path]:
-        return sorted(self.dir.glob("shard-*.jsonl"))
+    def batches(self) -> list[Path]:
+        return sorted(self.dir.glob("batch-?????.jsonl"))
 
-    def done_ids(self) -> set[str]:
-        return {json.loads(line)["query_id"] for shard in self.shards() for line in shard.open() if line.strip()}
+    def done(self) -> set[int]:
+        """Indices of the finished batches."""
+        return {int(p.name[6:11]) for p in self.batches()}
 
-    def write(self, records: list[dict], cost: dict) -> Path:
-        """Add one complete shard: its cost first, then the records, each renamed into place."""
-        index = max((int(p.name[6:11]) for p in self.shards()), default=-1) + 1
-        shard = self.dir / f"shard-{index:05d}.jsonl"
-        _atomic_write(shard.with_suffix(".cost.json"), json.dumps(cost) + "\n")
-        _atomic_write(shard, "".join(json.dumps(r) + "\n" for r in records))
-        return shard
+    def write(self, index: int, records: list[dict], cost: dict) -> Path:
+        """Add finished batch `index`: its cost first, then the records, each renamed into place."""
+        path = self.batch_path(index)
+        _atomic_write(path.with_suffix(".cost.json"), json.dumps(cost) + "\n")
+        _atomic_write(path, "".join(json.dumps(r) + "\n" for r in records))
+        return path
 
     def costs(self) -> list[dict]:
-        """The cost of every finished shard (a cost file whose shard never landed is ignored)."""
-        return [json.loads(p.with_suffix(".cost.json").read_text()) for p in self.shards()]
+        """The cost of every finished batch (a cost file whose batch never landed is ignored)."""
+        return [json.loads(p.with_suffix(".cost.json").read_text()) for p in self.batches()]
 
     def assemble(self, query_ids: list[str], out: Path) -> int:
-        """Join the shards into `out`, one line per query id in `query_ids` order; returns the count.
+        """Join the batches into `out`, one line per query id in `query_ids` order; returns the count.
 
-        Lines are copied byte for byte, found through an index of (shard, offset) per id, so
+        Lines are copied byte for byte, found through an index of (file, offset) per id, so
         a round of any size never sits in memory at once.
         """
         where: dict[str, tuple[Path, int]] = {}
-        for shard in self.shards():
-            with open(shard, "rb") as f:
+        for batch in self.batches():
+            with open(batch, "rb") as f:
                 offset = 0
                 for line in f:
                     if line.strip():
-                        where.setdefault(json.loads(line)["query_id"], (shard, offset))
+                        where.setdefault(json.loads(line)["query_id"], (batch, offset))
                     offset += len(line)
         missing = [q for q in query_ids if q not in where]
         if missing:
@@ -132,8 +163,8 @@ class ShardStore:
         try:
             with open(tmp, "wb") as dst:
                 for q in query_ids:
-                    shard, offset = where[q]
-                    src = handles.setdefault(shard, open(shard, "rb"))
+                    batch, offset = where[q]
+                    src = handles.setdefault(batch, open(batch, "rb"))
                     src.seek(offset)
                     dst.write(src.readline())
         finally:
@@ -152,6 +183,19 @@ def _get(config: dict, dotted: str):
     return config
 
 
+def todo_batches(
+    store: ShardStore, num_queries: int, cfg: SamplingConfig, shard: int = 0, num_shards: int = 1
+) -> list[int]:
+    """This shard's batches that are not finished yet."""
+    done = store.done()
+    return [b for b in shard_batches(num_queries, cfg.batch_queries, shard, num_shards) if b not in done]
+
+
+def batch_members(queries: list[Query], batch_queries: int, batches: list[int]) -> list[Query]:
+    """The queries of `batches`, batch after batch."""
+    return [q for b in batches for q in queries[b * batch_queries : (b + 1) * batch_queries]]
+
+
 def sample_in_shards(
     engine: Engine,
     tokenizer,
@@ -159,27 +203,38 @@ def sample_in_shards(
     cfg: SamplingConfig,
     store: ShardStore,
     log: Callable[[str], None] = print,
+    shard: int = 0,
+    num_shards: int = 1,
 ) -> int:
-    """Sample every query not yet in a shard, one shard per batch; returns how many were skipped.
+    """Sample this shard's unfinished batches, one file each; returns how many of its queries were done already.
 
-    `store.open` must have accepted this run's config.
+    `store.open` must have accepted this run's config and query list.
     """
-    done = store.done_ids()
-    todo = [q for q in queries if q.id not in done]
-    skipped = len(queries) - len(todo)
+    size = cfg.batch_queries
+    mine = shard_batches(len(queries), size, shard, num_shards)
+    todo = todo_batches(store, len(queries), cfg, shard, num_shards)
+    skipped = len(batch_members(queries, size, [b for b in mine if b not in todo]))
+    # every batch but the round's last is full, so these queries back to back re-form exactly these batches
+    selected = batch_members(queries, size, todo)
     if skipped:
-        log(f"resuming: {skipped} queries already sampled in {len(store.shards())} shard(s), {len(todo)} to go")
+        log(f"resuming: {skipped} queries already sampled in {len(mine) - len(todo)} batch(es), {len(selected)} to go")
+    for b in todo:
+        for leftover in store.dir.glob(f"batch-{b:05d}.*.tmp"):  # a write of this batch cut short by a kill
+            leftover.unlink()
     before, start = dataclasses.replace(engine.cost), time.perf_counter()
-    for records in foresight_sample_batches(engine, tokenizer, todo, cfg, progress=log):
+    where = {"host": socket.gethostname(), "pid": os.getpid(), "shard": shard, "num_shards": num_shards}
+    for b, records in zip(todo, foresight_sample_batches(engine, tokenizer, selected, cfg, progress=log), strict=True):
+        assert records[0]["query_id"] == queries[b * size].id, "batches out of step"  # a bug, not bad input
         now = time.perf_counter()
         cost = {k: v - getattr(before, k) for k, v in dataclasses.asdict(engine.cost).items()}
-        store.write(records, cost | {"queries": len(records), "seconds": now - start})
+        cost |= {"queries": len(records), "seconds": now - start, "parameters": engine.num_parameters} | where
+        store.write(b, records, cost)
         before, start = dataclasses.replace(engine.cost), now
     return skipped
 
 
-def sampling_cost(costs: list[dict], num_parameters: int | None) -> dict:
-    """Totals over a round's shards, and a FLOPs estimate.
+def sampling_cost(costs: list[dict]) -> dict:
+    """Totals over a round's batches, and a FLOPs estimate.
 
     FLOPs ~ 6 x parameters x tokens (sampled + prefilled), the convention issue 3 asks for;
     it is the training rule of thumb: a forward pass alone is ~2 x parameters x tokens, so
@@ -187,12 +242,15 @@ def sampling_cost(costs: list[dict], num_parameters: int | None) -> dict:
     """
     total = {k: sum(c[k] for c in costs) for k in (*EngineCost.__dataclass_fields__, "queries", "seconds")}
     tokens = total["generated_tokens"] + total["prefill_tokens"]
+    num_parameters = next((c["parameters"] for c in costs if c.get("parameters")), None)
     return {
         "engine_calls": total["calls"],
         "generated_tokens": total["generated_tokens"],
         "prefill_tokens": total["prefill_tokens"],  # prompt tokens encoded, each shared prefix once
-        "sampling_seconds": total["seconds"],  # summed over shards, those of interrupted runs included
-        "tokens_per_second": total["generated_tokens"] / total["seconds"] if total["seconds"] else 0.0,
+        "sampling_seconds": total["seconds"],  # engine time summed over batches: all shards, interrupted runs included
+        "tokens_per_second": total["generated_tokens"] / total["seconds"] if total["seconds"] else 0.0,  # per engine
         "parameters": num_parameters,
         "flops_estimate": 6 * num_parameters * tokens if num_parameters else None,
+        "hosts": len({c["host"] for c in costs if "host" in c}),  # machines the batches were sampled on
+        "processes": len({(c["host"], c["pid"]) for c in costs if "host" in c}),  # shards, retries and resumes
     }

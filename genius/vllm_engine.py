@@ -24,6 +24,7 @@ import json
 import math
 from pathlib import Path
 
+import torch
 from transformers import AutoTokenizer
 
 from genius.config import ConfigError
@@ -80,14 +81,22 @@ class VLLMEngine:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        params = SamplingParams(
-            n=n,
-            temperature=temperature,
-            max_tokens=max_tokens,
-            stop_token_ids=stop_ids or None,
-            logprobs=1,
-            detokenize=False,
-        )
+        # One seed per request, drawn from torch's generator, which the sampler seeds per batch of
+        # queries: a request's draws then depend on its batch alone, not on what this engine ran
+        # before, so a resumed or sharded round samples what one uninterrupted process would.
+        seeds = torch.randint(0, 2**31 - 1, (len(prompts),)).tolist()
+        params = [
+            SamplingParams(
+                n=n,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                stop_token_ids=stop_ids or None,
+                logprobs=1,
+                detokenize=False,
+                seed=seed,
+            )
+            for seed in seeds
+        ]
         results = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params, use_tqdm=False)
         # tokens vLLM computed rather than found in its prefix cache
         self.cost.prefill_tokens += sum(len(p) - (r.num_cached_tokens or 0) for p, r in zip(prompts, results))

@@ -5,12 +5,16 @@ every stage, the DVC cache holds every output, and `dvc repro` afterwards has no
 do. It also gives crash recovery: a stage whose dependencies and outputs are unchanged is up
 to date, so a rerun after a crash skips it and the task returns at once. Sampling, training
 and evaluation hold a model: they carry the `gpu` tag, which `make serve` limits to one at a
-time.
+time. Sampling shards (`sample_shard`, flows/scale_out.py) run outside DVC, all at once: each
+fills its share of the round's batches, and the DVC stage sample@rK then assembles them.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from collections import deque
 from pathlib import Path
 
 from prefect import get_run_logger, task
@@ -24,6 +28,14 @@ def reproduce(stage: str) -> bool:
         ran = bool(repo.reproduce(stage, single_item=True))
     get_run_logger().info(f"{stage}: {'done' if ran else 'up to date, skipped'}")
     return ran
+
+
+def up_to_date(stage: str) -> bool:
+    """True if DVC would skip the stage: its deps, params and outs are as dvc.lock records."""
+    from dvc.repo import Repo
+
+    with Repo(".") as repo:
+        return not repo.status(targets=[stage])
 
 
 def _json(path: Path) -> dict:
@@ -43,6 +55,32 @@ def ingest(r: int) -> bool:
 @task(name="foresight-sample", task_run_name="sample r{r}", retries=1, retry_delay_seconds=10, tags=["gpu"])
 def sample(r: int) -> bool:
     return reproduce(f"sample@r{r}")
+
+
+@task(
+    name="sample-shard",
+    task_run_name="sample r{r} shard {shard}/{num_shards}",
+    retries=1,
+    retry_delay_seconds=10,
+)
+def sample_shard(r: int, shard: int, num_shards: int, project: str) -> str:
+    """Shard `shard` of round r's sampling, as a subprocess: `genius sample --round r --shard shard/num_shards`.
+
+    A subprocess, not a call: a crash or kill of the engine fails this task (and its retry
+    resumes at the shard's last finished batch) instead of taking the worker down; its GPU
+    memory is freed when it exits; it sees the GPUs Ray gave the worker (CUDA_VISIBLE_DEVICES).
+    No `gpu` tag: shards are meant to run at once, each on the resources Ray gives it.
+    """
+    log = get_run_logger()
+    cmd = [sys.executable, "-m", "genius", "sample", "--round", str(r), "--shard", f"{shard}/{num_shards}"]
+    proc = subprocess.Popen(cmd, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    tail: deque[str] = deque(maxlen=20)
+    for line in proc.stdout:  # streamed: a shard of a paper-scale round runs for hours
+        tail.append(line.rstrip())
+        log.info(tail[-1])
+    if proc.wait():
+        raise RuntimeError(f"{' '.join(cmd[1:])} exited with {proc.returncode}: " + "\n".join(tail))
+    return tail[-1] if tail else ""
 
 
 @task(name="build-pairs", task_run_name="pairs r{r}", retries=1)

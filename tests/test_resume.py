@@ -1,6 +1,6 @@
 """Resumable sampling: `genius sample` killed part-way (SIGKILL, a real kill) and run again.
 
-The resumed run must skip the shards that landed before the kill, end with every query id
+The resumed run must skip the batches that landed before the kill, end with every query id
 exactly once in query order, and (batches being seeded by their first query's id) write
 exactly what an uninterrupted run writes. Resuming with another sampler config is refused.
 """
@@ -22,7 +22,7 @@ from genius.config import SamplingConfig, ToyConfig
 from genius.registry import RoundEntry, write_registry
 from genius.shards import ResumeError, ShardStore, config_diff, sampler_config
 
-NUM_QUERIES, BATCH = 40, 4  # ten shards
+NUM_QUERIES, BATCH = 40, 4  # ten batches
 
 
 @pytest.fixture(scope="module")
@@ -60,41 +60,41 @@ def run(project, *args):
     return proc.returncode, out, err
 
 
-def test_killed_sampling_resumes_without_redoing_finished_shards(tmp_path, toy):
+def test_killed_sampling_resumes_without_redoing_finished_batches(tmp_path, toy):
     project = tmp_path / "killed"
     ids = make_project(project, toy)
     shards = project / "runs" / "r1" / "samples"
 
     proc = genius(project, "sample", "--round", "1", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while not (shards / "shard-00000.jsonl").exists():
-        assert proc.poll() is None and time.time() < deadline, "sampling ended before its first shard landed"
+    while not (shards / "batch-00000.jsonl").exists():
+        assert proc.poll() is None and time.time() < deadline, "sampling ended before its first batch landed"
         time.sleep(0.005)
     os.kill(proc.pid, signal.SIGSTOP)  # freeze it at once, look, then kill it for real
-    finished = {p.name: p.read_bytes() for p in shards.glob("shard-*.jsonl")}
+    finished = {p.name: p.read_bytes() for p in shards.glob("batch-*.jsonl")}
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait(timeout=30) == -signal.SIGKILL
     assert 1 <= len(finished) < NUM_QUERIES // BATCH, "the kill should land part-way"
     assert not (project / "runs" / "r1" / "samples.jsonl").exists()
     done = [json.loads(line)["query_id"] for blob in finished.values() for line in blob.decode().splitlines()]
 
-    # another sampler config may not finish this round's shards: refused, naming the key
+    # another sampler config may not finish this round's batches: refused, naming the key
     code, _, err = run(project, "-S", "sampling.tau=0.5", "sample", "--round", "1")
     assert code == 2 and "sampling.tau: 0.02 -> 0.5" in err and "Traceback" not in err, err
-    assert {p.name for p in shards.glob("shard-*.jsonl")} == set(finished)
+    assert {p.name for p in shards.glob("batch-*.jsonl")} == set(finished)
 
     code, out, err = run(project, "sample", "--round", "1")
     assert code == 0, err[-3000:]
-    assert f"resuming: {len(done)} queries already sampled in {len(finished)} shard(s)" in out
+    assert f"resuming: {len(done)} queries already sampled in {len(finished)} batch(es)" in out
     samples = (project / "runs" / "r1" / "samples.jsonl").read_text().splitlines(keepends=True)
     assert [json.loads(line)["query_id"] for line in samples] == ids  # every id once, in query order
-    for blob in finished.values():  # the shards from before the kill are in it unchanged
+    for blob in finished.values():  # the batches from before the kill are in it unchanged
         assert set(blob.decode().splitlines(keepends=True)) <= set(samples)
     stats = json.loads((project / "runs" / "r1" / "sampling.json").read_text())
     assert stats["queries"] == NUM_QUERIES and stats["queries_resumed"] == len(done)
     tokens = stats["generated_tokens"] + stats["prefill_tokens"]
     assert stats["flops_estimate"] == 6 * stats["parameters"] * tokens > 0
-    assert not shards.exists()  # samples.jsonl is whole: the shards are gone
+    assert not shards.exists()  # samples.jsonl is whole: the batches are gone
 
     # an uninterrupted run writes the same file: batches are seeded by their first query's id
     reference = tmp_path / "reference"
@@ -107,14 +107,16 @@ def test_killed_sampling_resumes_without_redoing_finished_shards(tmp_path, toy):
 def test_shard_store_refuses_another_config_and_allows_throughput_changes(tmp_path):
     cfg = SamplingConfig()
     store = ShardStore(tmp_path / "samples")
-    store.open(sampler_config(cfg, "model-a"))
-    store.write([{"query_id": "q1"}, {"query_id": "q2"}], {"calls": 1})
-    (store.dir / "shard-00001.jsonl.tmp").write_text('{"query_id": "q3"}\n')  # a write cut short
+    ids = ["q1", "q2", "q9"]
+    store.open(sampler_config(cfg, "model-a"), ids)
+    store.write(0, [{"query_id": "q1"}, {"query_id": "q2"}], {"calls": 1})
     # more threads, GPUs or memory: the same sampler
-    store.open(sampler_config(replace(cfg, threads=8, max_batch_sequences=64, tensor_parallel_size=4), "model-a"))
-    assert store.done_ids() == {"q1", "q2"} and not list(store.dir.glob("*.tmp"))
+    store.open(sampler_config(replace(cfg, threads=8, max_batch_sequences=64, tensor_parallel_size=4), "model-a"), ids)
+    assert store.done() == {0}
     with pytest.raises(ResumeError, match=r"policy: 'model-a' -> 'model-b', sampling.temperature: 0.6 -> 1.0"):
-        store.open(sampler_config(replace(cfg, temperature=1.0), "model-b"))
+        store.open(sampler_config(replace(cfg, temperature=1.0), "model-b"), ids)
+    with pytest.raises(ResumeError, match="another query list"):  # batch 0 would mean other queries
+        store.open(sampler_config(cfg, "model-a"), ["q2", "q1", "q9"])
     with pytest.raises(RuntimeError, match="1 queries not sampled"):
         store.assemble(["q2", "q1", "q9"], tmp_path / "samples.jsonl")
     assert store.assemble(["q2", "q1"], tmp_path / "samples.jsonl") == 2

@@ -54,7 +54,8 @@ class FakeLLM:
     def generate(self, prompts, params, use_tqdm=True):
         self.calls.append((prompts, params))
         results = []
-        for p in prompts:
+        assert len(params) == len(prompts)  # one SamplingParams per request: each has its own seed
+        for p, params in zip(prompts, params):
             script = STEPS[: params.n] if params.stop_token_ids else [(tok("A:5") + [EOS], "stop", None)] * params.n
             outputs = [
                 SimpleNamespace(
@@ -121,9 +122,9 @@ def test_llm_arguments_and_outputs_as_completions(fake_vllm, model_dir):
 
     (step_prompts, step_params), (roll_prompts, roll_params) = llm.calls
     assert step_prompts == [{"prompt_token_ids": p} for p in prompts]
-    assert vars(step_params) == dict(
-        n=4, temperature=0.6, max_tokens=32, stop_token_ids=[NL], logprobs=1, detokenize=False
-    )
+    seeds = [params.__dict__.pop("seed") for params in step_params + roll_params]
+    assert len(set(seeds)) == len(seeds)  # a seed per request
+    assert all(vars(params) == dict(n=4, temperature=0.6, max_tokens=32, stop_token_ids=[NL], logprobs=1, detokenize=False) for params in step_params)
     for completions in out:
         assert [c.finish_reason for c in completions] == ["stop", "eos", "length", "eos"]
         assert [c.token_ids for c in completions] == [ids for ids, _, _ in STEPS]
@@ -134,9 +135,7 @@ def test_llm_arguments_and_outputs_as_completions(fake_vllm, model_dir):
         assert completions[0].continuation.finish_reason == "eos"
     # the rollout pass: prompt + step for each continued sample, one sample each, no stop
     assert roll_prompts == [{"prompt_token_ids": p + STEPS[i][0]} for p in prompts for i in (0, 2)]
-    assert vars(roll_params) == dict(
-        n=1, temperature=1.0, max_tokens=64, stop_token_ids=None, logprobs=1, detokenize=False
-    )
+    assert all(vars(params) == dict(n=1, temperature=1.0, max_tokens=64, stop_token_ids=None, logprobs=1, detokenize=False) for params in roll_params)
 
     steps = 2 * sum(len(ids) for ids, _, _ in STEPS)
     rollouts = 4 * len(tok("A:5") + [EOS])
@@ -144,6 +143,26 @@ def test_llm_arguments_and_outputs_as_completions(fake_vllm, model_dir):
     # prefill as vLLM reports it: prompt tokens minus those found in its prefix cache (2 per request)
     prefilled = [len(p) - 2 for p in prompts] + [len(p["prompt_token_ids"]) - 2 for p in roll_prompts]
     assert engine.cost.prefill_tokens == sum(prefilled)
+
+
+def test_request_seeds_follow_the_batch_seed_not_the_engine_history(fake_vllm, model_dir):
+    """What makes resumed and sharded vLLM rounds sample what one process would: the sampler
+    seeds torch per batch, and each request's vLLM seed is drawn from it."""
+    engine, _ = build_engine(model_dir, SamplingConfig(engine="vllm"), ModelConfig())
+    prompts = [[1] + tok("Q:1+2\n"), [1] + tok("Q:3+4\n")]
+
+    def seeds():
+        params = FakeLLM.instances[-1].calls[-1][1]
+        return [p.seed for p in params]
+
+    torch.manual_seed(3)
+    engine.generate(prompts, n=2, temperature=0.6, max_new_tokens=8, stop=None)
+    first = seeds()
+    engine.generate(prompts, n=2, temperature=0.6, max_new_tokens=8, stop=None)  # another batch in between
+    assert seeds() != first
+    torch.manual_seed(3)
+    engine.generate(prompts, n=2, temperature=0.6, max_new_tokens=8, stop=None)
+    assert seeds() == first
 
 
 def test_missing_logprobs_and_aborts_are_errors(fake_vllm, model_dir):
