@@ -76,7 +76,13 @@ def main(argv: list[str] | None = None) -> int:
             with wandb_run(params.tracking, f"round-{args.round}", asdict(params), params.rounds.runs_dir) as track:
                 rounds.run_train(params, args.round, log, track)
         elif args.command == "evaluate":
-            rounds.run_evaluate(params, args.round, log)
+            from genius.tracking import wandb_run
+
+            name = "base-eval" if args.round == 0 else f"round-{args.round}-eval"
+            metrics = rounds.run_evaluate(params, args.round, log)
+            with wandb_run(params.tracking, name, asdict(params), params.rounds.runs_dir) as track:
+                if track:
+                    track(rounds.eval_row(metrics), args.round)
         elif args.command == "report":
             from genius.report import write_report
 

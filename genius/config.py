@@ -100,7 +100,7 @@ class SamplingConfig:
 class TrainingConfig:
     loss: Literal["aco", "dpo", "ipo", "simpo", "ropo", "sft"] = "aco"  # aco, or a baseline of the paper's Table 4
     alpha: float = positive(1.0)
-    beta: float = positive(0.5)
+    beta: float = positive(5.0)
     calibration_clip: Literal["paper", "scripts"] = "paper"
     sft_weight: float = non_negative(1.0)
     learning_rate: float = positive(5e-5)

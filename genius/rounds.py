@@ -213,6 +213,14 @@ def run_evaluate(params: Params, r: int, log: Log = print) -> dict:
     return metrics
 
 
+def eval_row(metrics: dict) -> dict[str, float]:
+    """A round's metrics.json as one flat row for the tracker: accuracy per task, the probe's numbers."""
+    row = {f"eval/{task}": acc for task, acc in metrics["accuracy"].items()}
+    diagnostics = metrics.get("diagnostics") or {}
+    row |= {f"diagnostics/{k}": v for k, v in diagnostics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return row
+
+
 def run_toy(params: Params, log: Log = print) -> Path:
     from genius.toy.build import build_toy
 

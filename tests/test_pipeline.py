@@ -24,7 +24,10 @@ def test_flow_runs_rounds_and_checkpoint_loads(project):
     model = AutoModelForCausalLM.from_pretrained(project / "runs" / "r2" / "checkpoint")
     tokenizer = AutoTokenizer.from_pretrained(project / "runs" / "r2" / "checkpoint")
     assert model.config.vocab_size == len(tokenizer)
-    assert list((project / "runs" / "wandb").glob("wandb/offline-run-*")), "wandb offline runs expected"
+    # wandb offline: a run per training round and per evaluation (base included), named so
+    records = [f.read_bytes() for f in (project / "runs" / "wandb").glob("wandb/offline-run-*/run-*.wandb")]
+    for name in (b"round-1", b"round-2", b"base-eval", b"round-1-eval", b"round-2-eval"):
+        assert any(name in r for r in records), f"no wandb run named {name.decode()}"
     # every round judged; the lineage is whole: DVC has nothing left to do
     assert all(e.promoted is not None for e in read_registry(project / "rounds.yaml").values())
     status = run(["dvc", "status"], project)

@@ -1,0 +1,124 @@
+"""Selection or sharpening? SFT on Genius's positives against SFT on random own samples.
+
+    python bench/sft_control.py --plan configs/replicate.yaml --workers 2
+
+For each seed of the plan, after `make replicate` has run: take the Genius arm's round-1
+pairs, and build a control set of the same size in which every positive is replaced by a
+response the base model samples for the same query (at `sampling.temperature`, the
+temperature the search samples steps at). Train both with `training.loss: sft` and the
+plan's other settings, score both with bench/sweep.py's engine scorer (greedy and T=1.0 on the
+test set), and report, per seed and as mean +- SE, the accuracy of each and how often the
+training targets themselves are right (the toy's queries carry their answer: the sum; it is
+used here to measure, never to train).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from genius.config import load_params  # noqa: E402
+from genius.pairs import read_jsonl, write_jsonl  # noqa: E402
+from genius.replicate import Arm, arm_dir, load_plan, mean_se, overrides, prepare, run_stage  # noqa: E402
+from genius.toy.task import extract_answer  # noqa: E402
+
+TASKS = ("genius_toy", "genius_toy_sampled")
+
+
+def right(query: str, response: str) -> bool:
+    return extract_answer(response) == sum(int(x) for x in query.split("+"))
+
+
+def random_positives(plan, seed: int, pairs: list[dict]) -> list[dict]:
+    """The pairs with each `chosen` replaced by a fresh base-model sample for its query."""
+    import torch
+
+    from genius.engine import TransformersEngine, load_model
+    from genius.sampling import prompt_ids
+
+    params = load_params(plan.params, overrides(plan, seed, None))
+    model, tokenizer = load_model(params.model.path, device="cpu")
+    engine = TransformersEngine(model, tokenizer)
+    queries = sorted({p["query"] for p in pairs})
+    need = {q: sum(p["query"] == q for p in pairs) for q in queries}
+    torch.manual_seed(seed)
+    out = engine.generate(
+        [prompt_ids(tokenizer, q) for q in queries],
+        n=max(need.values()),
+        temperature=params.sampling.temperature,
+        max_new_tokens=params.sampling.max_rollout_tokens,
+        stop=None,
+    )
+    samples = {q: [tokenizer.decode(c.token_ids, skip_special_tokens=True) for c in cs] for q, cs in zip(queries, out)}
+    used = {q: 0 for q in queries}
+    control = []
+    for p in pairs:
+        q = p["query"]
+        control.append({**p, "chosen": samples[q][used[q]], "chosen_complete": True})
+        used[q] += 1
+    return control
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--plan", default="configs/replicate.yaml")
+    parser.add_argument("--source", default="genius", help="the arm whose round-1 pairs are used")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    plan = load_plan(args.plan)
+    sft = {"training.loss": "sft"}
+    arms = {"sft_positives": Arm("sft_positives", "SFT on Genius positives", overrides=sft),
+            "sft_random": Arm("sft_random", "SFT on random own samples", overrides=sft)}
+    source = {seed: arm_dir(plan, seed, args.source) / "r1" for seed in plan.seeds}
+    # its own folder: the base is scored here by the same engine scorer as the two arms
+    plan = replace(plan, arms=[plan.arm(args.source), *arms.values()], out_dir=plan.out_dir / "control")
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from sweep import score  # bench/sweep.py, beside this file
+
+    # Models are loaded in this process one at a time (transformers' loading is not
+    # thread-safe); only the training subprocesses run in parallel.
+    made = {}
+    for seed in plan.seeds:
+        pairs = list(read_jsonl(source[seed] / "pairs.jsonl"))
+        made[seed] = {"sft_positives": pairs, "sft_random": random_positives(plan, seed, pairs)}
+        for name, rows in made[seed].items():
+            arm, d = arms[name], arm_dir(plan, seed, name) / "r1"
+            prepare(plan, seed, arm, load_params(plan.params, overrides(plan, seed, arm)).model.path)
+            d.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source[seed] / "queries.jsonl", d / "queries.jsonl")
+            if not (d / "pairs.jsonl").exists():
+                write_jsonl(d / "pairs.jsonl", rows)
+    jobs = [(seed, arm) for seed in plan.seeds for arm in arms.values()]
+    with ThreadPoolExecutor(args.workers) as pool:
+        list(pool.map(lambda job: run_stage(plan, job[0], job[1], "train", 1, log=lambda m: None), jobs))
+    results = []
+    for seed in plan.seeds:
+        result = {"seed": seed, "base": score(plan, seed, None, 0)}
+        for name, rows in made[seed].items():
+            right_share = sum(right(p["query"], p["chosen"]) for p in rows) / len(rows)
+            result[name] = score(plan, seed, arms[name], 1) | {"targets_right": right_share}
+        print(json.dumps(result), flush=True)
+        results.append(result)
+    def fmt(pair, signed=False):
+        return f"{'+' if signed and pair[0] >= 0 else ''}{100 * pair[0]:.1f} ± {100 * pair[1]:.1f}"
+
+    print("| training targets | targets right | greedy | vs base | T=1.0 | vs base |\n|---|---|---|---|---|---|")
+    for name, arm in arms.items():
+        cells = [fmt(mean_se([r[name]["targets_right"] for r in results]))]
+        for t in TASKS:
+            cells += [fmt(mean_se([r[name][t] for r in results])), fmt(mean_se([r[name][t] - r["base"][t] for r in results]), True)]
+        print(f"| {arm.label} | " + " | ".join(cells) + " |")
+    for t in TASKS:  # what the selection adds over sampling alone, paired by seed
+        diff = mean_se([r["sft_positives"][t] - r["sft_random"][t] for r in results])
+        print(f"{t}: positives minus random samples {fmt(diff, True)} points")
+
+if __name__ == "__main__":
+    main()
