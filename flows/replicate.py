@@ -40,17 +40,15 @@ def build_toy(plan_path: str) -> str:
     return str(model)
 
 
-@task(name="replicate-stage", task_run_name="seed{seed} {arm} {stage} r{r}", retries=1, retry_delay_seconds=5)
-def stage(plan_path: str, seed: int, arm: str, stage: str, r: int) -> bool:
+@task(name="replicate-stage", task_run_name="seed{seed} {arm} {name} r{r}", retries=1, retry_delay_seconds=5)
+def stage(plan_path: str, seed: int, arm: str, name: str, r: int) -> bool:
     """One stage of one (seed, arm) through the `genius` CLI; skipped when already done."""
     plan = rep.load_plan(plan_path)
     spec = None if arm == "base" else plan.arm(arm)
-    if r == 1 and stage in ("ingest", "train") and spec is not None and not rep.stage_done(plan, seed, spec, stage, r):
-        policy = load_params(plan.params, rep.overrides(plan, seed, spec)).model.path
-        rep.prepare(plan, seed, spec, policy)  # the arm's round registry
-        if spec.pairs_from:
-            rep.borrow_pairs(plan, seed, spec)
-    return rep.run_stage(plan, seed, spec, stage, r, log=get_run_logger().info)
+    first = "train" if spec and spec.pairs_from else "ingest"  # the arm's first stage
+    if spec and (name, r) == (first, 1) and not rep.stage_done(plan, seed, spec, name, r):
+        rep.start_arm(plan, seed, spec)
+    return rep.run_stage(plan, seed, spec, name, r, log=get_run_logger().info)
 
 
 @flow(name="genius-replicate", log_prints=True)

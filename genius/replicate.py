@@ -180,11 +180,16 @@ def run_stage(plan: Plan, seed: int, arm: Arm | None, stage: str, r: int, log=pr
     return True
 
 
-def run_arm(plan: Plan, seed: int, arm: Arm, evaluate: bool = True, log=print) -> None:
-    """All rounds of one (seed, arm), each stage skipped if already done."""
+def start_arm(plan: Plan, seed: int, arm: Arm) -> None:
+    """Before an arm's first stage: its round registry and, for `pairs_from`, the borrowed pairs."""
     prepare(plan, seed, arm, str(load_params(plan.params, overrides(plan, seed, arm)).model.path))
     if arm.pairs_from:
         borrow_pairs(plan, seed, arm)
+
+
+def run_arm(plan: Plan, seed: int, arm: Arm, evaluate: bool = True, log=print) -> None:
+    """All rounds of one (seed, arm), each stage skipped if already done."""
+    start_arm(plan, seed, arm)
     for r in range(1, arm.rounds + 1):
         stages = ("train", "evaluate") if arm.pairs_from else STAGES
         for stage in stages:
