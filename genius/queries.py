@@ -1,7 +1,9 @@
 """Query ingestion: unlabelled queries from files or the hub -> one shuffled pool -> a round's slice.
 
 Genius self-trains on queries alone, no answers. They come from JSON Lines, JSON, CSV or
-Parquet files, a folder saved by `datasets`, or a hub dataset (`hf:<name>[:<split>]`).
+Parquet files, a folder saved by `datasets`, a hub dataset (`hf:<name>[:<split>]`), or a
+reasoning-gym generator (`reasoning_gym:<dataset>?size=N&seed=S&...`, genius.reasoning_gym:
+its questions only, never its answers).
 Each text is normalised and deduplicated, so a query written twice (extra spaces, a
 decomposed accent) is sampled once. A bad row is dropped with a reason and where it was,
 a source that cannot be read is reported, and ingestion goes on: one stray line must not
@@ -25,9 +27,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from genius import reasoning_gym
 from genius.config import QueriesConfig
 
-FORMATS = ".jsonl, .json, .csv, .parquet, a `datasets` save_to_disk folder or hf:<name>[:<split>]"
+FORMATS = ".jsonl, .json, .csv, .parquet, a `datasets` save_to_disk folder, hf:<name>[:<split>] or reasoning_gym:<spec>"
 
 
 class QueryError(ValueError):
@@ -231,6 +234,12 @@ def _read_hub(spec: str, cfg: QueriesConfig) -> Iterator[tuple[str, Any]]:
     yield from _read_dataset(ds, cfg)
 
 
+def _read_reasoning_gym(spec, cfg: QueriesConfig) -> Iterator[tuple[str, Any]]:
+    """The spec's problems as rows {text_field: prompt, id_field: rg:<name>:<seed>:<index>}: no answer."""
+    for p in reasoning_gym.problems(spec):
+        yield f"row {p.index}", {cfg.text_field: p.query} | ({cfg.id_field: p.id} if cfg.id_field else {})
+
+
 def _require_column(names: list[str], column: str) -> None:
     if column not in names:  # a whole file without the text column is one problem, not one per row
         raise ValueError(f"no column {column!r} (queries.text_field); columns: {', '.join(names) or 'none'}")
@@ -244,6 +253,8 @@ def _columns(names: list[str], cfg: QueriesConfig) -> list[str]:
 def _read_source(source: str, cfg: QueriesConfig, base_dir: Path) -> Iterator[tuple[str, Any]]:
     if source.startswith("hf:"):
         return _read_hub(source[3:], cfg)
+    if reasoning_gym.is_spec(source):
+        return _read_reasoning_gym(reasoning_gym.parse_spec(source), cfg)
     path = base_dir / source
     if not path.exists():
         raise FileNotFoundError(f"no such file or folder: {path}")
@@ -287,6 +298,7 @@ def load_pool(cfg: QueriesConfig, base_dir: Path = Path(".")) -> tuple[list[Quer
     Sources are read in order and the first occurrence of a text or an id wins, so the
     same files and seed always give the same pool.
     """
+    _check_specs(cfg.paths)
     report = IngestReport(sources=list(cfg.paths))
     pool: list[Query] = []
     text_at: dict[str, str] = {}  # normalised text -> where it was kept
@@ -312,6 +324,27 @@ def load_pool(cfg: QueriesConfig, base_dir: Path = Path(".")) -> tuple[list[Quer
         raise QueryError(_nothing_left(report))
     random.Random(cfg.shuffle_seed).shuffle(pool)
     return pool, report
+
+
+def _check_specs(sources: list[str]) -> None:
+    """A bad `reasoning_gym:` entry is a mistake in the config, not a source to skip: refuse it.
+
+    Two entries of one dataset and seed would give the same ids to different questions.
+    """
+    seen: dict[tuple[str, int], str] = {}
+    for source in sources:
+        if not reasoning_gym.is_spec(source):
+            continue
+        try:
+            spec = reasoning_gym.parse_spec(source)
+        except reasoning_gym.SpecError as e:
+            raise QueryError(f"queries.paths: {source}: {e}") from None
+        if (spec.name, spec.seed) in seen:
+            raise QueryError(
+                f"queries.paths: {source}: same dataset and seed as {seen[spec.name, spec.seed]}; "
+                "their ids would collide: give each its own seed"
+            )
+        seen[spec.name, spec.seed] = source
 
 
 def _nothing_left(report: IngestReport) -> str:

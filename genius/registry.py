@@ -5,6 +5,9 @@ a round's policy from it, and the Prefect flow writes it: it registers a round w
 latest promoted checkpoint as policy before running the round, and records the promotion
 decision after evaluating it. A round that made the model worse stays in the registry,
 marked, and the next round starts from the last good checkpoint.
+
+The registry also records its lineage: the model it self-trains and the runs folder its
+rounds write to (genius/pipeline.py refuses to switch either under rounds already done).
 """
 
 from __future__ import annotations
@@ -15,11 +18,18 @@ from pathlib import Path
 import yaml
 
 HEADER = """\
-# The round registry: every self-training round, the policy it started from, and whether
-# the Prefect flow promoted it. dvc.yaml builds its per-round stages from `round_list`, so
-# `dvc repro` reproduces exactly this lineage; the flow appends a round (starting from the
-# latest promoted checkpoint) before running it.
+# The round registry: the lineage (the model it self-trains, the folder its rounds write to),
+# every self-training round, the policy it started from, and whether the Prefect flow
+# promoted it. dvc.yaml builds its per-round stages from `round_list`, so `dvc repro`
+# reproduces exactly this lineage; the flow appends a round (starting from the latest
+# promoted checkpoint) before running it. Written by genius: `genius pipeline`, the flow.
 """
+
+
+@dataclass(frozen=True)
+class Lineage:
+    model: str  # model.path: what round 1 starts from
+    runs_dir: str  # rounds.runs_dir: where the rounds write
 
 
 @dataclass
@@ -49,8 +59,26 @@ def read_registry(path: str | Path) -> dict[int, RoundEntry]:
     return entries
 
 
-def write_registry(path: str | Path, entries: dict[int, RoundEntry]) -> None:
-    lines = [HEADER.rstrip("\n"), "round_list:" + ("" if entries else " {}")]
+def read_lineage(path: str | Path) -> Lineage | None:
+    """The lineage the registry records, or None (no registry, or one from before lineages)."""
+    path = Path(path)
+    data = (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+    item = data.get("lineage")
+    if item is None:
+        return None
+    try:
+        return Lineage(**item)
+    except TypeError as e:
+        raise ValueError(f"{path}: lineage: {e}") from None
+
+
+def write_registry(path: str | Path, entries: dict[int, RoundEntry], lineage: Lineage | None = None) -> None:
+    """Write the registry; the recorded lineage is kept unless a new one is given."""
+    lineage = lineage or read_lineage(path)
+    lines = [HEADER.rstrip("\n")]
+    if lineage:
+        lines.append("lineage: " + yaml.safe_dump(vars(lineage), default_flow_style=True, sort_keys=False, width=1000).strip())
+    lines.append("round_list:" + ("" if entries else " {}"))
     for r in sorted(entries):
         e = entries[r]
         item = {"round": e.round, "policy": e.policy}

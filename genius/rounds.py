@@ -17,7 +17,8 @@ from typing import Callable
 
 
 from genius.config import Params
-from genius.engine import build_engine
+from genius.engine import build_engine, check_model
+from genius.pipeline import is_library_source
 from genius.pairs import extract_pairs, read_jsonl, write_jsonl
 from genius.queries import ingest, read_queries
 from genius.registry import read_registry
@@ -77,6 +78,13 @@ def _write_json(path: Path, data: dict) -> None:
     tmp.replace(path)
 
 
+def require(path: Path, stage: str, r: int) -> Path:
+    """The input `path` of round r, or a one-line FileNotFoundError naming the stage that writes it."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: run `genius {stage} --round {r}` first")
+    return path
+
+
 def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
@@ -84,6 +92,9 @@ def _read_json(path: Path) -> dict:
 def run_ingest(params: Params, r: int, log: Log = print) -> dict:
     start = time.time()
     paths = round_paths(params, r)
+    for i, source in enumerate(params.queries.paths):
+        if not is_library_source(source) and not Path(source).exists():
+            raise FileNotFoundError(f"queries.paths[{i}]: {source} does not exist")
     paths.dir.mkdir(parents=True, exist_ok=True)
     report = ingest(params.queries, r, paths.dir)
     summary = report.summary() | {"seconds": time.time() - start}
@@ -95,7 +106,8 @@ def run_sample(params: Params, r: int, log: Log = print) -> dict:
     """Sample round r's batches not finished yet (by this run or by shards), then join them into samples.jsonl."""
     start = time.time()
     paths, policy = round_paths(params, r), policy_path(params, r)
-    queries = read_queries(paths.queries)
+    check_model(policy)
+    queries = read_queries(require(paths.queries, "ingest", r))
     store = _open_store(params, r, policy, queries)
     resumed = _sample(params, r, policy, queries, store, log)
     n = store.assemble([q.id for q in queries], paths.samples)
@@ -105,7 +117,7 @@ def run_sample(params: Params, r: int, log: Log = print) -> dict:
         **sampling_cost(store.costs()),
         "seconds": time.time() - start,  # this run's wall time
         "config_hash": params.hash("sampling"),
-        "sampler_hash": config_hash(sampler_config(params.sampling, policy)),  # what resuming checks
+        "sampler_hash": config_hash(sampler_config(params.sampling, policy, params.model.dtype)),  # what resuming checks
     }
     store.remove()  # samples.jsonl is whole: the next run of this round starts afresh
     _write_json(paths.sampling, stats)
@@ -119,7 +131,8 @@ def run_sample_shard(params: Params, r: int, shard: int, num_shards: int, log: L
     finds every batch done and only assembles. A rerun skips the shard's finished batches.
     """
     policy = policy_path(params, r)
-    queries = read_queries(round_paths(params, r).queries)
+    check_model(policy)
+    queries = read_queries(require(round_paths(params, r).queries, "ingest", r))
     store = _open_store(params, r, policy, queries)
     resumed = _sample(params, r, policy, queries, store, log, shard, num_shards)
     batches = len(shard_batches(len(queries), params.sampling.batch_queries, shard, num_shards))
@@ -130,7 +143,7 @@ def run_sample_shard(params: Params, r: int, shard: int, num_shards: int, log: L
 def _open_store(params: Params, r: int, policy: str, queries: list) -> ShardStore:
     store = ShardStore(round_paths(params, r).shards)
     # refuses another config's unfinished batches before the model loads
-    store.open(sampler_config(params.sampling, policy), [q.id for q in queries])
+    store.open(sampler_config(params.sampling, policy, params.model.dtype), [q.id for q in queries])
     return store
 
 
@@ -152,7 +165,7 @@ def _sample(
 
 def run_pairs(params: Params, r: int, log: Log = print) -> dict:
     paths = round_paths(params, r)
-    stats = extract_pairs(paths.samples, paths.pairs)
+    stats = extract_pairs(require(paths.samples, "sample", r), paths.pairs)
     _write_json(paths.pair_stats, stats)
     log(
         f"round {r}: {stats['pairs']} pairs from {stats['queries']} queries; "
@@ -165,7 +178,8 @@ def run_train(params: Params, r: int, log: Log = print, track=None) -> dict:
     from genius.train import train_round  # keeps `genius ingest` and friends light
 
     paths = round_paths(params, r)
-    pairs = list(read_jsonl(paths.pairs))
+    pairs = list(read_jsonl(require(paths.pairs, "pairs", r)))
+    check_model(policy_path(params, r))
     if not pairs:
         log(f"round {r}: no preference pairs; the checkpoint is the unchanged policy")
     reference = None if params.training.reference == "previous" else params.model.path
@@ -181,15 +195,16 @@ def run_evaluate(params: Params, r: int, log: Log = print) -> dict:
     from genius.report import write_report
 
     paths = round_paths(params, r)
-    model = params.model.path if r == 0 else str(paths.checkpoint)
+    model = params.model.path if r == 0 else str(require(paths.checkpoint, "train", r))
+    check_model(model)
     log(f"round {r}: evaluating {model} on {', '.join(params.eval.tasks)}")
-    result = evaluate(model, params.eval, params.model)
+    result = evaluate(model, params.eval, params.model, pool=params.queries.paths)  # a generated test set leaves the pool out
     write_jsonl(paths.eval_samples, ({"task": t, **s} for t, rows in result.pop("samples").items() for s in rows))
     metrics = {"round": r, "model": model, **result}
     if params.eval.diagnostics:  # does the self-reward still track correctness? (genius.diagnostics)
         from genius.diagnostics import diagnose_checkpoint
 
-        diagnostics = diagnose_checkpoint(model, params.eval, params.model, params.sampling)
+        diagnostics = diagnose_checkpoint(model, params.eval, params.model, params.sampling, pool=params.queries.paths)
     else:
         diagnostics = {"summary": None, "problems": []}
     _write_json(paths.diagnostics, diagnostics)  # always written: a DVC output

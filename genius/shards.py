@@ -47,10 +47,10 @@ class ResumeError(ConfigError):
     """Unfinished batches of a run with another config; the message names the differing keys."""
 
 
-def sampler_config(cfg: SamplingConfig, policy: str) -> dict:
-    """What decides the samples: the sampling section (minus THROUGHPUT_ONLY) and the policy."""
+def sampler_config(cfg: SamplingConfig, policy: str, dtype: str = "float32") -> dict:
+    """What decides the samples: the sampling section (minus THROUGHPUT_ONLY), the policy and its precision."""
     sampling = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in THROUGHPUT_ONLY}
-    return {"sampling": sampling, "policy": policy}
+    return {"sampling": sampling, "policy": policy, "dtype": dtype}
 
 
 def config_hash(config: dict) -> str:

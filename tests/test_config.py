@@ -1,10 +1,12 @@
 """params.yaml loads into typed objects; bad files fail at load time naming key and line."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
+import yaml
 
-from genius.config import ConfigError, Params, load_params
+from genius.config import ConfigError, Params, load_params, write_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,9 +20,17 @@ def test_shipped_params_load_and_every_key_is_commented():
             assert "#" in line, f"params.yaml:{n} has no comment: {line!r}"
 
 
-def write(tmp_path, text):
+SECTIONS = [f.name for f in dataclasses.fields(Params)]
+
+
+def write(tmp_path, text, pad=True):
+    """A params file with `text`, and every section it does not write as `{}` (all defaults)."""
     path = tmp_path / "params.yaml"
-    path.write_text(text)
+    try:
+        present = set(yaml.safe_load(text) or {}) if pad else set(SECTIONS)
+    except yaml.YAMLError:
+        present = set(SECTIONS)
+    path.write_text(text + "".join(f"{s}: {{}}\n" for s in SECTIONS if s not in present))
     return path
 
 
@@ -37,6 +47,11 @@ def write(tmp_path, text):
         ("colour: blue\n", "colour: unknown key"),
         ("sampling:\n  tau: [0.1\n", "not valid YAML"),
         ("training:\n  warmup_ratio: 1.5\n", "training.warmup_ratio: must be in [0, 1)"),
+        ("training:\n  learning_rate: .inf\n", "params.yaml:2: training.learning_rate: must be a finite number, got inf"),
+        ("sampling:\n  tau: .nan\n", "sampling.tau: must be a finite number"),
+        ("eval:\n  limit: 0\n", "params.yaml:2: eval.limit: must be > 0"),
+        ("sampling:\n  tau: 0.1\nsampling:\n  tau: 0.2\n", "params.yaml:3: sampling: written twice (first at line 1)"),
+        ("sampling:\n  tau: 0.1\n  tau: 0.2\n", "params.yaml:3: sampling.tau: written twice"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path, text, message):
@@ -44,7 +59,14 @@ def test_bad_values_name_the_key(tmp_path, text, message):
         load_params(write(tmp_path, text))
 
 
-def test_missing_sections_take_defaults_and_overrides_apply(tmp_path):
+def test_empty_file_and_missing_sections_are_errors(tmp_path):
+    with pytest.raises(ConfigError, match="params.yaml: empty params file"):
+        load_params(write(tmp_path, "", pad=False))
+    with pytest.raises(ConfigError, match="params.yaml: missing section\\(s\\) toy, queries"):
+        load_params(write(tmp_path, "model: {}\nsampling: {}\ntraining: {}\neval: {}\nrounds: {}\ntracking: {}\norchestration: {}\n", pad=False))
+
+
+def test_empty_sections_take_defaults_and_overrides_apply(tmp_path):
     params = load_params(write(tmp_path, "rounds:\n  num_rounds: 3\n"), ["sampling.tau=0.05", "queries.id_field=null"])
     assert params.rounds.num_rounds == 3 and params.sampling.tau == 0.05 and params.queries.id_field is None
     assert params.training.loss == "aco"
@@ -65,3 +87,12 @@ def test_hash_is_stable_and_section_scoped(tmp_path):
     a = load_params(write(tmp_path, ""))
     b = load_params(write(tmp_path, ""), ["training.beta=0.2"])
     assert a.hash("sampling") == b.hash("sampling") and a.hash() != b.hash()
+
+
+def test_written_overrides_read_back(tmp_path):
+    """ruamel writes YAML 1.2; what it writes must still load with the PyYAML that reads params."""
+    path = write(tmp_path, 'queries:\n  paths: ["reasoning_gym:chain_sum?size=5&seed=1"]  # kept\n')
+    write_overrides(path, ["model.path=/m/x", "queries.paths=['reasoning_gym:basic_arithmetic?size=20&seed=2', a.jsonl]"])
+    params = load_params(path)
+    assert params.queries.paths == ["reasoning_gym:basic_arithmetic?size=20&seed=2", "a.jsonl"]
+    assert params.model.path == "/m/x" and "# kept" in path.read_text()

@@ -115,6 +115,8 @@ def test_shard_store_refuses_another_config_and_allows_throughput_changes(tmp_pa
     assert store.done() == {0}
     with pytest.raises(ResumeError, match=r"policy: 'model-a' -> 'model-b', sampling.temperature: 0.6 -> 1.0"):
         store.open(sampler_config(replace(cfg, temperature=1.0), "model-b"), ids)
+    with pytest.raises(ResumeError, match=r"dtype: 'float32' -> 'bfloat16'"):  # one round, one precision
+        store.open(sampler_config(cfg, "model-a", "bfloat16"), ids)
     with pytest.raises(ResumeError, match="another query list"):  # batch 0 would mean other queries
         store.open(sampler_config(cfg, "model-a"), ["q2", "q1", "q9"])
     with pytest.raises(RuntimeError, match="1 queries not sampled"):

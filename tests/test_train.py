@@ -235,3 +235,12 @@ def test_paper_preset_has_the_papers_settings():
     )
     assert params.toy.enabled is False and params.model.dtype == "bfloat16"
     assert [linear_warmup_decay(s, 10, 100) for s in (0, 9, 10, 55, 100)] == [0.1, 1.0, 1.0, 0.5, 0.0]
+
+
+def test_non_finite_training_stops_and_saves_nothing(pairs, base, tmp_path):
+    from genius.train import TrainingDiverged
+
+    # a finite but absurd learning rate: the first step blows the weights up, the second is NaN
+    with pytest.raises(TrainingDiverged, match="non-finite .* no checkpoint saved"):
+        run(pairs, base, tmp_path, replace(CFG, learning_rate=1e30, max_grad_norm=1e30, warmup_ratio=0.0))
+    assert not (tmp_path / "checkpoint").exists()

@@ -1,0 +1,239 @@
+"""dvc.yaml and the round registry, derived from params.yaml: the DVC pipeline follows the params.
+
+DVC's templating cannot add or drop a stage, nor splice a list of files into `deps`, so
+dvc.yaml is written from the stage table below by `genius pipeline` (which the Prefect flow
+and `make repro` run first). What follows the params:
+
+- the `toy` stage exists only when `toy.enabled` is true;
+- every local file among `queries.paths`, `model.path`, `eval.test_path` and
+  `eval.diagnostics_path` is a dependency, so editing one reruns what read it (library
+  sources such as `reasoning_gym:...` and `hf:...` are params, tracked through `params:`);
+- every output lives under `rounds.runs_dir`, and the rounds come from `rounds.registry`.
+
+The registry is the lineage: which model it self-trains, in which runs folder, and the
+policy each round started from. A lineage never switches models: with rounds already done,
+a new `model.path` or `rounds.runs_dir` is refused with a message saying how to start a new
+lineage. A lineage with nothing done yet simply follows the params.
+
+A stage run by DVC (which sets DVC_STAGE) refuses a dvc.yaml that no longer matches the
+params, so an edit of params.yaml followed by a bare `dvc repro` fails with one line saying
+to run `genius pipeline`, instead of running stages whose dependencies are stale.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import yaml
+
+from genius.config import ConfigError, Params
+from genius.registry import Lineage, RoundEntry, read_lineage, read_registry, write_registry
+
+HEADER = """\
+# Written by `genius pipeline` from params.yaml and {registry}: do not edit by hand, edit
+# those and rerun it (`make repro` and the Prefect flow do). The same stages the Prefect flow
+# runs, one per step and round (ingest@r1, sample@r1, ..., evaluate@r2); every local model,
+# query and test file named in the params is a dependency, every output lives in {runs}/.
+"""
+SCHEME = re.compile(r"^[A-Za-z][\w+.-]*:(?!//)")  # hf:<name>, reasoning_gym:<name>?..., not C:\ or s3://
+
+
+class PipelineError(ConfigError):
+    """dvc.yaml or the registry disagrees with the params; the message says what to run."""
+
+
+def is_library_source(entry: str) -> bool:
+    """`hf:...` or `reasoning_gym:...`: data made or fetched by a library, not a file."""
+    return bool(SCHEME.match(entry)) and not Path(entry).exists()
+
+
+def local_model(path: str, produced: set[str]) -> bool:
+    """A model folder on disk (or one a stage builds), as opposed to a hub name."""
+    return Path(path).exists() or _norm(path) in produced
+
+
+def _norm(path: str) -> str:
+    return os.path.normpath(path)
+
+
+def check_inputs(params: Params) -> None:
+    """Every input the params name exists, or is built by a stage, or is a library/hub source."""
+    produced = _produced(params)
+    for i, entry in enumerate(params.queries.paths):
+        if not is_library_source(entry) and not Path(entry).exists() and not _under(entry, produced):
+            raise ConfigError(f"queries.paths[{i}]: {entry} does not exist")
+    for key, path in (("eval.test_path", params.eval.test_path), ("eval.diagnostics_path", params.eval.diagnostics_path)):
+        if path and not is_library_source(path) and not Path(path).exists() and not _under(path, produced):
+            raise ConfigError(f"{key}: {path} does not exist")
+    path = params.model.path
+    if not local_model(path, produced) and not _under(path, produced) and os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise ConfigError(
+            f"model.path: {path} is not a folder here, and HF_HUB_OFFLINE=1 keeps it from being fetched "
+            "from the hub (import a GGUF file with `genius import-model`, or set HF_HUB_OFFLINE=0 for a hub name)"
+        )
+
+
+def _produced(params: Params) -> set[str]:
+    """Paths that a stage of the pipeline writes before anything reads them."""
+    return {_norm(params.toy.out_dir)} if params.toy.enabled else set()
+
+
+def _under(path: str, produced: set[str]) -> bool:
+    p = _norm(path)
+    return any(p == d or p.startswith(d + os.sep) for d in produced)
+
+
+def _local_files(params: Params, *paths: str | None) -> list[str]:
+    produced = _produced(params)
+    return [p for p in paths if p and not is_library_source(p) and (Path(p).exists() or _under(p, produced))]
+
+
+def stages(params: Params) -> dict:
+    """The stage table: what each stage runs, reads and writes, as dvc.yaml lists it."""
+    runs, e = params.rounds.runs_dir, params.eval
+    model = _local_files(params, params.model.path)
+    eval_files = _local_files(params, e.test_path, e.diagnostics_path) + [e.include_path]
+    round_dir = f"{runs}/${{key}}"
+    table: dict = {}
+    if params.toy.enabled:
+        table["toy"] = {"cmd": "genius toy", "deps": ["genius/toy"], "params": ["toy"], "outs": [params.toy.out_dir]}
+    table["evaluate_base"] = {
+        "cmd": "genius evaluate --round 0",
+        "deps": [*model, *eval_files, "genius/evaluate.py", "genius/diagnostics.py"],
+        "params": ["model", "eval", "sampling"],  # sampling: the diagnostics re-run the round's foresight sampling
+        "outs": [f"{runs}/base/eval_samples.jsonl", f"{runs}/base/diagnostics.json"],
+        "metrics": [f"{runs}/base/metrics.json"],
+    }
+    per_round = {
+        "ingest": {
+            "cmd": "genius ingest --round ${item.round}",
+            "deps": [*_local_files(params, *params.queries.paths), "genius/queries.py"],
+            "params": ["queries"],
+            "outs": [f"{round_dir}/queries.jsonl", f"{round_dir}/ingest_report.json"],
+        },
+        "sample": {
+            "cmd": "genius sample --round ${item.round}",
+            "deps": [
+                "${item.policy}",
+                f"{round_dir}/queries.jsonl",
+                *(f"genius/{m}.py" for m in ("sampling", "foresight", "engine", "vllm_engine", "shards")),
+            ],
+            "params": ["model", "sampling"],
+            "outs": [f"{round_dir}/samples.jsonl", f"{round_dir}/sampling.json"],
+        },
+        "pairs": {
+            "cmd": "genius pairs --round ${item.round}",
+            "deps": [f"{round_dir}/samples.jsonl", "genius/pairs.py"],
+            "outs": [f"{round_dir}/pairs.jsonl", f"{round_dir}/pairs.json"],
+        },
+        "train": {
+            "cmd": "genius train --round ${item.round}",
+            "deps": ["${item.policy}", f"{round_dir}/pairs.jsonl", "genius/train.py", "genius/training", "genius/losses.py", "genius/launch.py"],
+            "params": ["model", "training", "tracking"],
+            "outs": [f"{round_dir}/checkpoint", f"{round_dir}/train.json", f"{round_dir}/train_steps.jsonl"],
+        },
+        "evaluate": {
+            "cmd": "genius evaluate --round ${item.round}",
+            "deps": [
+                f"{round_dir}/checkpoint",
+                *eval_files,
+                "genius/evaluate.py",
+                "genius/diagnostics.py",
+                *(f"{round_dir}/{name}" for name in ("ingest_report.json", "sampling.json", "pairs.json", "train.json")),
+            ],
+            "params": ["model", "eval", "sampling"],
+            "outs": [f"{round_dir}/eval_samples.jsonl", f"{round_dir}/diagnostics.json"],
+            "metrics": [f"{round_dir}/metrics.json"],
+        },
+    }
+    for name, stage in per_round.items():
+        table[name] = {"foreach": "${round_list}", "do": stage}
+    for stage in [table["evaluate_base"], *(s["do"] for s in table.values() if "do" in s)]:
+        # a moved runs folder invalidates every stage (which then asks for `genius pipeline`)
+        stage["params"] = [*stage.get("params", []), "rounds.runs_dir"]
+    return table
+
+
+def render(params: Params) -> str:
+    """dvc.yaml's text for these params."""
+    runs = params.rounds.runs_dir
+    doc = {
+        "vars": [params.rounds.registry],
+        "stages": stages(params),
+        # `genius evaluate` refreshes the report over every round evaluated so far: no plot stage
+        "plots": [{f"{runs}/accuracy.csv": {"x": "round"}}, f"{runs}/accuracy.png"],
+    }
+    body = yaml.safe_dump(doc, sort_keys=False, width=1000)
+    return HEADER.format(registry=params.rounds.registry, runs=runs) + body
+
+
+def sync(params: Params, dvc_yaml: str | Path = "dvc.yaml", num_rounds: int | None = None) -> list[str]:
+    """Bring the registry and dvc.yaml in line with the params; returns what changed.
+
+    Checks the inputs and the lineage first (nothing is written if either fails), then
+    registers rounds 1..num_rounds (default `rounds.num_rounds`) that are missing, and
+    writes dvc.yaml if its text differs.
+    """
+    check_inputs(params)
+    changed: list[str] = []
+    entries = read_registry(params.rounds.registry)
+    lineage = Lineage(params.model.path, params.rounds.runs_dir)
+    recorded = read_lineage(params.rounds.registry)
+    if recorded is None and entries:  # a registry written before lineages were recorded
+        recorded = Lineage(entries[1].policy, params.rounds.runs_dir)
+        changed.append(f"{params.rounds.registry}: lineage recorded")
+    if recorded != lineage:
+        check_lineage(params, entries, recorded)
+        entries = {}  # nothing was done in the old lineage (check_lineage): it starts over
+        changed.append(f"{params.rounds.registry}: lineage {lineage.model} in {lineage.runs_dir}/")
+    for r in range(1, (num_rounds or params.rounds.num_rounds) + 1):
+        if r not in entries:
+            entries[r] = RoundEntry(r, params.model.path if r == 1 else str(Path(lineage.runs_dir) / f"r{r - 1}" / "checkpoint"))
+            changed.append(f"{params.rounds.registry}: round {r} registered")
+    if changed:
+        write_registry(params.rounds.registry, entries, lineage)
+    text = render(params)
+    path = Path(dvc_yaml)
+    if not path.exists() or path.read_text() != text:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+        changed.append(f"{path}: rewritten from the params")
+    return changed
+
+
+def check_lineage(params: Params, entries: dict[int, RoundEntry], recorded: Lineage | None) -> None:
+    """Refuse a new model or runs folder under a registry whose rounds have results."""
+    if recorded is None:
+        return
+    done = [r for r in entries if (Path(recorded.runs_dir) / f"r{r}" / "metrics.json").exists()]
+    if not done:
+        return
+    registry = params.rounds.registry
+    what = []
+    if params.model.path != recorded.model:
+        what.append(f"model.path is {params.model.path}")
+    if params.rounds.runs_dir != recorded.runs_dir:
+        what.append(f"rounds.runs_dir is {params.rounds.runs_dir}")
+    raise PipelineError(
+        f"{registry}: its lineage self-trains {recorded.model} in {recorded.runs_dir}/ ({len(done)} round(s) done), "
+        f"but {' and '.join(what)}. A lineage never switches models: keep the old params, or start a new lineage "
+        f"beside it with -S rounds.registry=<new>.yaml -S rounds.runs_dir=<new dir> (or delete {registry} and "
+        f"{recorded.runs_dir}/ to discard the old one)"
+    )
+
+
+def check_current(params: Params, dvc_yaml: str | Path = "dvc.yaml") -> None:
+    """Under DVC: the stage definitions must be the ones these params give."""
+    lineage = read_lineage(params.rounds.registry)
+    if lineage is not None and lineage != Lineage(params.model.path, params.rounds.runs_dir):
+        raise PipelineError(
+            f"{params.rounds.registry} records the lineage {lineage.model} in {lineage.runs_dir}/, but params.yaml "
+            f"says model.path {params.model.path} and rounds.runs_dir {params.rounds.runs_dir}: run `genius pipeline` "
+            "(it refuses if rounds of the old lineage are done, and says what to do)"
+        )
+    path = Path(dvc_yaml)
+    if os.environ.get("DVC_STAGE") and path.exists() and path.read_text() != render(params):
+        raise PipelineError(f"{path} does not match params.yaml any more: run `genius pipeline`, then `dvc repro` (make repro does both)")
