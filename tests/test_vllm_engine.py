@@ -126,7 +126,7 @@ class Policy:
 
 
 TOY_QUERIES = [p.query for p in (task.sample_problem(random.Random(i)) for i in range(6))]
-SMOL_QUERIES = ["What is 7 + 5?", "Compute 12 - 4 + 3.", "List two prime numbers.", "What is 9 times 3?"]
+SMOL_QUERIES = ["What is 7 + 5?", "Compute 12 - 4 + 3.", "List two prime numbers."]
 
 
 @pytest.fixture(scope="module")
@@ -252,9 +252,9 @@ def test_foresight_sampling_builds_the_same_structure_on_both_engines(policy):
     """The project's sampler on each engine, same queries and settings: records and pairs with
     the same keys, one pair per timestamp at most, candidates = live beams x N."""
     cfg = SamplingConfig(
-        step_beam_size=2, num_rollouts=3, num_foresight_steps=3, max_step_tokens=12, max_rollout_tokens=24, tau=0.5
+        step_beam_size=2, num_rollouts=2, num_foresight_steps=3, max_step_tokens=12, max_rollout_tokens=24, tau=0.5
     )
-    queries = policy.queries[:3]
+    queries = policy.queries[:2]
     shapes = {}
     for name, engine in (("vllm", policy.vllm), ("transformers", policy.transformers)):
         records = list(foresight_sample(engine, policy.tokenizer, queries, cfg))
