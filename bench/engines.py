@@ -9,7 +9,7 @@ round runs) on the same queries with the same SamplingConfig, in this process, o
 `--threads` torch threads (vLLM on a CPU runs in process too: `genius.vllm_engine`).
 Printed per engine:
   start-up    building the engine: loading the model; for vLLM also its engine core,
-              KV cache and (unless eager) torch.compile
+              KV cache and (unless eager) torch.compile; importing vLLM is timed apart
   warm-up     one small sampling batch, untimed in the steady state: first calls build
               kernels for new shapes
   steady      generated tokens (steps and rollouts, as `EngineCost` counts them) per second
@@ -156,6 +156,10 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    import vllm  # noqa: F401 (once per process: the first model's vLLM start-up would include it)
+
+    print(f"importing vLLM: {time.perf_counter() - start:.1f} s (not in the start-up times below)", flush=True)
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-engines-") as tmp:
         for name in args.models.split(","):

@@ -39,7 +39,7 @@ def genius(new_rounds: int = 0, overrides: list[str] | None = None) -> str:
     if overrides:
         write_overrides(PARAMS, overrides)  # so the DVC lineage records what actually ran
     params = load_params(PARAMS)
-    for change in sync(params):  # dvc.yaml and the registry follow the params; a switched lineage is refused
+    for change in sync(params, num_rounds=0):  # dvc.yaml and the lineage follow the params; a switched lineage is refused
         print(change)
     os.environ["GENIUS_RUN_GROUP"] = flow_run.get_name() or "local"  # one wandb group per flow run
     # DVC runs stages as shell commands: make this environment's `genius` the one they find

@@ -173,7 +173,8 @@ def sync(params: Params, dvc_yaml: str | Path = "dvc.yaml", num_rounds: int | No
     """Bring the registry and dvc.yaml in line with the params; returns what changed.
 
     Checks the inputs and the lineage first (nothing is written if either fails), then
-    registers rounds 1..num_rounds (default `rounds.num_rounds`) that are missing, and
+    registers rounds 1..num_rounds (default `rounds.num_rounds`; the flow passes 0 and
+    registers each round as it reaches it, from the latest promoted policy) that are missing, and
     writes dvc.yaml if its text differs.
     """
     check_inputs(params)
@@ -188,7 +189,7 @@ def sync(params: Params, dvc_yaml: str | Path = "dvc.yaml", num_rounds: int | No
         check_lineage(params, entries, recorded)
         entries = {}  # nothing was done in the old lineage (check_lineage): it starts over
         changed.append(f"{params.rounds.registry}: lineage {lineage.model} in {lineage.runs_dir}/")
-    for r in range(1, (num_rounds or params.rounds.num_rounds) + 1):
+    for r in range(1, (params.rounds.num_rounds if num_rounds is None else num_rounds) + 1):
         if r not in entries:
             entries[r] = RoundEntry(r, params.model.path if r == 1 else str(Path(lineage.runs_dir) / f"r{r - 1}" / "checkpoint"))
             changed.append(f"{params.rounds.registry}: round {r} registered")

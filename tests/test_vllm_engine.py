@@ -252,7 +252,7 @@ def test_foresight_sampling_builds_the_same_structure_on_both_engines(policy):
     """The project's sampler on each engine, same queries and settings: records and pairs with
     the same keys, one pair per timestamp at most, candidates = live beams x N."""
     cfg = SamplingConfig(
-        step_beam_size=2, num_rollouts=2, num_foresight_steps=3, max_step_tokens=12, max_rollout_tokens=24, tau=0.5
+        step_beam_size=2, num_rollouts=2, num_foresight_steps=2, max_step_tokens=12, max_rollout_tokens=24, tau=0.5
     )
     queries = policy.queries[:2]
     shapes = {}
