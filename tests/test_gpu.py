@@ -9,8 +9,6 @@ way one CPU thread is, so comparisons take tolerances where test_train*.py take 
 import json
 import math
 import os
-import signal
-import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_helpers import synthetic_pairs, tiny_model
+from train_helpers import run_until_killed, synthetic_pairs, tiny_model
 
 from genius.config import EvalConfig, ModelConfig, SamplingConfig, TrainingConfig
 from genius.train import train_round
@@ -102,19 +100,7 @@ def test_killed_run_resumes_on_cuda(tmp_path):
         tests=str(ROOT / "tests"), pairs=str(tmp_path / "pairs.json"), base=base,
         out=str(killed / "checkpoint"), cfg=RESUME_CFG.__dict__,
     )  # fmt: skip
-    child = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        env=os.environ | {"PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
-    seen = []
-    for line in child.stdout:
-        if line.startswith("STEP "):
-            seen.append(int(line.split()[1]))
-            if seen[-1] == KILL_AT:
-                child.send_signal(signal.SIGKILL)
-                break
-    child.wait(timeout=120)
-    assert child.returncode == -signal.SIGKILL and seen[-1] == KILL_AT, seen
+    run_until_killed(code, KILL_AT, os.environ | {"PYTHONPATH": str(ROOT)}, timeout=120)
     assert json.loads((killed / "train_state" / "state.json").read_text())["step"] == 12
 
     logs = []

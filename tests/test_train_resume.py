@@ -5,14 +5,12 @@ as a run that was never interrupted (CPU, one thread: the arithmetic is determin
 
 import json
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from train_helpers import synthetic_pairs, tiny_model
+from train_helpers import run_until_killed, synthetic_pairs, tiny_model
 
 from genius.config import ModelConfig, TrainingConfig
 from genius.train import train_round
@@ -49,18 +47,7 @@ def test_killed_run_resumes_at_its_step_and_matches_an_uninterrupted_run(tmp_pat
         cfg=CFG.__dict__,
     )
     env = os.environ | {"PYTHONPATH": str(ROOT)}
-    child = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
-    )
-    seen = []
-    for line in child.stdout:
-        if line.startswith("STEP "):
-            seen.append(int(line.split()[1]))
-            if seen[-1] == KILL_AT:
-                child.send_signal(signal.SIGKILL)
-                break
-    child.wait(timeout=60)
-    assert child.returncode == -signal.SIGKILL and seen[-1] == KILL_AT, seen
+    run_until_killed(code, KILL_AT, env, timeout=60)
     assert not (killed / "checkpoint").exists()
     assert json.loads((killed / "train_state" / "state.json").read_text())["step"] == 12
 

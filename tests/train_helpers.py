@@ -59,3 +59,25 @@ def synthetic_pairs(n: int, seed: int = 0) -> list[dict]:
             }
         )
     return pairs
+
+
+def run_until_killed(code: str, kill_at: int, env: dict, timeout: float) -> list[int]:
+    """Run `python -c code`, which prints `STEP n` per optimizer step, and SIGKILL it at step `kill_at`.
+
+    Returns the steps seen; the caller asserts the kill landed where it meant it to.
+    """
+    import signal
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    seen: list[int] = []
+    for line in child.stdout:
+        if line.startswith("STEP "):
+            seen.append(int(line.split()[1]))
+            if seen[-1] == kill_at:
+                child.send_signal(signal.SIGKILL)
+                break
+    child.wait(timeout=timeout)
+    assert child.returncode == -signal.SIGKILL and seen and seen[-1] == kill_at, seen
+    return seen
