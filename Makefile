@@ -25,7 +25,7 @@ run: $(VENV)/.installed  ## self-train the embedded default through the Prefect 
 	$(PY) -m flows.genius
 
 test: $(VENV)/.installed  ## run the test suite
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=30
 
 serve: $(VENV)/.installed  ## a local Prefect server + deployment genius/iterate on a nightly cron
 	$(PY) -m flows.serve

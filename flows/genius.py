@@ -12,9 +12,11 @@ unless it made the model worse; the next round starts from the latest promoted c
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -28,6 +30,33 @@ from genius.registry import RoundEntry, decide_promotion, latest_promoted, read_
 from genius.rounds import round_paths
 
 PARAMS = "params.yaml"  # DVC stages read this file: overrides are written into it
+LOCK = ".genius-flow.lock"  # held by the running flow: one flow at a time per project
+
+
+class FlowBusy(RuntimeError):
+    """Another flow runs in this project."""
+
+
+@contextmanager
+def project_lock(path: str = LOCK):
+    """Hold the project's flow lock; refuse at once if another flow holds it.
+
+    An OS lock (flock): it is released when the holder ends, `kill -9` included, so a crash
+    never leaves a stale lock behind.
+    """
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise FlowBusy(
+                f"another genius flow is running in this project ({f.read().strip() or 'holder unknown'}, lock {path}): "
+                "wait for it to finish, or stop it, then run again (its finished stages are kept)"
+            ) from None
+        f.truncate(0)
+        f.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        f.flush()
+        yield
 
 
 @flow(name="genius", log_prints=True)
@@ -36,12 +65,18 @@ def genius(new_rounds: int = 0, overrides: list[str] | None = None) -> str:
 
     Rounds already done are skipped stage by stage (DVC finds them up to date).
     """
+    with project_lock():
+        return run_rounds(new_rounds, overrides)
+
+
+def run_rounds(new_rounds: int, overrides: list[str] | None) -> str:
     if overrides:
         write_overrides(PARAMS, overrides)  # so the DVC lineage records what actually ran
     params = load_params(PARAMS)
     for change in sync(params, num_rounds=0):  # dvc.yaml and the lineage follow the params; a switched lineage is refused
         print(change)
     os.environ["GENIUS_RUN_GROUP"] = flow_run.get_name() or "local"  # one wandb group per flow run
+    os.environ["GENIUS_FLOW_PID"] = str(os.getpid())  # stage processes die with this one (genius/lifeline.py)
     # DVC runs stages as shell commands: make this environment's `genius` the one they find
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
 
@@ -128,6 +163,29 @@ def publish_report(params: Params) -> str:
     return text.split("\n\n")[1] + f"\n\n{decisions}"
 
 
+@contextmanager
+def prefect_api():
+    """The Prefect API this run reports to: PREFECT_API_URL's, or a temporary server of its own.
+
+    Prefect would start the same temporary server by itself, but one that outlives a killed
+    flow; this one dies with the flow's process, `kill -9` included (flows/serve.py).
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if PREFECT_API_URL.value():
+        yield
+        return
+    from flows.serve import free_port, start_server, stop
+
+    port = free_port()
+    server = start_server(port, temporary=True)
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: f"http://127.0.0.1:{port}/api"}):
+            yield
+    finally:
+        stop(server)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run the Genius flow locally (a temporary Prefect server starts).")
     parser.add_argument("--new-rounds", type=int, default=0, help="rounds to add after the last registered one")
@@ -135,8 +193,9 @@ def main() -> None:
     args = parser.parse_args()
     start = time.time()
     try:
-        table = genius(args.new_rounds, args.set or None)
-    except ConfigError as e:  # bad params, a missing input, a switched lineage: one line, nothing lost
+        with prefect_api():
+            table = genius(args.new_rounds, args.set or None)
+    except (ConfigError, FlowBusy) as e:  # bad params, a missing input, a switched lineage, a flow running: one line, nothing lost
         sys.exit(f"genius flow: error: {e}")
     print(f"\n{table}\n\nwall time {time.time() - start:.0f} s; report: runs/report.md, plot: runs/accuracy.png")
 

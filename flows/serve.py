@@ -3,8 +3,7 @@
     python -m flows.serve [--port 4200]        # what `make serve` does
 
 Starts `prefect server start` on 127.0.0.1 (its own process group), waits until it is
-healthy, limits `gpu`-tagged tasks to one at a time, and serves the flow `genius` as
-deployment `iterate` with the cron of params.yaml (rounds.cron, rounds.timezone). Each run
+healthy, and serves the flow `genius` as deployment `iterate` with the cron of params.yaml (rounds.cron, rounds.timezone). Each run
 adds `rounds.new_rounds` rounds after the last one. Then, from any shell:
 
     prefect deployment run genius/iterate [-p new_rounds=2] [-p 'overrides=["training.beta=0.3"]']
@@ -18,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,17 +25,40 @@ import urllib.request
 from pathlib import Path
 
 from genius.config import load_params
+from genius.lifeline import dies_with_this_process
 
 BIN = Path(sys.executable).parent
 
 
-def start_server(port: int, ui: bool = True) -> subprocess.Popen:
-    cmd = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port), "--analytics-off"]
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int, ui: bool = True, temporary: bool = False) -> subprocess.Popen:
+    """A Prefect server on 127.0.0.1:`port` that stops when this process ends, `kill -9` included.
+
+    `temporary`: the server Prefect itself starts for a flow run outside a server (uvicorn
+    in Prefect's ephemeral mode: no UI, only the services a flow run needs, quiet); else
+    `prefect server start`, as a user would run it.
+    """
+    if temporary:
+        import prefect
+
+        cmd = [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(prefect.__file__).parents[1])]
+        cmd += ["--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port)]
+        cmd += ["--log-level", "error", "--lifespan", "on"]
+        env = os.environ | {"PREFECT__SERVER_EPHEMERAL": "1", "PREFECT_UI_ENABLED": "0", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    else:
+        cmd = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port), "--analytics-off"]
+        cmd += [] if ui else ["--no-ui"]
+        env = None
     # own session: background processes of a non-interactive shell ignore SIGINT, and we
     # must be able to stop the server and everything it started in one signal
-    server = subprocess.Popen(cmd + ([] if ui else ["--no-ui"]), start_new_session=True)
+    server = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=dies_with_this_process())
     url = f"http://127.0.0.1:{port}/api/health"
-    deadline = time.time() + 120
+    deadline = time.time() + float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", 120))
     while time.time() < deadline:
         if server.poll() is not None:
             raise RuntimeError(f"prefect server exited with code {server.returncode}; is port {port} free?")
@@ -45,7 +68,7 @@ def start_server(port: int, ui: bool = True) -> subprocess.Popen:
         except OSError:
             time.sleep(0.5)
     stop(server)
-    raise RuntimeError(f"prefect server did not answer on {url} within 120 s")
+    raise RuntimeError(f"prefect server did not answer on {url} in time")
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -72,7 +95,6 @@ def main() -> None:
     os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{args.port}/api"  # before prefect reads its settings
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # run the finally below on SIGTERM too
     try:
-        subprocess.run([str(BIN / "prefect"), "concurrency-limit", "create", "gpu", "1"], check=True, capture_output=True)
         from prefect.schedules import Cron
 
         from flows.genius import genius

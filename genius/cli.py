@@ -14,12 +14,14 @@
     genius pipeline             write dvc.yaml and the round registry from the params
                                 (-S overrides are written into the params file first)
 
-Every subcommand takes `--params params.yaml` and `-S key=value` overrides.
+Every subcommand takes `--params params.yaml` and `-S key=value` overrides, before or after
+its name. Errors are one line; `--debug` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import asdict
 
@@ -40,23 +42,44 @@ def shard_arg(text: str) -> tuple[int, int]:
     return int(i), int(s)
 
 
+def round_arg(least: int):
+    """An argparse type: an integer round number >= `least`."""
+
+    def parse(text: str) -> int:
+        if not text.lstrip("-").isdigit() or int(text) < least:
+            raise argparse.ArgumentTypeError(f"expected a round number >= {least}, got {text!r}")
+        return int(text)
+
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="genius", description="Genius: label-free self-training for LLM reasoning.")
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     parser.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE", help="override a param")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks, not one-line errors")
+    # the same options after the subcommand (`genius sample --round 1 -S k=v`), merged below
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--params", dest="params_after", default=argparse.SUPPRESS, metavar="PARAMS", help="params file (default: params.yaml)")
+    common.add_argument("-S", "--set", dest="set_after", action="append", default=[], metavar="KEY=VALUE", help="override a param")
+    common.add_argument("--debug", dest="debug_after", action="store_true", help="show tracebacks, not one-line errors")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("toy", help="build the embedded default model, query pool and test set")
+
+    def command(name: str, **kwargs) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], **kwargs)
+
+    command("toy", help="build the embedded default model, query pool and test set")
     for name in ("ingest", "pairs"):
-        sub.add_parser(name).add_argument("--round", type=int, required=True)
-    sample = sub.add_parser("sample")
-    sample.add_argument("--round", type=int, required=True)
+        command(name).add_argument("--round", type=round_arg(1), required=True)
+    sample = command("sample")
+    sample.add_argument("--round", type=round_arg(1), required=True)
     sample.add_argument("--shard", type=shard_arg, metavar="I/S", help="only shard I of S; `genius sample` assembles")
-    train = sub.add_parser("train")
-    train.add_argument("--round", type=int, required=True)
+    train = command("train")
+    train.add_argument("--round", type=round_arg(1), required=True)
     train.add_argument("--machine-rank", type=int, default=0, help="with training.num_machines > 1: this node's rank")
-    sub.add_parser("evaluate").add_argument("--round", type=int, required=True, help="0 scores the base model")
-    sub.add_parser("report", help="table and plot of all rounds")
-    sub.add_parser("pipeline", help="write dvc.yaml and the round registry from the params (run before `dvc repro`)")
+    command("evaluate").add_argument("--round", type=round_arg(0), required=True, help="0 scores the base model")
+    command("report", help="table and plot of all rounds")
+    command("pipeline", help="write dvc.yaml and the round registry from the params (run before `dvc repro`)")
     imp = sub.add_parser("import-model", help="a GGUF file, or a pip package carrying one, -> an HF model folder")
     source = imp.add_mutually_exclusive_group(required=True)
     source.add_argument("--gguf", metavar="PATH", help="a .gguf file")
@@ -65,7 +88,23 @@ def main(argv: list[str] | None = None) -> int:
     imp.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     imp.add_argument("--force", action="store_true", help="replace an existing output folder")
     args = parser.parse_args(argv)
+    args.params = getattr(args, "params_after", args.params)
+    args.set += getattr(args, "set_after", [])
+    args.debug = args.debug or getattr(args, "debug_after", False)
+    if os.environ.get("GENIUS_FLOW_PID"):  # started for a flow (through DVC): never outlive it
+        from genius.lifeline import follow
 
+        follow(int(os.environ["GENIUS_FLOW_PID"]))
+    try:
+        return run(args)
+    except Exception as e:
+        if args.debug:
+            raise
+        print(f"genius {args.command}: error: {type(e).__name__}: {e} (--debug shows the traceback)", file=sys.stderr)
+        return 1
+
+
+def run(args: argparse.Namespace) -> int:
     if args.command == "import-model":  # needs no params file
         from genius import models
 
@@ -131,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print(write_report(params.rounds.runs_dir, params.rounds.num_rounds))
     except (ConfigError, QueryError, FileNotFoundError) as e:
+        if args.debug:
+            raise
         print(f"genius {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -71,6 +71,7 @@ class QueriesConfig:
     max_chars: int = positive(4000)
     per_round: int = positive(1000)
     shuffle_seed: int = 0
+    skip_bad_sources: bool = False  # true: a missing or unreadable source is reported and skipped, not an error
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class SamplingConfig:
     tau: float = positive(0.02)
     temperature: float = positive(0.6)
     rollout_temperature: float = positive(0.6)
-    step_delimiter: str = "\n"
+    step_delimiter: str = checked("\n", lambda v: v != "", 'must not be empty (a step ends at it; "\\n" ends steps at line breaks)')
     max_step_tokens: int = positive(32)
     max_rollout_tokens: int = positive(128)
     foresight_score: Literal["rollout", "step_rollout", "full", "step"] = "full"  # step: no foresight (ablation)
@@ -201,6 +202,15 @@ class OrchestrationConfig:
 class TrackingConfig:
     wandb_mode: Literal["auto", "offline", "online", "disabled"] = "auto"
     wandb_project: str = "genius"
+
+
+# Keys that change how fast a stage runs, never what it writes: DVC does not track them
+# (changing one reruns nothing, genius/pipeline.py) and the sampler's resume check ignores them.
+SPEED_ONLY = {
+    "sampling": {"threads", "max_batch_sequences", "max_batch_tokens", "tensor_parallel_size", "vllm_kv_cache_gib"},
+    "training": {"save_every"},
+    "eval": {"vllm_gpu_memory_utilization", "vllm_kv_cache_gib"},
+}
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,14 @@ def check_model(path: str) -> None:
         pickled = [f.name for f in p.glob("*.bin")]
         why = f" (only {', '.join(pickled)}: pickled weights are never loaded; save them as safetensors)" if pickled else ""
         raise FileNotFoundError(f"model {path} has no *.safetensors weights{why}")
+    from safetensors import SafetensorError, safe_open
+
+    for f in sorted(p.glob("*.safetensors")):
+        try:
+            with safe_open(f, "pt"):  # reads and checks the header only
+                pass
+        except SafetensorError as e:
+            raise FileNotFoundError(f"model {path}: {f.name} is corrupt or truncated ({e})") from None
     if not any((p / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
         raise FileNotFoundError(f"model {path} has no tokenizer (tokenizer.json or tokenizer_config.json)")
 

@@ -22,13 +22,14 @@ to run `genius pipeline`, instead of running stages whose dependencies are stale
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from pathlib import Path
 
 import yaml
 
-from genius.config import ConfigError, Params
+from genius.config import SPEED_ONLY, ConfigError, Params
 from genius.registry import Lineage, RoundEntry, read_lineage, read_registry, write_registry
 
 HEADER = """\
@@ -90,6 +91,16 @@ def _local_files(params: Params, *paths: str | None) -> list[str]:
     return [p for p in paths if p and not is_library_source(p) and (Path(p).exists() or _under(p, produced))]
 
 
+def keys(params: Params, *sections: str) -> list[str]:
+    """The dotted keys of `sections` that decide a stage's outputs (all but SPEED_ONLY), as DVC params."""
+    return [
+        f"{section}.{f.name}"
+        for section in sections
+        for f in dataclasses.fields(getattr(params, section))
+        if f.name not in SPEED_ONLY.get(section, ())
+    ]
+
+
 def stages(params: Params) -> dict:
     """The stage table: what each stage runs, reads and writes, as dvc.yaml lists it."""
     runs, e = params.rounds.runs_dir, params.eval
@@ -98,11 +109,11 @@ def stages(params: Params) -> dict:
     round_dir = f"{runs}/${{key}}"
     table: dict = {}
     if params.toy.enabled:
-        table["toy"] = {"cmd": "genius toy", "deps": ["genius/toy"], "params": ["toy"], "outs": [params.toy.out_dir]}
+        table["toy"] = {"cmd": "genius toy", "deps": ["genius/toy"], "params": keys(params, "toy"), "outs": [params.toy.out_dir]}
     table["evaluate_base"] = {
         "cmd": "genius evaluate --round 0",
         "deps": [*model, *eval_files, "genius/evaluate.py", "genius/diagnostics.py"],
-        "params": ["model", "eval", "sampling"],  # sampling: the diagnostics re-run the round's foresight sampling
+        "params": keys(params, "model", "eval", "sampling"),  # sampling: the diagnostics re-run the round's foresight sampling
         "outs": [f"{runs}/base/eval_samples.jsonl", f"{runs}/base/diagnostics.json"],
         "metrics": [f"{runs}/base/metrics.json"],
     }
@@ -110,7 +121,7 @@ def stages(params: Params) -> dict:
         "ingest": {
             "cmd": "genius ingest --round ${item.round}",
             "deps": [*_local_files(params, *params.queries.paths), "genius/queries.py"],
-            "params": ["queries"],
+            "params": keys(params, "queries"),
             "outs": [f"{round_dir}/queries.jsonl", f"{round_dir}/ingest_report.json"],
         },
         "sample": {
@@ -120,7 +131,7 @@ def stages(params: Params) -> dict:
                 f"{round_dir}/queries.jsonl",
                 *(f"genius/{m}.py" for m in ("sampling", "foresight", "engine", "vllm_engine", "shards")),
             ],
-            "params": ["model", "sampling"],
+            "params": keys(params, "model", "sampling"),
             "outs": [f"{round_dir}/samples.jsonl", f"{round_dir}/sampling.json"],
         },
         "pairs": {
@@ -131,7 +142,7 @@ def stages(params: Params) -> dict:
         "train": {
             "cmd": "genius train --round ${item.round}",
             "deps": ["${item.policy}", f"{round_dir}/pairs.jsonl", "genius/train.py", "genius/training", "genius/losses.py", "genius/launch.py"],
-            "params": ["model", "training", "tracking"],
+            "params": keys(params, "model", "training"),
             "outs": [f"{round_dir}/checkpoint", f"{round_dir}/train.json", f"{round_dir}/train_steps.jsonl"],
         },
         "evaluate": {
@@ -143,7 +154,7 @@ def stages(params: Params) -> dict:
                 "genius/diagnostics.py",
                 *(f"{round_dir}/{name}" for name in ("ingest_report.json", "sampling.json", "pairs.json", "train.json")),
             ],
-            "params": ["model", "eval", "sampling"],
+            "params": keys(params, "model", "eval", "sampling"),
             "outs": [f"{round_dir}/eval_samples.jsonl", f"{round_dir}/diagnostics.json"],
             "metrics": [f"{round_dir}/metrics.json"],
         },

@@ -6,9 +6,10 @@ reasoning-gym generator (`reasoning_gym:<dataset>?size=N&seed=S&...`, genius.rea
 its questions only, never its answers).
 Each text is normalised and deduplicated, so a query written twice (extra spaces, a
 decomposed accent) is sampled once. A bad row is dropped with a reason and where it was,
-a source that cannot be read is reported, and ingestion goes on: one stray line must not
-cost a run. The pool is shuffled once with a seed and round r takes its own disjoint
-slice, so no round revisits a query. `ingest` writes the slice and a report of what was
+and ingestion goes on: one stray line must not cost a run. A source that cannot be read at
+all stops ingestion, naming it (`queries.skip_bad_sources: true` reports and skips it). The
+pool is shuffled once with a seed and round r takes its own disjoint slice, so no round
+revisits a query. `ingest` writes the slice and a report of what was
 dropped and why.
 """
 
@@ -176,12 +177,23 @@ def _read_json(path: Path) -> Iterator[tuple[str, Any]]:
 
 
 def _read_csv(path: Path, cfg: QueriesConfig) -> Iterator[tuple[str, Any]]:
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
+    bad: dict[int, str] = {}  # physical line -> why it is not UTF-8
+
+    def lines(f) -> Iterator[str]:  # decoded line by line, so one bad byte costs its row, not the rest of the file
+        for n, raw in enumerate(f, 1):
+            try:
+                yield raw.decode("utf-8-sig" if n == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                bad[n] = f"not UTF-8: {e.reason} at byte {e.start}"
+                yield raw.decode("utf-8", errors="replace")
+
+    with path.open("rb") as f:
+        reader = csv.reader(lines(f))
         header = next(reader, None)
         _require_column(header or [], cfg.text_field)
         while True:
-            where = f"line {reader.line_num + 1}"  # a quoted field may span lines: report the first
+            first = reader.line_num + 1  # a quoted field may span lines: report the first
+            where = f"line {first}"
             try:
                 cells = next(reader)
             except StopIteration:
@@ -189,9 +201,12 @@ def _read_csv(path: Path, cfg: QueriesConfig) -> Iterator[tuple[str, Any]]:
             except csv.Error as e:
                 yield where, ValueError(f"bad CSV: {e}")
                 continue
-            if not cells:
+            undecodable = [bad[n] for n in range(first, reader.line_num + 1) if n in bad]
+            if undecodable:
+                yield where, ValueError(undecodable[0])
+            elif not cells:
                 continue  # a blank line
-            if len(cells) != len(header):
+            elif len(cells) != len(header):
                 yield where, ValueError(f"bad CSV: {len(cells)} fields, the header has {len(header)}")
             else:
                 yield where, dict(zip(header, cells))
@@ -322,6 +337,12 @@ def load_pool(cfg: QueriesConfig, base_dir: Path = Path(".")) -> tuple[list[Quer
     report.kept = len(pool)
     if not pool:
         raise QueryError(_nothing_left(report))
+    unread = [d for d in report.dropped if d.location == "source"]
+    if unread and not cfg.skip_bad_sources:
+        raise QueryError(
+            "; ".join(f"queries.paths entry {d.source!r}: {d.reason}" for d in unread)
+            + " (fix or remove it; queries.skip_bad_sources: true goes on without it)"
+        )
     random.Random(cfg.shuffle_seed).shuffle(pool)
     return pool, report
 

@@ -33,14 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from genius.config import ConfigError, SamplingConfig
+from genius.config import SPEED_ONLY, ConfigError, SamplingConfig
 from genius.engine import Engine, EngineCost
 from genius.queries import Query
 from genius.sampling import foresight_sample_batches
 
 # Keys that change how fast sampling runs, not what it samples: resuming on a machine
 # with other threads, GPUs or memory is allowed.
-THROUGHPUT_ONLY = ("threads", "max_batch_sequences", "max_batch_tokens", "tensor_parallel_size")
 
 
 class ResumeError(ConfigError):
@@ -48,8 +47,8 @@ class ResumeError(ConfigError):
 
 
 def sampler_config(cfg: SamplingConfig, policy: str, dtype: str = "float32") -> dict:
-    """What decides the samples: the sampling section (minus THROUGHPUT_ONLY), the policy and its precision."""
-    sampling = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in THROUGHPUT_ONLY}
+    """What decides the samples: the sampling section (minus its SPEED_ONLY keys), the policy and its precision."""
+    sampling = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in SPEED_ONLY["sampling"]}
     return {"sampling": sampling, "policy": policy, "dtype": dtype}
 
 

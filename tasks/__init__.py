@@ -3,21 +3,28 @@
 Running stages through DVC keeps the lineage whole after any flow run: dvc.lock records
 every stage, the DVC cache holds every output, and `dvc repro` afterwards has nothing left to
 do. It also gives crash recovery: a stage whose dependencies and outputs are unchanged is up
-to date, so a rerun after a crash skips it and the task returns at once. Sampling, training
-and evaluation hold a model: they carry the `gpu` tag, which `make serve` limits to one at a
-time. Sampling shards (`sample_shard`, flows/scale_out.py) run outside DVC, all at once: each
+to date, so a rerun after a crash skips it and the task returns at once. One flow runs per
+project at a time (flows/genius.py holds a lock), so its stages never compete for a GPU; no
+Prefect concurrency limit is used (its slots leak when a flow is killed). Sampling shards (`sample_shard`, flows/scale_out.py) run outside DVC, all at once: each
 fills its share of the round's batches, and the DVC stage sample@rK then assembles them.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from collections import deque
 from pathlib import Path
 
 from prefect import get_run_logger, task
+
+# DVC logs through handlers of its own: propagated to Prefect's console handler too, every
+# line printed twice. Its per-stage "git add dvc.lock" and autostage hints are noise in a
+# flow, which never commits (README says what to commit).
+logging.getLogger("dvc").propagate = False
+logging.getLogger("dvc.repo.scm_context").setLevel(logging.WARNING)
 
 
 def reproduce(stage: str) -> bool:
@@ -52,7 +59,7 @@ def ingest(r: int) -> bool:
     return reproduce(f"ingest@r{r}")
 
 
-@task(name="foresight-sample", task_run_name="sample r{r}", retries=1, retry_delay_seconds=10, tags=["gpu"])
+@task(name="foresight-sample", task_run_name="sample r{r}", retries=1, retry_delay_seconds=10)
 def sample(r: int) -> bool:
     return reproduce(f"sample@r{r}")
 
@@ -69,7 +76,7 @@ def sample_shard(r: int, shard: int, num_shards: int, project: str) -> str:
     A subprocess, not a call: a crash or kill of the engine fails this task (and its retry
     resumes at the shard's last finished batch) instead of taking the worker down; its GPU
     memory is freed when it exits; it sees the GPUs Ray gave the worker (CUDA_VISIBLE_DEVICES).
-    No `gpu` tag: shards are meant to run at once, each on the resources Ray gives it.
+    Shards are meant to run at once, each on the resources Ray gives it.
     """
     log = get_run_logger()
     cmd = [sys.executable, "-m", "genius", "sample", "--round", str(r), "--shard", f"{shard}/{num_shards}"]
@@ -88,12 +95,12 @@ def build_pairs(r: int) -> bool:
     return reproduce(f"pairs@r{r}")
 
 
-@task(name="aco-train", task_run_name="train r{r}", retries=1, retry_delay_seconds=10, tags=["gpu"])
+@task(name="aco-train", task_run_name="train r{r}", retries=1, retry_delay_seconds=10)
 def train(r: int) -> bool:
     return reproduce(f"train@r{r}")
 
 
-@task(name="evaluate", task_run_name="evaluate r{r}", retries=1, retry_delay_seconds=10, tags=["gpu"])
+@task(name="evaluate", task_run_name="evaluate r{r}", retries=1, retry_delay_seconds=10)
 def evaluate(r: int, runs_dir: str) -> dict:
     """Score round r (0: the base model); returns its metrics.json."""
     reproduce("evaluate_base" if r == 0 else f"evaluate@r{r}")

@@ -20,6 +20,15 @@ def test_shipped_params_load_and_every_key_is_commented():
             assert "#" in line, f"params.yaml:{n} has no comment: {line!r}"
 
 
+PLANS = {"replicate.yaml", "sweep.yaml"}  # configs/ that are experiment plans, not params files
+
+
+@pytest.mark.parametrize("preset", sorted(p.name for p in (ROOT / "configs").glob("*.yaml") if p.name not in PLANS))
+def test_every_shipped_preset_loads(preset):
+    params = load_params(ROOT / "configs" / preset)
+    assert params.rounds.registry != "rounds.yaml", f"{preset} must keep a lineage of its own"
+
+
 SECTIONS = [f.name for f in dataclasses.fields(Params)]
 
 

@@ -106,12 +106,25 @@ def test_greedy_accuracy_equals_plain_generate(toy, tmp_path, generation_eos):
     assert result["stderr"]["genius_toy"] > 0
 
 
-def test_sampled_task_runs(toy):
+def test_sampled_task_scores_its_own_samples(toy):
+    """Temperature-1 sampling on the first 12 problems (8 learned, 4 unseen): the accuracy is
+    the count, made here from the logged responses and the test file, of the right answers."""
     model_dir, test_path, problems = toy
-    cfg = EvalConfig(tasks=["genius_toy_sampled"], test_path=str(test_path), limit=8, threads=1)
+    tasks = ["genius_toy", "genius_toy_sampled"]
+    cfg = EvalConfig(tasks=tasks, test_path=str(test_path), limit=12, threads=1, diagnostics=False)
     result = evaluate(str(model_dir), cfg, CPU, base_dir=REPO)
-    assert 0.0 <= result["accuracy"]["genius_toy_sampled"] <= 1.0
-    assert result["num_samples"]["genius_toy_sampled"] == 8
+    gold = {json.loads(line)["id"]: int(json.loads(line)["answer"]) for line in test_path.read_text().splitlines()}
+    records = result["samples"]["genius_toy_sampled"]
+    assert result["num_samples"]["genius_toy_sampled"] == 12
+    assert [r["id"] for r in records] == [f"t{i:05d}" for i in range(12)]  # the limit keeps the first rows
+    answers = [task.extract_answer(r["response"]) for r in records]
+    correct = [a == gold[r["id"]] for a, r in zip(answers, records)]
+    assert [r["correct"] for r in records] == correct
+    assert result["accuracy"]["genius_toy_sampled"] == sum(correct) / len(correct)
+    assert 0 < sum(correct) < len(correct), answers  # a count strictly inside (0, 12) makes the comparison bite
+    # sampled, not greedy: some responses differ from the greedy task's on the same problems
+    greedy = [r["response"] for r in result["samples"]["genius_toy"]]
+    assert [r["response"] for r in records] != greedy
 
 
 def test_missing_test_file_is_a_clear_error(toy, tmp_path):

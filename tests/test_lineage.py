@@ -141,6 +141,14 @@ def test_own_model_and_queries_through_dvc(project):
     assert "'toy'" not in repro.stdout and "Running stage 'train@r1'" in repro.stdout
     assert (project / "mine" / "r1" / "checkpoint" / "config.json").exists()
     assert "Data and pipelines are up to date" in run(["dvc", "status"], project).stdout
+    # a key that only changes speed reruns nothing; one that changes the samples reruns sampling on
+    params = (project / "params.yaml").read_text()
+    write_overrides(project / "params.yaml", ["sampling.threads=2", "training.save_every=5"])
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], project).stdout
+    write_overrides(project / "params.yaml", ["sampling.tau=0.5"])
+    status = run(["dvc", "status"], project).stdout
+    assert "sample@r1" in status and "ingest@r1" not in status and "train@r1" not in status, status
+    (project / "params.yaml").write_text(params)
     # editing the user's query file reruns ingest, and only what follows it
     with open(project / "data" / "q.jsonl", "a") as f:
         f.write(json.dumps({"prompt": "1+2+3"}) + "\n")

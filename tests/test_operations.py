@@ -130,3 +130,28 @@ def test_task_that_fails_once_succeeds_on_retry(monkeypatch):
     with prefect_test_harness():
         assert one_stage() is True
     assert calls == ["ingest@r1", "ingest@r1"]
+
+
+def test_second_flow_is_refused_while_one_holds_the_project_and_kill_frees_it(tmp_path):
+    import pytest
+
+    from flows.genius import FlowBusy, project_lock
+
+    lock = tmp_path / "flow.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"from flows.genius import project_lock\nwith project_lock({str(lock)!r}):\n    print('held', flush=True)\n    input()"],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(FlowBusy, match=rf"another genius flow is running in this project \(pid {holder.pid} since .*\)"):
+            with project_lock(str(lock)):
+                pass
+    finally:
+        holder.kill()  # SIGKILL: no cleanup runs, the OS drops the lock
+        holder.wait()
+    with project_lock(str(lock)):
+        assert lock.read_text().startswith(f"pid {os.getpid()} ")

@@ -2,8 +2,11 @@
 and the CLI's errors. Real Prefect (a temporary local server), real git + DVC, real lm-eval.
 """
 
+import re
+import shutil
 import sys
 
+import pytest
 import yaml
 from conftest import ROOT, git_dvc_init, run, tiny_params
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -16,6 +19,8 @@ def test_flow_runs_rounds_and_checkpoint_loads(project):
     git_dvc_init(project)
     result = run([sys.executable, "-m", "flows.genius"], project)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout + result.stderr
+    assert out.count("Running stage 'ingest@r1'") == 1 and "To enable auto staging" not in out  # each line once, no hints
     # the closing table: base and two rounds, with the queries each round took
     lines = [line for line in result.stdout.splitlines() if line.startswith("| ")]
     assert [line.split("|")[1].strip() for line in lines] == ["round", "base", "1", "2"]
@@ -64,3 +69,40 @@ def test_cli_errors_name_the_problem(project):
     assert missing.returncode == 2 and "nowhere.jsonl" in missing.stderr and "Traceback" not in missing.stderr
     unregistered = run([sys.executable, "-m", "genius", "sample", "--round", "7"], project)
     assert unregistered.returncode == 2 and "round 7 is not in rounds.yaml" in unregistered.stderr
+    after = run([sys.executable, "-m", "genius", "report", "-S", "sampling.tau=-1"], project)  # -S after the subcommand too
+    assert after.returncode == 2 and "sampling.tau: must be > 0" in after.stderr
+    for r in ("0", "-1"):
+        nonround = run([sys.executable, "-m", "genius", "ingest", "--round", r], project)
+        assert nonround.returncode == 2 and "expected a round number >= 1" in nonround.stderr
+    assert not (project / "runs" / "base").exists() and not (project / "runs" / "r-1").exists()
+
+
+def test_bad_model_folders_are_one_line_errors(tmp_path):
+    from genius.engine import check_model
+
+    only_config = tmp_path / "only-config"
+    only_config.mkdir()
+    (only_config / "config.json").write_text("{}")
+    pickled = tmp_path / "pickled"
+    shutil.copytree(only_config, pickled)
+    (pickled / "pytorch_model.bin").write_bytes(b"\x80\x02pickle")
+    truncated = tmp_path / "truncated"
+    shutil.copytree(only_config, truncated)
+    (truncated / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": ")
+    (truncated / "tokenizer.json").write_text("{}")
+    cases = {
+        str(tmp_path / "nowhere"): "does not exist",
+        str(only_config): "has no *.safetensors weights",
+        str(pickled): "only pytorch_model.bin: pickled weights are never loaded",
+        str(truncated): "model.safetensors is corrupt or truncated",
+    }
+    for path, message in cases.items():
+        with pytest.raises(FileNotFoundError, match=re.escape(message)):
+            check_model(path)
+    # through the CLI: one line and exit 2; --debug shows the traceback instead
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    params = ["-S", "toy.enabled=false", "-S", f"model.path={truncated}", "-S", "rounds.registry=none.yaml"]
+    quiet = run([sys.executable, "-m", "genius", *params, "evaluate", "--round", "0"], tmp_path)
+    assert quiet.returncode == 2 and quiet.stderr.count("\n") == 1 and "corrupt or truncated" in quiet.stderr, quiet.stderr
+    loud = run([sys.executable, "-m", "genius", *params, "evaluate", "--round", "0", "--debug"], tmp_path)
+    assert loud.returncode != 0 and "Traceback" in loud.stderr

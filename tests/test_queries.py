@@ -59,6 +59,16 @@ def test_json_holding_json_lines_is_read_as_lines(tmp_path):
     assert len(pool) == 3
 
 
+def test_csv_bad_byte_drops_only_its_row(tmp_path):
+    rows = [f"{i},{i}+1".encode() for i in range(2000)]
+    rows[1499] = b"1499,caf\xe9 1+1"  # one Latin-1 byte at row 1,500
+    rows[10] = b'10,"two\nlines \xff"'  # and one inside a quoted field spanning two lines
+    (tmp_path / "q.csv").write_bytes(b"id,query\n" + b"\n".join(rows) + b"\n")
+    pool, report = load_pool(cfg("q.csv"), tmp_path)
+    assert len(pool) == 1998 and "1499" not in by_id(pool) and "10" not in by_id(pool)
+    assert [(d.location, d.kind) for d in report.dropped] == [("line 12", "not UTF-8"), ("line 1502", "not UTF-8")]  # the quoted field took a line
+
+
 def test_csv_with_multiline_field(tmp_path):
     (tmp_path / "q.csv").write_text('id,query\na,1+2\nb,"line one\nline two"\nc,5+6\n')
     pool, _ = load_pool(cfg("q.csv"), tmp_path)
@@ -88,7 +98,7 @@ def test_hub_source_offline_is_a_clear_source_drop(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     write_jsonl(tmp_path / "q.jsonl", ROWS)
-    _, report = load_pool(cfg("hf:no-such-owner/no-such-set:train", "q.jsonl"), tmp_path)
+    _, report = load_pool(cfg("hf:no-such-owner/no-such-set:train", "q.jsonl", skip_bad_sources=True), tmp_path)
     (drop,) = report.dropped
     assert (drop.location, drop.kind) == ("source", "unreadable source")
     assert "no-such-owner/no-such-set" in drop.reason and "offline" in drop.reason
@@ -178,12 +188,21 @@ def test_malformed_csv_rows_dropped_with_line_numbers(tmp_path):
     assert [(d.location, d.kind) for d in report.dropped] == [("line 4", "bad CSV"), ("line 6", "empty text")]
 
 
-def test_missing_file_is_reported_and_others_still_load(tmp_path):
+def test_a_bad_source_beside_a_good_one_stops_ingest_naming_it(tmp_path):
+    write_jsonl(tmp_path / "q.jsonl", ROWS)
+    for bad in ("missing.jsonl", "notes.txt"):
+        (tmp_path / "notes.txt").write_text("1+2\n")
+        with pytest.raises(QueryError, match=f"queries.paths entry '{bad}': (missing|unreadable) source.*skip_bad_sources"):
+            load_pool(cfg("q.jsonl", bad), tmp_path)
+
+
+def test_skip_bad_sources_reports_them_and_loads_the_others(tmp_path):
     write_jsonl(tmp_path / "q.jsonl", ROWS)
     (tmp_path / "bad.json").write_text("{not json")
     (tmp_path / "nocol.csv").write_text("id,text\na,1+2\n")
     (tmp_path / "notes.txt").write_text("1+2\n")
-    pool, report = load_pool(cfg("missing.jsonl", "q.jsonl", "bad.json", "nocol.csv", "notes.txt"), tmp_path)
+    paths = ("missing.jsonl", "q.jsonl", "bad.json", "nocol.csv", "notes.txt")
+    pool, report = load_pool(cfg(*paths, skip_bad_sources=True), tmp_path)
     assert len(pool) == 3
     assert [(d.source, d.location, d.kind) for d in report.dropped] == [
         ("missing.jsonl", "source", "missing source"),

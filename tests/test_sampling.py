@@ -104,13 +104,71 @@ def test_beams_that_end_the_response_stop_early():
     assert (pair["chosen"], pair["rejected"]) == ("A:0", "A:1")
 
 
-def test_uniform_negative_and_full_score_options_run():
-    records = list(
-        foresight_sample(
-            FakeEngine(), TOKENIZER, [Query("a", "1+2")], config(negative_selection="uniform", foresight_score="full")
-        )
-    )
-    assert all(p["score_chosen"] >= p["score_rejected"] for p in records[0]["pairs"])
+def test_full_score_and_uniform_negative_on_hand_derived_numbers():
+    # `full` scores prefix + step + rollout: "i\n" is 2 tokens at -(1 + 0.1 i), "A:5<eos>" 4 tokens.
+    #   k=1: f_i = (2 * -(1 + 0.1 i) + 4 * -0.1 i) / 6 = -1/3 - 0.1 i.
+    #   k=2, beam "0" (prefix lp -1.0, d=0), beam "1" (prefix lp -1.1, d=1), step j:
+    #        f = (2 * prefix + 2 * -(1 + 0.1 j) + 4 * -(0.1 j + 0.01 d)) / 8
+    #          = -0.5 - 0.075 j (beam "0"), -0.53 - 0.075 j (beam "1").
+    # tau is tiny, so the beams are the top-2 every time; the negative is uniform among the
+    # non-best: over many seeds every other candidate is drawn, about equally often.
+    k1_scores = [-1 / 3, -1 / 3 - 0.1, -1 / 3 - 0.2]
+    k2_scores = [-0.5, -0.575, -0.65, -0.53, -0.605, -0.68]
+    q = [k1_scores[0], k1_scores[1]]  # the values of beams "0" and "1" at k=2
+    drawn = {1: [], 2: []}
+    seeds = 400
+    for seed in range(seeds):
+        cfg = config(negative_selection="uniform", foresight_score="full", seed=seed)
+        (record,) = foresight_sample(FakeEngine(), TOKENIZER, [Query("a", "1+2")], cfg)
+        k1, k2 = record["timestamps"]
+        assert [c["score"] for c in k1["candidates"]] == pytest.approx(k1_scores)
+        assert [c["score"] for c in k2["candidates"]] == pytest.approx(k2_scores)
+        assert k1["selected"] == [0, 1] and k2["selected"] == [0, 3]
+        assert k1["chosen"] == 0 and k2["chosen"] == 0
+        p1, p2 = record["pairs"]
+        l1, l2 = k1["rejected"], k2["rejected"]
+        drawn[1].append(l1), drawn[2].append(l2)
+        # the pair holds the drawn negative's trajectory, score and advantage A = f - Q(its beam)
+        assert (p1["chosen"], p1["rejected"]) == ("0\nA:5", f"{l1}\nA:5")
+        assert (p1["score_chosen"], p1["score_rejected"]) == pytest.approx((k1_scores[0], k1_scores[l1]))
+        assert (p1["adv_chosen"], p1["adv_rejected"]) == pytest.approx((k1_scores[0], k1_scores[l1]))  # Q_0 = 0
+        beam, step = divmod(l2, 3)
+        assert (p2["chosen"], p2["rejected"]) == ("0\n0\nA:5", f"{beam}\n{step}\nA:5")
+        assert (p2["score_chosen"], p2["score_rejected"]) == pytest.approx((k2_scores[0], k2_scores[l2]))
+        assert p2["adv_chosen"] == pytest.approx(k2_scores[0] - q[0])
+        assert p2["adv_rejected"] == pytest.approx(k2_scores[l2] - q[beam])
+        assert p2["same_beam"] == (beam == 0)
+        assert record["final_response"] == {"response": "0\n0\nA:5", "score": pytest.approx(-0.5), "complete": True}
+    # uniform: each non-best candidate about 1/2 (k=1) and 1/5 (k=2) of the time; a near-greedy
+    # draw at this tau would always give 1 and 3
+    for k, rest in ((1, [1, 2]), (2, [1, 2, 3, 4, 5])):
+        assert sorted(set(drawn[k])) == rest
+        for i in rest:
+            assert drawn[k].count(i) / seeds == pytest.approx(1 / len(rest), abs=0.08), (k, i)
+
+
+def test_tau_resampling_draws_beams_and_negative_from_F_k():
+    # tau = 0.1 on the k=1 rollout scores 0, -0.1, -0.2: F_1 = softmax(0, -1, -2). The first
+    # beam is a draw from F_1; the negative a draw from F_1 without the best, renormalised:
+    # P(l = 1) = e^-1 / (e^-1 + e^-2) = 0.731. Tiny tau would give 0 and 1 every time,
+    # uniform draws 1/3 and 1/2.
+    import math
+
+    f = [math.exp(-i) for i in range(3)]
+    expected_f = [x / sum(f) for x in f]
+    first, rejected = [], []
+    seeds = 1000
+    for seed in range(seeds):
+        cfg = config(tau=0.1, num_foresight_steps=1, seed=seed)
+        (record,) = foresight_sample(FakeEngine(), TOKENIZER, [Query("a", "1+2")], cfg)
+        (k1,) = record["timestamps"]
+        assert [c["prob"] for c in k1["candidates"]] == pytest.approx(expected_f)
+        assert len(set(k1["selected"])) == 2 and k1["chosen"] == 0
+        first.append(k1["selected"][0]), rejected.append(k1["rejected"])
+    for i in range(3):
+        assert first.count(i) / seeds == pytest.approx(expected_f[i], abs=0.05), i
+    assert rejected.count(0) == 0
+    assert rejected.count(1) / seeds == pytest.approx(f[1] / (f[1] + f[2]), abs=0.05)
 
 
 def test_no_foresight_scores_the_step_and_rolls_nothing_out():

@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
-from train_helpers import synthetic_pairs, tiny_model
+from train_helpers import greedy_responses, memorized_model, synthetic_pairs, tiny_model
 from transformers import AutoModelForCausalLM
 
 from genius.config import EvalConfig, ModelConfig, TrainingConfig, load_params
@@ -45,16 +45,63 @@ def run(pairs, base, folder, cfg=CFG, logs=None, **kw):
     return train_round(pairs, base, Path(folder) / "checkpoint", cfg, CPU, log=log, **kw)
 
 
+def files_digest(folder) -> dict:
+    import hashlib
+
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(Path(folder).iterdir()) if f.is_file()}
+
+
+def pair_logps(model_path, pairs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(chosen, rejected) summed response log-probs and chosen lengths of every pair, in one forward."""
+    from genius.engine import load_model
+    from genius.training.batches import collate, pair_sequences, sequence_logps, tokenize_pairs
+
+    model, tokenizer = load_model(str(model_path), device="cpu")
+    examples = tokenize_pairs(tokenizer, pairs)
+    with torch.no_grad():
+        logps, lengths = sequence_logps(model, *collate(pair_sequences(examples), tokenizer.pad_token_id, "cpu"))
+    n = len(pairs)
+    return logps[:n], logps[n:], lengths[:n]
+
+
+def objective(policy, reference, pairs, cfg=CFG) -> tuple[float, float]:
+    """(mean ACO loss, mean ACO + sft_weight * SFT loss) over all pairs, from the pure loss functions."""
+    from genius.losses import aco_loss, sft_loss
+
+    chosen, rejected, lengths = pair_logps(policy, pairs)
+    ref_chosen, ref_rejected, _ = pair_logps(reference, pairs)
+    adv = torch.tensor([[p["adv_chosen"], p["adv_rejected"]] for p in pairs])
+    aco, *_ = aco_loss(chosen, rejected, ref_chosen, ref_rejected, adv[:, 0], adv[:, 1], cfg.beta, cfg.alpha)
+    return aco.mean().item(), (aco + cfg.sft_weight * sft_loss(chosen, lengths)).mean().item()
+
+
 def test_full_run_writes_checkpoint_metrics_and_caches_reference(pairs, base, tmp_path):
+    import math
+
     logs, rows = [], []
+    base_files = files_digest(base)
     metrics = run(pairs, base, tmp_path, logs=logs, track=lambda row, step: rows.append((step, row)))
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "checkpoint")  # plain HF format
     assert model.config.num_hidden_layers == 2
-    assert any(not torch.equal(weights(tmp_path / "checkpoint")[k], v) for k, v in weights(base).items())
+    # full fine-tuning moves every weight tensor; the reference (the base folder) is untouched
+    trained, initial = weights(tmp_path / "checkpoint"), weights(base)
+    assert trained.keys() == initial.keys()
+    assert [k for k, v in initial.items() if torch.equal(trained[k], v)] == []
+    assert files_digest(base) == base_files
+    # the loss falls: over all 20 pairs, against the base as reference, recomputed here from the
+    # pure loss functions. Before training policy == reference, so every ACO loss is log 2.
+    aco_before, total_before = objective(base, base, pairs)
+    aco_after, total_after = objective(tmp_path / "checkpoint", base, pairs)
+    assert aco_before == pytest.approx(math.log(2), abs=1e-6)
+    assert aco_after < aco_before - 0.05 and total_after < total_before - 0.1, (aco_after, total_after, total_before)
     # 20 pairs, batch 8: steps of 8, 8, 4 per epoch
     assert metrics["steps"] == 6 and [s for s, _ in rows] == [1, 2, 3, 4, 5, 6]
     steps = [json.loads(line) for line in (tmp_path / "train_steps.jsonl").read_text().splitlines()]
     assert [s["tokens"] > 0 for s in steps] == [True] * 6 and steps[0]["reward_margin"] == 0.0  # policy == reference
+    # each epoch sees every pair once: the logged loss, averaged per pair, falls from epoch 1 to 2
+    epoch_mean = lambda rows: sum(r["loss"] * n for r, n in zip(rows, (8, 8, 4))) / 20  # noqa: E731
+    assert epoch_mean(steps[3:]) < epoch_mean(steps[:3]) - 0.05
+    assert steps[0]["loss"] == pytest.approx(metrics["loss_first"]) and steps[-1]["loss"] == metrics["loss_last"]
     for key in (
         "loss",
         "reward_chosen",
@@ -76,6 +123,11 @@ def test_full_run_writes_checkpoint_metrics_and_caches_reference(pairs, base, tm
     with safe_open(str(cache), framework="pt") as f:
         ref, key = f.get_tensor("logps"), f.metadata()["key"]
     assert ref.shape == (20, 2) and (ref < 0).all()
+    # the cached reference log-probs are the base's, not the trained policy's
+    base_chosen, base_rejected, _ = pair_logps(base, pairs)
+    torch.testing.assert_close(ref, torch.stack([base_chosen, base_rejected], 1), rtol=0, atol=1e-4)
+    trained_chosen, _, _ = pair_logps(tmp_path / "checkpoint", pairs)
+    assert (ref[:, 0] - trained_chosen).abs().max() > 0.1
     # same pairs, model and tokenization: reused, and the result is identical
     again = run(pairs, base, tmp_path)
     assert again["reference"].startswith("reused") and again["loss_last"] == metrics["loss_last"]
@@ -123,23 +175,43 @@ def test_lora_reference_is_the_base_and_checkpoint_is_merged(pairs, base, tmp_pa
     assert metrics["finetune"] == "lora" and metrics["steps"] == 6
 
 
-def test_lora_checkpoint_loads_in_lm_eval(pairs, base, tmp_path):
+def test_lora_checkpoint_loads_in_lm_eval(pairs, tmp_path):
+    """The merged LoRA checkpoint, evaluated by lm-eval, answers as plain HF greedy generation
+    of that checkpoint does, and the accuracy is the count of those answers that are right.
+
+    The base has learned the first 8 pairs' chosen solutions by heart, so on a test set of
+    those and 4 others the accuracy is strictly between 0 and 1; the adapter's update changes
+    some responses, so evaluating the base instead of the checkpoint would show."""
     from genius.evaluate import evaluate
     from genius.toy import task
 
+    base = memorized_model(tmp_path / "base", pairs[:8])
     run(pairs, base, tmp_path, replace(CFG, finetune="lora", lora_r=4, epochs=1))
+    checkpoint = tmp_path / "checkpoint"
+    test_pairs = pairs[:12]
+    gold = [task.extract_answer(p["chosen"]) for p in test_pairs]
     test = tmp_path / "test.jsonl"
     test.write_text(
         "".join(
-            json.dumps({"id": str(i), "query": p["query"], "answer": str(task.extract_answer(p["chosen"]))}) + "\n"
-            for i, p in enumerate(pairs[:4])
+            json.dumps({"id": str(i), "query": p["query"], "answer": str(a)}) + "\n"
+            for i, (p, a) in enumerate(zip(test_pairs, gold))
         )
     )
     eval_cfg = EvalConfig(
         include_path=str(ROOT / "eval"), tasks=["genius_toy"], test_path=str(test), batch_size=4, threads=1
     )
-    result = evaluate(str(tmp_path / "checkpoint"), eval_cfg, CPU)
-    assert result["num_samples"]["genius_toy"] == 4 and 0 <= result["accuracy"]["genius_toy"] <= 1
+    result = evaluate(str(checkpoint), eval_cfg, CPU)
+    records = result["samples"]["genius_toy"]
+    assert result["num_samples"]["genius_toy"] == 12 and [r["id"] for r in records] == [str(i) for i in range(12)]
+
+    queries = [p["query"] for p in test_pairs]
+    expected = [task.extract_answer(r) for r in greedy_responses(checkpoint, queries)]
+    assert [r["answer"] for r in records] == [str(a) if a is not None else "[invalid]" for a in expected]
+    correct = [a == g for a, g in zip(expected, gold)]
+    assert [r["correct"] for r in records] == correct
+    assert result["accuracy"]["genius_toy"] == sum(correct) / len(correct)
+    assert 0 < sum(correct) < len(correct), expected
+    assert expected != [task.extract_answer(r) for r in greedy_responses(base, queries)]
 
 
 def test_gradient_accumulation_matches_one_batch(pairs, base, tmp_path):

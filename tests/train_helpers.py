@@ -37,6 +37,49 @@ def tiny_model(folder: Path, seed: int = 0) -> str:
     return str(folder)
 
 
+def memorized_model(folder: Path, pairs: list[dict], steps: int = 150, seed: int = 0) -> str:
+    """`tiny_model` over-fitted (full fine-tuning, lr 1e-2) on the chosen responses of `pairs`:
+    greedy decoding then solves those queries and mostly fails others. ~3 s on one thread."""
+    import torch
+
+    tiny_model(folder, seed)
+    tokenizer = build_tokenizer()
+    model = LlamaForCausalLM.from_pretrained(folder)
+    chats = [[{"role": "user", "content": p["query"]}, {"role": "assistant", "content": p["chosen"]}] for p in pairs]
+    batch = tokenizer(tokenizer.apply_chat_template(chats, tokenize=False), return_tensors="pt", padding=True)
+    labels = batch.input_ids.masked_fill(batch.attention_mask == 0, -100)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(steps):
+        loss = model(**batch, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.save_pretrained(folder)
+    return str(folder)
+
+
+def greedy_responses(model_dir, queries: list[str], max_new_tokens: int = 64) -> list[str]:
+    """Plain HF greedy generation, one prompt at a time, with no lm-eval and no chat template
+    code: the prompt written out by hand, the response cut at the toy task's stop string "Q:"."""
+    import torch
+
+    tokenizer = build_tokenizer()
+    model = LlamaForCausalLM.from_pretrained(model_dir).eval()
+    responses = []
+    for query in queries:
+        ids = tokenizer(f"<bos>Q:{query}\n", return_tensors="pt").input_ids
+        with torch.no_grad():
+            out = model.generate(
+                ids,
+                do_sample=False,
+                max_new_tokens=max_new_tokens,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        responses.append(tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).split("Q:")[0])
+    return responses
+
+
 def synthetic_pairs(n: int, seed: int = 0) -> list[dict]:
     """Toy pairs: a gold solution against one with a wrong last sum; random advantages, some
     with A_l > A_w so ACO's calibration region is exercised."""

@@ -1,0 +1,113 @@
+"""Chaos: a 2-round flow on the toy, `kill -9`ed at random moments and rerun until it completes.
+
+Each kill hits the flow's process only, as `kill -9 <pid>` would; what it started (the running
+stage, the temporary Prefect server) must die with it. A second flow while one runs is refused.
+After the last rerun nothing is lost or doubled, DVC's lineage is whole, and the metrics are
+those of an uninterrupted run in a copy of the same project.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import git_dvc_init, run, tiny_params
+
+from genius.lifeline import alive
+from test_operations import popen
+
+pytestmark = pytest.mark.e2e
+
+SEED = 7
+KILLS = 5
+FLOW = [sys.executable, "-m", "flows.genius"]
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`, from /proc."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rpartition(")")[2].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def survivors(pids: list[int], within: float = 20.0) -> list[str]:
+    """Command lines of `pids` still running after `within` seconds."""
+    deadline = time.time() + within
+    while time.time() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.2)
+    left = []
+    for p in pids:
+        if alive(p):
+            try:
+                left.append(f"{p}: " + Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+            except OSError:
+                pass
+    return left
+
+
+def metrics(project: Path) -> list[dict]:
+    return [json.loads((project / "runs" / d / "metrics.json").read_text())["accuracy"] for d in ("base", "r1", "r2")]
+
+
+def test_flow_killed_at_random_moments_loses_nothing(project, tmp_path_factory):
+    tiny_params(project / "params.yaml", ["tracking.wandb_mode=disabled", "rounds.num_rounds=2", "queries.per_round=4"])
+    git_dvc_init(project, registry="round_list: {}\n")
+    reference = tmp_path_factory.mktemp("uninterrupted") / "project"
+    shutil.copytree(project, reference)
+
+    start = time.time()
+    done = run(FLOW, reference)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    full = time.time() - start
+
+    rng = np.random.default_rng(SEED)
+    kills = 0
+    for attempt in range(KILLS + 1):
+        flow = popen(FLOW, project)
+        if attempt == 1:  # while this one runs, a second flow on the same project is refused
+            deadline = time.time() + 120
+            while not (project / ".genius-flow.lock").exists() or not (project / ".genius-flow.lock").read_text():
+                assert flow.poll() is None and time.time() < deadline, flow.stdout.read()[-3000:]
+                time.sleep(0.2)
+            second = run(FLOW, project, timeout=300)
+            assert second.returncode != 0 and "another genius flow is running" in second.stderr, second.stderr[-2000:]
+        if attempt < KILLS:
+            try:
+                flow.wait(timeout=rng.uniform(0.1, 0.6) * full)
+            except subprocess.TimeoutExpired:
+                started = descendants(flow.pid)
+                os.kill(flow.pid, signal.SIGKILL)  # the flow only: what it started must follow by itself
+                flow.wait()
+                kills += 1
+                left = survivors(started)
+                assert not left, f"kill {kills}: processes outlived the flow:\n" + "\n".join(left)
+                continue
+        out = flow.communicate(timeout=1800)[0]
+        assert flow.returncode == 0, out[-3000:]
+        break
+    assert kills >= 1, "the flow always finished before its kill: nothing was tested"
+
+    for r in (1, 2):
+        rows = (project / "runs" / f"r{r}" / "samples.jsonl").read_text().splitlines()
+        ids = [json.loads(line)["query_id"] for line in rows]
+        ingested = [json.loads(line)["id"] for line in (project / "runs" / f"r{r}" / "queries.jsonl").read_text().splitlines()]
+        assert sorted(ids) == sorted(ingested) and len(set(ids)) == len(ids) == 4, (r, ids)
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], project).stdout
+    assert metrics(project) == metrics(reference)
