@@ -121,8 +121,11 @@ def run(args: argparse.Namespace) -> int:
         if args.command == "pipeline":
             from genius.pipeline import sync
 
+            from genius.pipeline import file_keys
+
             params = load_params(args.params, args.set)
-            changes = sync(params)  # checks inputs and lineage before writing anything
+            present = file_keys(args.params) | {item.partition("=")[0].strip() for item in args.set}
+            changes = sync(params, present=present)  # checks inputs and lineage before writing anything
             if args.set:
                 write_overrides(args.params, args.set)
                 changes.append(f"{args.params}: {', '.join(args.set)}")

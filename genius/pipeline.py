@@ -91,29 +91,43 @@ def _local_files(params: Params, *paths: str | None) -> list[str]:
     return [p for p in paths if p and not is_library_source(p) and (Path(p).exists() or _under(p, produced))]
 
 
-def keys(params: Params, *sections: str) -> list[str]:
-    """The dotted keys of `sections` that decide a stage's outputs (all but SPEED_ONLY), as DVC params."""
+def file_keys(path: str | Path = "params.yaml") -> set[str]:
+    """The dotted keys (`section.key`) a params file writes out."""
+    data = yaml.safe_load(Path(path).read_text()) if Path(path).exists() else None
+    return {f"{section}.{key}" for section, body in (data or {}).items() if isinstance(body, dict) for key in body}
+
+
+def keys(params: Params, present: set[str], *sections: str) -> list[str]:
+    """The dotted keys of `sections` that decide a stage's outputs (all but SPEED_ONLY), as DVC params.
+
+    Only keys the params file writes out: DVC refuses a listed key the file lacks (one left at
+    its default). Writing such a key into the file changes dvc.yaml, and stages then ask for
+    `genius pipeline`.
+    """
     return [
         f"{section}.{f.name}"
         for section in sections
         for f in dataclasses.fields(getattr(params, section))
-        if f.name not in SPEED_ONLY.get(section, ())
+        if f.name not in SPEED_ONLY.get(section, ()) and f"{section}.{f.name}" in present
     ]
 
 
-def stages(params: Params) -> dict:
-    """The stage table: what each stage runs, reads and writes, as dvc.yaml lists it."""
+def stages(params: Params, present: set[str]) -> dict:
+    """The stage table: what each stage runs, reads and writes, as dvc.yaml lists it.
+
+    `present`: the dotted keys the params file writes out (file_keys).
+    """
     runs, e = params.rounds.runs_dir, params.eval
     model = _local_files(params, params.model.path)
     eval_files = _local_files(params, e.test_path, e.diagnostics_path) + [e.include_path]
     round_dir = f"{runs}/${{key}}"
     table: dict = {}
     if params.toy.enabled:
-        table["toy"] = {"cmd": "genius toy", "deps": ["genius/toy"], "params": keys(params, "toy"), "outs": [params.toy.out_dir]}
+        table["toy"] = {"cmd": "genius toy", "deps": ["genius/toy"], "params": keys(params, present, "toy"), "outs": [params.toy.out_dir]}
     table["evaluate_base"] = {
         "cmd": "genius evaluate --round 0",
         "deps": [*model, *eval_files, "genius/evaluate.py", "genius/diagnostics.py"],
-        "params": keys(params, "model", "eval", "sampling"),  # sampling: the diagnostics re-run the round's foresight sampling
+        "params": keys(params, present, "model", "eval", "sampling"),  # sampling: the diagnostics re-run the round's foresight sampling
         "outs": [f"{runs}/base/eval_samples.jsonl", f"{runs}/base/diagnostics.json"],
         "metrics": [f"{runs}/base/metrics.json"],
     }
@@ -121,7 +135,7 @@ def stages(params: Params) -> dict:
         "ingest": {
             "cmd": "genius ingest --round ${item.round}",
             "deps": [*_local_files(params, *params.queries.paths), "genius/queries.py"],
-            "params": keys(params, "queries"),
+            "params": keys(params, present, "queries"),
             "outs": [f"{round_dir}/queries.jsonl", f"{round_dir}/ingest_report.json"],
         },
         "sample": {
@@ -131,7 +145,7 @@ def stages(params: Params) -> dict:
                 f"{round_dir}/queries.jsonl",
                 *(f"genius/{m}.py" for m in ("sampling", "foresight", "engine", "vllm_engine", "shards")),
             ],
-            "params": keys(params, "model", "sampling"),
+            "params": keys(params, present, "model", "sampling"),
             "outs": [f"{round_dir}/samples.jsonl", f"{round_dir}/sampling.json"],
         },
         "pairs": {
@@ -142,7 +156,7 @@ def stages(params: Params) -> dict:
         "train": {
             "cmd": "genius train --round ${item.round}",
             "deps": ["${item.policy}", f"{round_dir}/pairs.jsonl", "genius/train.py", "genius/training", "genius/losses.py", "genius/launch.py"],
-            "params": keys(params, "model", "training"),
+            "params": keys(params, present, "model", "training"),
             "outs": [f"{round_dir}/checkpoint", f"{round_dir}/train.json", f"{round_dir}/train_steps.jsonl"],
         },
         "evaluate": {
@@ -154,7 +168,7 @@ def stages(params: Params) -> dict:
                 "genius/diagnostics.py",
                 *(f"{round_dir}/{name}" for name in ("ingest_report.json", "sampling.json", "pairs.json", "train.json")),
             ],
-            "params": keys(params, "model", "eval", "sampling"),
+            "params": keys(params, present, "model", "eval", "sampling"),
             "outs": [f"{round_dir}/eval_samples.jsonl", f"{round_dir}/diagnostics.json"],
             "metrics": [f"{round_dir}/metrics.json"],
         },
@@ -167,12 +181,13 @@ def stages(params: Params) -> dict:
     return table
 
 
-def render(params: Params) -> str:
-    """dvc.yaml's text for these params."""
+def render(params: Params, present: set[str] | None = None) -> str:
+    """dvc.yaml's text for these params; `present` defaults to the keys params.yaml writes out."""
+    present = file_keys() if present is None else present
     runs = params.rounds.runs_dir
     doc = {
         "vars": [params.rounds.registry],
-        "stages": stages(params),
+        "stages": stages(params, present),
         # `genius evaluate` refreshes the report over every round evaluated so far: no plot stage
         "plots": [{f"{runs}/accuracy.csv": {"x": "round"}}, f"{runs}/accuracy.png"],
     }
@@ -180,7 +195,7 @@ def render(params: Params) -> str:
     return HEADER.format(registry=params.rounds.registry, runs=runs) + body
 
 
-def sync(params: Params, dvc_yaml: str | Path = "dvc.yaml", num_rounds: int | None = None) -> list[str]:
+def sync(params: Params, dvc_yaml: str | Path = "dvc.yaml", num_rounds: int | None = None, present: set[str] | None = None) -> list[str]:
     """Bring the registry and dvc.yaml in line with the params; returns what changed.
 
     Checks the inputs and the lineage first (nothing is written if either fails), then
@@ -206,7 +221,7 @@ def sync(params: Params, dvc_yaml: str | Path = "dvc.yaml", num_rounds: int | No
             changed.append(f"{params.rounds.registry}: round {r} registered")
     if changed:
         write_registry(params.rounds.registry, entries, lineage)
-    text = render(params)
+    text = render(params, present)
     path = Path(dvc_yaml)
     if not path.exists() or path.read_text() != text:
         tmp = path.with_name(path.name + ".tmp")

@@ -45,6 +45,14 @@ def up_to_date(stage: str) -> bool:
         return not repo.status(targets=[stage])
 
 
+def stale_stages() -> set[str]:
+    """Stages DVC would rerun (changed or never run), from one status call over the whole pipeline."""
+    from dvc.repo import Repo
+
+    with Repo(".") as repo:
+        return set(repo.status())
+
+
 def _json(path: Path) -> dict:
     return json.loads(path.read_text())
 

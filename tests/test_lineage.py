@@ -15,13 +15,13 @@ import yaml
 from conftest import ROOT, git_dvc_init, run, tiny_params
 
 from genius.config import ConfigError, load_params, write_overrides
-from genius.pipeline import PipelineError, is_library_source, render, stages, sync
+from genius.pipeline import PipelineError, file_keys, is_library_source, render, stages, sync
 from genius.registry import Lineage, RoundEntry, read_lineage, read_registry, write_registry
 
 
 def test_shipped_dvc_yaml_is_rendered_from_shipped_params():
     params = load_params(ROOT / "params.yaml")
-    assert (ROOT / "dvc.yaml").read_text() == render(params), "run `genius pipeline` and commit dvc.yaml"
+    assert (ROOT / "dvc.yaml").read_text() == render(params, file_keys(ROOT / "params.yaml")), "run `genius pipeline` and commit dvc.yaml"
     assert read_lineage(ROOT / "rounds.yaml") == Lineage(params.model.path, params.rounds.runs_dir)
 
 
@@ -40,17 +40,23 @@ def test_stages_follow_params(project):
             "rounds.registry=lineage.yaml",
         ],
     )
-    table = stages(params)
+    table = stages(params, file_keys(ROOT / "params.yaml"))
     assert "toy" not in table
     assert table["ingest"]["do"]["deps"] == ["data/q.jsonl", "genius/queries.py"]
     assert table["evaluate_base"]["deps"][:2] == ["data/test.jsonl", "eval"]
     assert table["sample"]["do"]["outs"] == ["out/${key}/samples.jsonl", "out/${key}/sampling.json"]
+    # exactly the keys that decide a stage's outputs, and only those the params file writes out
+    sample = table["sample"]["do"]["params"]
+    assert "sampling.tau" in sample and "model.dtype" in sample and "rounds.runs_dir" in sample
+    assert "sampling.threads" not in sample and not any(k.startswith(("training.", "eval.", "tracking.")) for k in sample)
+    assert "tracking.wandb_mode" not in table["train"]["do"]["params"]
+    assert "sampling.tau" not in stages(params, file_keys(ROOT / "params.yaml") - {"sampling.tau"})["sample"]["do"]["params"]
     doc = yaml.safe_load(render(params))
     assert doc["vars"] == ["lineage.yaml"] and "out/accuracy.png" in doc["plots"]
     # the embedded default: the toy stage builds what the others read
     default = load_params("params.yaml")
-    assert stages(default)["toy"]["outs"] == ["runs/toy"]
-    assert stages(default)["ingest"]["do"]["deps"][0] == "runs/toy/queries.jsonl"
+    assert stages(default, file_keys(ROOT / "params.yaml"))["toy"]["outs"] == ["runs/toy"]
+    assert stages(default, file_keys(ROOT / "params.yaml"))["ingest"]["do"]["deps"][0] == "runs/toy/queries.jsonl"
 
 
 def test_library_sources_are_not_files():

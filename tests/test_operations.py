@@ -102,7 +102,8 @@ def test_killed_flow_reruns_without_redoing_finished_stages(project):
     rerun = run([sys.executable, "-m", "flows.genius"], project)
     out = rerun.stdout + rerun.stderr
     assert rerun.returncode == 0, out[-3000:]
-    for stage in ("toy", "evaluate_base", "ingest@r1", "sample@r1", "pairs@r1"):
+    assert "toy: done" not in out and "evaluate_base: done" not in out  # intact: not even walked
+    for stage in ("ingest@r1", "sample@r1", "pairs@r1"):
         assert f"{stage}: up to date, skipped" in out, stage
     assert samples.stat().st_mtime_ns == stamp  # finished work kept, not redone
     assert (project / "runs" / "r1" / "metrics.json").exists()

@@ -21,6 +21,9 @@ def test_flow_runs_rounds_and_checkpoint_loads(project):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout + result.stderr
     assert out.count("Running stage 'ingest@r1'") == 1 and "To enable auto staging" not in out  # each line once, no hints
+    again = run([sys.executable, "-m", "flows.genius"], project)  # nothing to do: one dvc status, no stage walked
+    assert again.returncode == 0 and "rounds 1-2: finished and intact" in again.stdout, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "up to date, skipped" not in again.stdout + again.stderr
     # the closing table: base and two rounds, with the queries each round took
     lines = [line for line in result.stdout.splitlines() if line.startswith("| ")]
     assert [line.split("|")[1].strip() for line in lines] == ["round", "base", "1", "2"]
