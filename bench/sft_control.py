@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from genius.config import load_params  # noqa: E402
-from genius.pairs import read_jsonl, write_jsonl  # noqa: E402
+from genius.io import read_jsonl, write_jsonl  # noqa: E402
 from genius.replicate import Arm, arm_dir, load_plan, mean_se, overrides, prepare, run_stage  # noqa: E402
 from genius.toy.task import extract_answer  # noqa: E402
 

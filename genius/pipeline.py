@@ -30,6 +30,7 @@ from pathlib import Path
 import yaml
 
 from genius.config import SPEED_ONLY, ConfigError, Params
+from genius.io import write_atomic
 from genius.registry import Lineage, RoundEntry, read_lineage, read_registry, write_registry
 
 HEADER = """\
@@ -224,9 +225,7 @@ def sync(params: Params, dvc_yaml: str | Path = "dvc.yaml", num_rounds: int | No
     text = render(params, present)
     path = Path(dvc_yaml)
     if not path.exists() or path.read_text() != text:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+        write_atomic(path, text)
         changed.append(f"{path}: rewritten from the params")
     return changed
 

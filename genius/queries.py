@@ -21,7 +21,6 @@ import json
 import os
 import random
 import re
-import tempfile
 import unicodedata
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -30,6 +29,7 @@ from typing import Any, Iterator
 
 from genius import reasoning_gym
 from genius.config import QueriesConfig
+from genius.io import write_atomic, write_json
 
 FORMATS = ".jsonl, .json, .csv, .parquet, a `datasets` save_to_disk folder, hf:<name>[:<split>] or reasoning_gym:<spec>"
 
@@ -405,21 +405,9 @@ def ingest(cfg: QueriesConfig, round_index: int, out_dir: Path, base_dir: Path =
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = "".join(json.dumps({"id": q.id, "query": q.text}, ensure_ascii=False) + "\n" for q in chosen)
-    _write_atomic(out_dir / "queries.jsonl", rows)
-    _write_atomic(out_dir / "ingest_report.json", json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
+    write_atomic(out_dir / "queries.jsonl", rows)
+    write_json(out_dir / "ingest_report.json", report.to_json())
     return report
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write beside the target, then rename: a crash never leaves a half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def read_queries(path: str | Path) -> list[Query]:

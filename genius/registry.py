@@ -17,6 +17,8 @@ from pathlib import Path
 
 import yaml
 
+from genius.io import write_atomic
+
 HEADER = """\
 # The round registry: the lineage (the model it self-trains, the folder its rounds write to),
 # every self-training round, the policy it started from, and whether the Prefect flow
@@ -85,10 +87,7 @@ def write_registry(path: str | Path, entries: dict[int, RoundEntry], lineage: Li
         if e.promoted is not None:
             item |= {"promoted": e.promoted, "reason": e.reason}
         lines.append(f"  r{r}: " + yaml.safe_dump(item, default_flow_style=True, sort_keys=False, width=1000).strip())
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(path)
+    write_atomic(path, "\n".join(lines) + "\n")
 
 
 def latest_promoted(entries: dict[int, RoundEntry], before: int) -> int | None:

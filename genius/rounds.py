@@ -19,7 +19,8 @@ from typing import Callable
 from genius.config import Params
 from genius.engine import build_engine, check_model
 from genius.pipeline import is_library_source
-from genius.pairs import extract_pairs, read_jsonl, write_jsonl
+from genius.io import read_jsonl, write_json, write_jsonl
+from genius.pairs import extract_pairs
 from genius.queries import ingest, read_queries
 from genius.registry import read_registry
 from genius.shards import (
@@ -71,13 +72,6 @@ def policy_path(params: Params, r: int) -> str:
     return entries[r].policy
 
 
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
-
-
 def require(path: Path, stage: str, r: int) -> Path:
     """The input `path` of round r, or a one-line FileNotFoundError naming the stage that writes it."""
     if not path.exists():
@@ -120,7 +114,7 @@ def run_sample(params: Params, r: int, log: Log = print) -> dict:
         "sampler_hash": config_hash(sampler_config(params.sampling, policy, params.model.dtype)),  # what resuming checks
     }
     store.remove()  # samples.jsonl is whole: the next run of this round starts afresh
-    _write_json(paths.sampling, stats)
+    write_json(paths.sampling, stats)
     return stats
 
 
@@ -166,7 +160,7 @@ def _sample(
 def run_pairs(params: Params, r: int, log: Log = print) -> dict:
     paths = round_paths(params, r)
     stats = extract_pairs(require(paths.samples, "sample", r), paths.pairs)
-    _write_json(paths.pair_stats, stats)
+    write_json(paths.pair_stats, stats)
     log(
         f"round {r}: {stats['pairs']} pairs from {stats['queries']} queries; "
         f"{stats['calibration_region_fraction']:.0%} in ACO's calibration region"
@@ -185,7 +179,7 @@ def run_train(params: Params, r: int, log: Log = print, track=None) -> dict:
     reference = None if params.training.reference == "previous" else params.model.path
     metrics = train_round(pairs, policy_path(params, r), paths.checkpoint, params.training, params.model, reference, log, track)
     if os.environ.get("RANK", "0") == "0":  # under `accelerate launch` every GPU runs this; one writes
-        _write_json(paths.training, metrics)
+        write_json(paths.training, metrics)
     return metrics
 
 
@@ -207,7 +201,7 @@ def run_evaluate(params: Params, r: int, log: Log = print) -> dict:
         diagnostics = diagnose_checkpoint(model, params.eval, params.model, params.sampling, pool=params.queries.paths)
     else:
         diagnostics = {"summary": None, "problems": []}
-    _write_json(paths.diagnostics, diagnostics)  # always written: a DVC output
+    write_json(paths.diagnostics, diagnostics)  # always written: a DVC output
     if diagnostics["summary"]:
         metrics["diagnostics"] = d = diagnostics["summary"]
         auc = "n/a" if d["response_auroc"] is None else f"{d['response_auroc']:.2f}"  # n/a: all right or all wrong
@@ -222,7 +216,7 @@ def run_evaluate(params: Params, r: int, log: Log = print) -> dict:
         }
         metrics |= stages
         metrics["seconds_total"] = result["seconds"] + sum(s.get("seconds", 0.0) for s in stages.values())
-    _write_json(paths.metrics, metrics)
+    write_json(paths.metrics, metrics)
     log(f"round {r}: " + ", ".join(f"{t} {a:.1%}" for t, a in result["accuracy"].items()))
     write_report(params.rounds.runs_dir, len(read_registry(params.rounds.registry)))
     return metrics

@@ -22,7 +22,6 @@ in query order and the folder is removed.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -35,6 +34,7 @@ from typing import Callable
 
 from genius.config import SPEED_ONLY, ConfigError, SamplingConfig
 from genius.engine import Engine, EngineCost
+from genius.io import stable_hash, write_atomic
 from genius.queries import Query
 from genius.sampling import foresight_sample_batches
 
@@ -53,7 +53,7 @@ def sampler_config(cfg: SamplingConfig, policy: str, dtype: str = "float32") -> 
 
 
 def config_hash(config: dict) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+    return stable_hash(config, 12)
 
 
 def config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -77,13 +77,6 @@ def shard_batches(num_queries: int, batch_queries: int, shard: int = 0, num_shar
     if not 0 <= shard < num_shards:
         raise ValueError(f"shard {shard} of {num_shards}: expected 0 <= shard < num_shards")
     return list(range(shard, math.ceil(num_queries / batch_queries), num_shards))
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    # the temp name is per process: shards on other hosts or processes may write beside it
-    tmp = path.with_name(f"{path.name}.{socket.gethostname()}-{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)  # a reader (or a resumed run) sees the old file or the whole new one
 
 
 @dataclass(frozen=True)
@@ -119,7 +112,7 @@ class ShardStore:
                 )
         else:  # shards starting together all write it: the same text, each renamed into place whole
             manifest = {"config": config, "hash": config_hash(config), "queries": queries}
-            _atomic_write(self.manifest, json.dumps(manifest, indent=2) + "\n")
+            write_atomic(self.manifest, json.dumps(manifest, indent=2) + "\n")
 
     def batches(self) -> list[Path]:
         return sorted(self.dir.glob("batch-?????.jsonl"))
@@ -131,8 +124,8 @@ class ShardStore:
     def write(self, index: int, records: list[dict], cost: dict) -> Path:
         """Add finished batch `index`: its cost first, then the records, each renamed into place."""
         path = self.batch_path(index)
-        _atomic_write(path.with_suffix(".cost.json"), json.dumps(cost) + "\n")
-        _atomic_write(path, "".join(json.dumps(r) + "\n" for r in records))
+        write_atomic(path.with_suffix(".cost.json"), json.dumps(cost) + "\n")
+        write_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
         return path
 
     def costs(self) -> list[dict]:
@@ -156,20 +149,21 @@ class ShardStore:
         missing = [q for q in query_ids if q not in where]
         if missing:
             raise RuntimeError(f"{self.dir}: {len(missing)} queries not sampled yet, e.g. {missing[:3]}")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
         handles: dict[Path, object] = {}
-        try:
+
+        def copy_lines(tmp: Path) -> None:
             with open(tmp, "wb") as dst:
                 for q in query_ids:
                     batch, offset = where[q]
                     src = handles.setdefault(batch, open(batch, "rb"))
                     src.seek(offset)
                     dst.write(src.readline())
+
+        try:
+            write_atomic(out, copy_lines)
         finally:
             for h in handles.values():
                 h.close()
-        os.replace(tmp, out)
         return len(query_ids)
 
     def remove(self) -> None:
@@ -218,7 +212,7 @@ def sample_in_shards(
     if skipped:
         log(f"resuming: {skipped} queries already sampled in {len(mine) - len(todo)} batch(es), {len(selected)} to go")
     for b in todo:
-        for leftover in store.dir.glob(f"batch-{b:05d}.*.tmp"):  # a write of this batch cut short by a kill
+        for leftover in store.dir.glob(f".batch-{b:05d}.*.tmp"):  # a write of this batch cut short by a kill
             leftover.unlink()
     before, start = dataclasses.replace(engine.cost), time.perf_counter()
     where = {"host": socket.gethostname(), "pid": os.getpid(), "shard": shard, "num_shards": num_shards}
@@ -235,7 +229,7 @@ def sample_in_shards(
 def sampling_cost(costs: list[dict]) -> dict:
     """Totals over a round's batches, and a FLOPs estimate.
 
-    FLOPs ~ 6 x parameters x tokens (sampled + prefilled), the convention issue 3 asks for;
+    FLOPs ~ 6 x parameters x tokens (sampled + prefilled), the usual convention;
     it is the training rule of thumb: a forward pass alone is ~2 x parameters x tokens, so
     this is an upper bound three times the generation's compute.
     """

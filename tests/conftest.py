@@ -113,3 +113,12 @@ def smollm2_path() -> Path:
             if not out.exists():  # another session may have finished the same import first
                 raise
     return out
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect API for every test that runs flows or tasks in this process."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):  # 30 s by default: too short on a busy 2-core box
+        yield

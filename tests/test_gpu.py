@@ -9,7 +9,6 @@ way one CPU thread is, so comparisons take tolerances where test_train*.py take 
 import json
 import math
 import os
-import sys
 from dataclasses import replace
 from pathlib import Path
 

@@ -110,9 +110,8 @@ def test_killed_flow_reruns_without_redoing_finished_stages(project):
     assert "Data and pipelines are up to date" in run(["dvc", "status"], project).stdout
 
 
-def test_task_that_fails_once_succeeds_on_retry(monkeypatch):
+def test_task_that_fails_once_succeeds_on_retry(monkeypatch, prefect_harness):
     from prefect import flow
-    from prefect.testing.utilities import prefect_test_harness
 
     calls = []
 
@@ -128,8 +127,7 @@ def test_task_that_fails_once_succeeds_on_retry(monkeypatch):
     def one_stage():
         return tasks.ingest.with_options(retry_delay_seconds=0)(1)
 
-    with prefect_test_harness():
-        assert one_stage() is True
+    assert one_stage() is True
     assert calls == ["ingest@r1", "ingest@r1"]
 
 

@@ -5,7 +5,6 @@ as a run that was never interrupted (CPU, one thread: the arithmetic is determin
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import torch

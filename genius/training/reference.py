@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from pathlib import Path
 
 import torch
@@ -21,10 +20,11 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from genius.training.batches import Example, collate, pair_sequences, pair_width, sequence_logps
+from genius.io import stable_hash, write_atomic
 
 
 def tokens_fingerprint(examples: list[Example]) -> str:
-    return hashlib.sha256(json.dumps(examples, separators=(",", ":")).encode()).hexdigest()
+    return stable_hash(examples)
 
 
 def model_fingerprint(path: str) -> str:
@@ -47,7 +47,7 @@ def model_fingerprint(path: str) -> str:
 def reference_key(tokens_fp: str, model_fp: str, dtype: str, precision: str) -> tuple[str, dict]:
     """The cache key from `tokens_fingerprint`, `model_fingerprint` and the forward's precision, and its parts."""
     parts = {"tokens": tokens_fp, "model": model_fp, "dtype": dtype, "precision": precision}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest(), parts
+    return stable_hash(parts), parts
 
 
 def load_reference(path: Path, key: str) -> torch.Tensor | None:
@@ -61,9 +61,8 @@ def load_reference(path: Path, key: str) -> torch.Tensor | None:
 
 
 def save_reference(path: Path, key: str, logps: torch.Tensor, info: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({"logps": logps.float().contiguous()}, str(tmp), metadata={"key": key, "info": json.dumps(info)})
-    os.replace(tmp, path)  # a crash never leaves a half-written cache
+    tensors, metadata = {"logps": logps.float().contiguous()}, {"key": key, "info": json.dumps(info)}
+    write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))  # never half-written
 
 
 @torch.no_grad()
