@@ -2,6 +2,7 @@
 # Everything installs into .venv from this project's own files; nothing is fetched from a hub.
 
 PYTHON ?= python3
+TEST_WORKERS ?= 2
 VENV := .venv
 PY := $(VENV)/bin/python
 
@@ -24,8 +25,8 @@ export TOKENIZERS_PARALLELISM := false
 run: $(VENV)/.installed  ## self-train the embedded default through the Prefect flow `genius`
 	$(PY) -m flows.genius
 
-test: $(VENV)/.installed  ## run the test suite
-	$(PY) -m pytest -q --durations=30
+test: $(VENV)/.installed  ## run the test suite (2 workers; the fast lane alone: .venv/bin/python -m pytest -m "not e2e")
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=30
 
 serve: $(VENV)/.installed  ## a local Prefect server + deployment genius/iterate on a nightly cron
 	$(PY) -m flows.serve

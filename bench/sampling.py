@@ -8,7 +8,7 @@ and, as the ceiling, a plain batched sampling of whole responses to the same pro
 steps, no decisions) until as many tokens as ours generated: once with HF `generate`, once
 with our engine in a single call; the faster of the two is the ceiling.
 
-Issue 3's targets: ours / per-query >= 8x at 64 queries on CPU; ours / ceiling >= 0.8; cost
+The targets: ours / per-query >= 8x at 64 queries on CPU; ours / ceiling >= 0.8; cost
 linear from 16 to 256 queries within 15% (seconds per query at 256 over at 16).
 
 Seconds are this process's CPU seconds by default (`--clock cpu`): everything runs on one

@@ -202,7 +202,14 @@ def prefect_api():
     server = start_server(port, temporary=True)
     try:
         with temporary_settings(updates={PREFECT_API_URL: f"http://127.0.0.1:{port}/api"}):
-            yield
+            try:
+                yield
+            finally:  # what Prefect still holds (logs, events) goes out while the server listens
+                from prefect.events.worker import EventsWorker
+                from prefect.logging.handlers import APILogWorker
+
+                APILogWorker.drain_all(timeout=5)
+                EventsWorker.drain_all(timeout=5)
     finally:
         stop(server)
 
@@ -214,6 +221,8 @@ def main() -> None:
     args = parser.parse_args()
     start = time.time()
     try:
+        with project_lock():  # refuse at once, before a server starts (the flow takes the lock itself)
+            pass
         with prefect_api():
             table = genius(args.new_rounds, args.set or None)
     except (ConfigError, FlowBusy) as e:  # bad params, a missing input, a switched lineage, a flow running: one line, nothing lost

@@ -9,8 +9,6 @@ key's dotted path and, where YAML knows it, the line.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import types
 import typing
@@ -19,6 +17,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+from genius.io import stable_hash
 
 
 class ConfigError(ValueError):
@@ -87,7 +87,9 @@ class SamplingConfig:
     max_step_tokens: int = positive(32)
     max_rollout_tokens: int = positive(128)
     foresight_score: Literal["rollout", "step_rollout", "full", "step"] = "full"  # step: no foresight (ablation)
-    negative_selection: Literal["resample", "uniform"] = "resample"
+    negative_selection: Literal["resample", "uniform", "lowest"] = "resample"  # lowest: the lowest-scored candidate
+    dedup_steps: bool = False  # true: drop a candidate whose prefix + step repeats another's (whitespace aside)
+    min_score_gap: float = non_negative(0.0)  # a pair only when f(T_w) - f(T_l) >= this; 0: every pair
     selection: Literal["sample", "greedy"] = "sample"  # greedy: top-M beams, lowest as negative (ablation)
     batch_queries: int = positive(64)
     max_batch_sequences: int = positive(512)
@@ -229,7 +231,7 @@ class Params:
         """A short stable hash of the named sections (all when none), for provenance."""
         data = dataclasses.asdict(self)
         picked = {k: data[k] for k in (sections or data)}
-        return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:12]
+        return stable_hash(picked, 12)
 
 
 # ---------------------------------------------------------------------------- loading

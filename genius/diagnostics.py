@@ -1,4 +1,4 @@
-"""Does the self-reward still track correctness? Signal diagnostics of a round (issue 6).
+"""Does the self-reward still track correctness? Signal diagnostics of a round.
 
 Genius trains on no label: its only reward is the policy's own confidence. On a labelled
 probe set (the first `eval.diagnostics_problems` problems of a {id, query, answer} JSONL),
@@ -9,8 +9,8 @@ above wrong ones:
   its mean token log-prob. AUROC of score against correctness (pooled over problems); the
   accuracy of the highest-scored of n ("best of n") against a random sample (the mean
   correctness, an exact expectation) and against the greedy response; pass@n. best-of-n
-  minus greedy is the headroom label-free selection can at most distil (TOY-NOTES, third
-  prototype).
+  minus greedy is the headroom label-free selection can at most distil (docs/ALGORITHM.md
+  section 4).
 - step level: the round's own foresight re-sampling (`genius.sampling`, `sampling` section)
   on the probe problems. Each candidate step's foresight score f against whether its
   trajectory (beam prefix + step + rollout) ends in the right answer: AUROC, and how often

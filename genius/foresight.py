@@ -1,6 +1,6 @@
 """The decisions of stepwise foresight re-sampling, as pure functions of numbers.
 
-ALGORITHM.md section 1, steps 2-6: score a candidate step by the rollout that follows it,
+docs/ALGORITHM.md section 1, steps 2-6: score a candidate step by the rollout that follows it,
 turn the scores into the re-sampling distribution F_k, explore (draw the next beams from
 F_k), exploit (pick the positive and negative of this timestamp's pair) and compute
 advantages. The paper's two sampling ablations (Table 3) are here too: no foresight
@@ -65,7 +65,8 @@ def exploit(scores, tau: float, rng: np.random.Generator, negative: str = "resam
 
     The positive T_w is the candidate with the highest foresight score. The negative T_l is
     drawn from F_k with the positive removed and the rest renormalised (`resample`, the
-    paper's Eq. 5), or uniformly among the non-best (`uniform`, the authors' scripts).
+    paper's Eq. 5), uniformly among the non-best (`uniform`, the authors' scripts), or is the
+    lowest-scored candidate (`lowest`, docs/RESULTS.md H2; ties go to the earlier candidate).
     """
     scores = np.asarray(scores, dtype=np.float64)
     if len(scores) < 2:
@@ -77,7 +78,21 @@ def exploit(scores, tau: float, rng: np.random.Generator, negative: str = "resam
         return best, int(rest[np.argmax(keys)])
     if negative == "uniform":
         return best, int(rng.choice(rest))
-    raise ValueError(f"negative_selection must be resample or uniform, got {negative!r}")
+    if negative == "lowest":
+        return best, int(rest[np.argmin(scores[rest])])
+    raise ValueError(f"negative_selection must be resample, uniform or lowest, got {negative!r}")
+
+
+def first_unique(keys) -> list[int]:
+    """Indices of the first occurrence of each key, in order: the candidates kept when
+    duplicate steps are dropped before F_k is formed (`sampling.dedup_steps`, docs/RESULTS.md H2)."""
+    seen: set = set()
+    keep = []
+    for i, key in enumerate(keys):
+        if key not in seen:
+            seen.add(key)
+            keep.append(i)
+    return keep
 
 
 def explore_greedy(scores, m: int) -> list[int]:

@@ -21,7 +21,7 @@ def calibration_weight(adv_chosen: Tensor, adv_rejected: Tensor, alpha: float, c
     """w = min(1, exp(-(A_l - A_w) / alpha)), Eq. 11; carries no gradient.
 
     `clip="scripts"` reproduces the released code's max(1, .), under which w never drops
-    below 1 and grows in the normal region (ALGORITHM.md section 4). alpha = inf gives w = 1.
+    below 1 and grows in the normal region (docs/ALGORITHM.md section 4). alpha = inf gives w = 1.
     """
     gap = (adv_rejected - adv_chosen).detach()
     if math.isinf(alpha):

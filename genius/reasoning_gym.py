@@ -14,9 +14,9 @@ that field's type. A spec is parsed strictly: an unknown dataset, option or valu
 Training sees queries only (`queries.py` takes `Problem.query`, never the answer). A test
 set is the same kind of spec, minus every problem whose question is also in the pool:
 reasoning-gym seeds item i with `Random(seed + i)`, so sets built with nearby seeds share
-problems, and short problems recur by chance even across distant seeds (shared/docs/
-INTEGRATION.md; basic_arithmetic, 2-3 terms: 2% of 1,000 problems with seed 100000 were in a
-pool of 2,000 with seed 1).
+problems, and short problems recur by chance even across distant seeds (measured on
+basic_arithmetic, 2-3 terms: 2% of 1,000 problems with seed 100000 were in a pool of
+2,000 with seed 1).
 
 Prompt and answer. Queries and test problems are the same text: the question, then one line
 asking for steps and the answer as `Answer: <answer>` on the last line. `extract_answer`

@@ -308,7 +308,7 @@ def paired(rows: list[dict], a: tuple[str, int], b: tuple[str, int], task: str) 
 
 
 def verdict(rows: list[dict], plan: Plan, tasks: dict[str, str], goal: float = 0.03) -> list[str]:
-    """The issue's goal, checked: the method beats the base by >= `goal` and > 2 SE, and each ablation."""
+    """The replication's goal, checked: the method beats the base by >= `goal` and > 2 SE, and each ablation."""
     method = plan.arms[0]
     lines = []
     for t, title in tasks.items():

@@ -1,4 +1,4 @@
-"""Stepwise foresight re-sampling over batches of queries (ALGORITHM.md section 1).
+"""Stepwise foresight re-sampling over batches of queries (docs/ALGORITHM.md section 1).
 
 All queries of a batch advance together, timestamp by timestamp, with one engine call per
 timestamp: it samples N candidate steps for every live beam of every query and rolls each
@@ -30,6 +30,7 @@ from genius.foresight import (
     exploit_greedy,
     explore,
     explore_greedy,
+    first_unique,
     foresight_distribution,
     foresight_score,
 )
@@ -163,6 +164,10 @@ def _expand(engine: Engine, live: list[QueryState], cfg: SamplingConfig) -> list
 
 def _advance(s: QueryState, k: int, cands: list[Candidate], cfg: SamplingConfig, tokenizer) -> None:
     """Steps 3-6 for one query: F_k, the next beams, this timestamp's pair and advantages."""
+    decode = lambda ids: tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
+    if cfg.dedup_steps:  # a repeated step (same prefix, same text but whitespace) enters F_k once
+        keys = ["".join(decode(s.beams[c.beam].token_ids + c.step.token_ids).split()) for c in cands]
+        cands = [cands[i] for i in first_unique(keys)]
     scores = [c.score for c in cands]
     probs = foresight_distribution(scores, cfg.tau)
     if cfg.selection == "greedy":  # the "w/o sampling" ablation: no draws at all
@@ -174,7 +179,6 @@ def _advance(s: QueryState, k: int, cands: list[Candidate], cfg: SamplingConfig,
     def trajectory(c: Candidate) -> list[int]:
         return s.beams[c.beam].token_ids + c.step.token_ids + (c.rollout.token_ids if c.rollout else [])
 
-    decode = lambda ids: tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
     record = {
         "k": k,
         "beams": [{"prefix": decode(b.token_ids), "value": b.value, "finished": b.finished} for b in s.beams],
@@ -196,7 +200,8 @@ def _advance(s: QueryState, k: int, cands: list[Candidate], cfg: SamplingConfig,
         w, l = chosen_rejected
         cw, cl = cands[w], cands[l]
         record["chosen"], record["rejected"] = w, l
-        if trajectory(cw) != trajectory(cl):  # identical responses teach nothing
+        # identical responses teach nothing; min_score_gap (0 by default) drops near-ties too
+        if trajectory(cw) != trajectory(cl) and cw.score - cl.score >= cfg.min_score_gap:
             s.pairs.append(
                 {
                     "query_id": s.query.id,

@@ -166,8 +166,8 @@ class VLLMEngine:
             tensor_parallel_size=sampling.tensor_parallel_size,
             seed=sampling.seed,
             trust_remote_code=model.trust_remote_code,
-            kv_cache_gib=getattr(sampling, "vllm_kv_cache_gib", None),
-            enforce_eager=getattr(sampling, "vllm_enforce_eager", None),
+            kv_cache_gib=sampling.vllm_kv_cache_gib,
+            enforce_eager=sampling.vllm_enforce_eager,
         )
 
     def generate(self, prompts, *, n, temperature, max_new_tokens, stop=None, then: Continuation | None = None):

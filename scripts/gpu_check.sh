@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU paths, checked in one run (issue 16): about 8 minutes on one H100 or H200. On a machine
+# The GPU paths, checked in one run: about 8 minutes on one H100 or H200. On a machine
 # without CUDA it runs the same steps and SKIPs those that need CUDA, saying why.
 #
 #     bash scripts/gpu_check.sh [--quick]

@@ -122,3 +122,10 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=180):  # 30 s by default: too short on a busy 2-core box
         yield
+
+
+def pytest_collection_modifyitems(items):
+    """The journeys (e2e) first: on two workers the long files start at once and the short
+    ones fill in around them, instead of one long file starting last."""
+    heavy = {item.path for item in items if item.get_closest_marker("e2e")}
+    items.sort(key=lambda item: item.path not in heavy)  # stable: each file keeps its own order

@@ -59,6 +59,7 @@ def write(tmp_path, text, pad=True):
         ("training:\n  learning_rate: .inf\n", "params.yaml:2: training.learning_rate: must be a finite number, got inf"),
         ("sampling:\n  tau: .nan\n", "sampling.tau: must be a finite number"),
         ("eval:\n  limit: 0\n", "params.yaml:2: eval.limit: must be > 0"),
+        ('sampling:\n  step_delimiter: ""\n', "params.yaml:2: sampling.step_delimiter: must not be empty"),
         ("sampling:\n  tau: 0.1\nsampling:\n  tau: 0.2\n", "params.yaml:3: sampling: written twice (first at line 1)"),
         ("sampling:\n  tau: 0.1\n  tau: 0.2\n", "params.yaml:3: sampling.tau: written twice"),
     ],

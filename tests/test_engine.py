@@ -19,7 +19,7 @@ DEVICE = os.environ.get("GENIUS_TEST_DEVICE", "cpu")  # cuda: the same checks on
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    """Tiny models run fastest on one thread, and the test machines are shared (INTEGRATION.md)."""
+    """Tiny models run fastest on one thread, and the test machines are shared."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -23,6 +23,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from genius.config import EvalConfig, ModelConfig
 from genius.evaluate import evaluate, make_task_manager, run_tasks
 
+pytestmark = pytest.mark.e2e  # lm-eval task loading
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data" / "eval"
 SUITE = ["genius_reasoning", "genius_reasoning_greedy", "genius_sanity"]

@@ -20,6 +20,8 @@ from genius.evaluate import EvaluationError, evaluate
 from genius.toy import task
 from genius.toy.tokenizer import build_tokenizer
 
+pytestmark = pytest.mark.e2e  # real lm-eval runs
+
 REPO = Path(__file__).resolve().parents[1]
 CPU = ModelConfig(device="cpu")
 
@@ -144,10 +146,10 @@ def test_missing_metric_is_a_clear_error(toy):
 @pytest.mark.parametrize("response", ["3+4=7\nA:7", "A:12\nA:59", "1+2=3\nA:03", "A:0", "5+5=10\n", "A:x"])
 def test_strict_match_reads_the_answer_like_extract_answer(response):
     from lm_eval.filters.extraction import RegexFilter
-    from lm_eval.tasks._yaml_loader import load_yaml
+    from genius.evaluate import read_task_yaml
 
     for name in ("genius_toy.yaml", "genius_toy_sampled.yaml"):
-        cfg = load_yaml(REPO / "eval" / "genius_toy" / name, resolve_func=False)
+        cfg = read_task_yaml(REPO / "eval" / "genius_toy" / name)
         (strict,) = [f for f in cfg["filter_list"] if f["name"] == "strict-match"]
         regex = RegexFilter(**{k: v for k, v in strict["filter"][0].items() if k != "function"})
         (filtered,) = regex.apply([[response]], [{}])[0]

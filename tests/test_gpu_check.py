@@ -1,7 +1,7 @@
 """scripts/gpu_check.sh's dry run on a machine without CUDA: every step runs at tiny sizes or
 SKIPs saying why, nothing FAILs, and the steps that need CUDA are the ones skipped for it.
 
-The script is what a session with a lent GPU runs (issue 16); this keeps it working between such
+The script is what a session with a lent GPU runs; this keeps it working between such
 sessions. `--quick` leaves out the slow CPU-only extras (the paths' own test files, which this
 suite runs anyway, and the 8B-shaped bench), so the run stays within a few minutes.
 """

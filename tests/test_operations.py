@@ -1,5 +1,5 @@
-"""Operations with real parts: a Prefect server on loopback serving `genius/iterate`, a flow
-killed mid-round and rerun, retries, and DVC lineage with a remote.
+"""Operations with real parts: a Prefect server on loopback serving `genius/iterate`, retries,
+one flow per project, and DVC lineage with a remote. A flow killed mid-round: tests/test_chaos.py.
 """
 
 import os
@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import ROOT, git_dvc_init, run, tiny_params
 
 import tasks
@@ -46,6 +47,7 @@ def popen(cmd, cwd, **env):
     return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
+@pytest.mark.e2e
 def test_served_deployment_runs_a_round_and_stops_cleanly(project, tmp_path_factory):
     tiny_params(project / "params.yaml", ["tracking.wandb_mode=disabled"])
     git_dvc_init(project, registry=EMPTY_REGISTRY)
@@ -85,31 +87,6 @@ def test_served_deployment_runs_a_round_and_stops_cleanly(project, tmp_path_fact
     assert any(p.is_file() for p in remote.rglob("*")), "round outputs pushed to the DVC remote"
 
 
-def test_killed_flow_reruns_without_redoing_finished_stages(project):
-    tiny_params(project / "params.yaml", ["tracking.wandb_mode=disabled", "rounds.num_rounds=1"])
-    git_dvc_init(project, registry=EMPTY_REGISTRY)
-    flow = popen([sys.executable, "-m", "flows.genius"], project)
-    samples = project / "runs" / "r1" / "samples.jsonl"
-    deadline = time.time() + 600
-    lock = project / "dvc.lock"
-    while not (lock.exists() and "pairs@r1:" in lock.read_text()):  # pairs recorded: training is next
-        assert flow.poll() is None and time.time() < deadline, flow.stdout.read()[-3000:]
-        time.sleep(0.2)
-    os.killpg(flow.pid, signal.SIGKILL)  # the flow and whatever stage it was running
-    flow.wait()
-    stamp = samples.stat().st_mtime_ns
-
-    rerun = run([sys.executable, "-m", "flows.genius"], project)
-    out = rerun.stdout + rerun.stderr
-    assert rerun.returncode == 0, out[-3000:]
-    assert "toy: done" not in out and "evaluate_base: done" not in out  # intact: not even walked
-    for stage in ("ingest@r1", "sample@r1", "pairs@r1"):
-        assert f"{stage}: up to date, skipped" in out, stage
-    assert samples.stat().st_mtime_ns == stamp  # finished work kept, not redone
-    assert (project / "runs" / "r1" / "metrics.json").exists()
-    assert "Data and pipelines are up to date" in run(["dvc", "status"], project).stdout
-
-
 def test_task_that_fails_once_succeeds_on_retry(monkeypatch, prefect_harness):
     from prefect import flow
 
@@ -132,8 +109,6 @@ def test_task_that_fails_once_succeeds_on_retry(monkeypatch, prefect_harness):
 
 
 def test_second_flow_is_refused_while_one_holds_the_project_and_kill_frees_it(tmp_path):
-    import pytest
-
     from flows.genius import FlowBusy, project_lock
 
     lock = tmp_path / "flow.lock"

@@ -88,6 +88,7 @@ def test_results_block_keeps_the_hand_written_text(tmp_path):
         rep.write_results(plan, 60, "make replicate")
 
 
+@pytest.mark.e2e
 def test_replicate_flow_end_to_end(tmp_path):
     """A tiny plan through the real flow: the toy, base, 2 Genius rounds and a DPO arm on its
     pairs, scored by lm-eval; the results block lists each; a rerun skips every stage."""

@@ -60,6 +60,7 @@ def run(project, *args):
     return proc.returncode, out, err
 
 
+@pytest.mark.e2e
 def test_killed_sampling_resumes_without_redoing_finished_batches(tmp_path, toy):
     project = tmp_path / "killed"
     ids = make_project(project, toy)

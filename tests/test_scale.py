@@ -23,6 +23,8 @@ import tasks
 from genius.config import ConfigError, TrainingConfig, load_params
 from genius.launch import accelerate_command
 
+pytestmark = pytest.mark.e2e  # a local Ray cluster, accelerate launch
+
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 NUM_QUERIES, BATCH, SHARDS = 24, 2, 4  # 12 batches: shard s samples batches s, s+4, s+8
 

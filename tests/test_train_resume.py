@@ -7,12 +7,15 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 from train_helpers import run_until_killed, synthetic_pairs, tiny_model
 
 from genius.config import ModelConfig, TrainingConfig
 from genius.train import train_round
+
+pytestmark = pytest.mark.e2e  # a killed training run, resumed
 
 ROOT = Path(__file__).resolve().parents[1]
 # 40 pairs, batch 4: 10 steps per epoch, 20 in all; a state every 3 steps

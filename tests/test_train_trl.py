@@ -18,6 +18,8 @@ from genius.engine import load_model  # noqa: E402
 from genius.losses import aco_loss  # noqa: E402
 from genius.training.batches import collate, pair_sequences, sequence_logps, tokenize_pairs  # noqa: E402
 
+pytestmark = pytest.mark.e2e  # TRL trainer against ours
+
 BETA = 0.1
 
 

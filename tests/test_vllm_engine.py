@@ -36,6 +36,8 @@ from genius.sampling import foresight_sample, prompt_ids
 from genius.toy import task
 from genius.toy.tokenizer import build_tokenizer
 
+pytestmark = pytest.mark.e2e  # vLLM engine start-ups: minutes
+
 LOGPROB_ATOL = 1e-3  # nats; see the module docstring
 KV_GIB = 0.5  # each engine's KV cache: these tests hold a few thousand tokens at once
 THREADS = 1  # the test machines are shared; a second thread buys little on these sizes

@@ -4,7 +4,7 @@
 no model of their own: an unlabelled query pool (`queries.jsonl`), a labelled held-out set
 (`test.jsonl`), and a char-level Llama in HF format (`model/`) pre-trained on gold solutions
 of *other* problems, so later stages load it like any hub model. The pre-training is pinned
-by seed and step count: TOY-NOTES measured 35.8% greedy at 900 steps and 96.3% (no headroom
+by seed and step count: a prototype of the task measured 35.8% greedy at 900 steps and 96.3% (no headroom
 left for self-training) at 1,500, so wall time must not decide when it stops.
 """
 

@@ -5,8 +5,8 @@ answer: `35+8=43` / `43+16=59` / `A:59`. Gold solutions use a random order, so t
 pre-trained model picks an order almost at random, while some orders are easier than
 others (start from the largest number). That gives the model a choice of path whose
 consequences only show later: what foresight is for. The single-path chain task of the
-first prototype had no headroom for label-free selection at all (TOY-NOTES.md, third
-prototype).
+first prototype had no headroom for label-free selection at all: best-of-8 by confidence
+matched greedy to within 0.5 points (docs/ALGORITHM.md section 4).
 """
 
 from __future__ import annotations

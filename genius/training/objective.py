@@ -95,7 +95,7 @@ def w_distribution(pairs: list[dict], cfg: TrainingConfig) -> dict[str, float]:
     """How far ACO's calibration weight w departs from 1 over the round's pairs.
 
     w depends on the advantages only, not on the model, so its distribution is known before
-    training: it says how often ACO differs from DPO at all (ALGORITHM.md section 2).
+    training: it says how often ACO differs from DPO at all (docs/ALGORITHM.md section 2).
     """
     if not pairs:
         return {}
