@@ -106,6 +106,7 @@ def test_registry_without_lineage_is_adopted(project):
     assert read_lineage("rounds.yaml") == Lineage("runs/toy/model", "runs")
 
 
+@pytest.mark.e2e
 def test_stage_refuses_a_model_path_the_lineage_does_not_hold(project):
     result = run([sys.executable, "-m", "genius", "-S", "model.path=/does/not/exist", "sample", "--round", "1"], project)
     assert result.returncode == 2, result.stdout + result.stderr

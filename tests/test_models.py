@@ -17,6 +17,7 @@ from genius.models import ModelImportError, _replace_dir, default_out, import_mo
 PROMPT = [{"role": "user", "content": "Calculate 12 + 30.\nGive the final answer on the last line, as: Answer: <answer>"}]
 
 
+@pytest.mark.e2e
 def test_imported_folder_is_the_gguf_model(smollm2_path):
     config = json.loads((smollm2_path / "config.json").read_text())
     assert "quantization_config" not in config and config["dtype"] == "float32"

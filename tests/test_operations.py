@@ -87,6 +87,7 @@ def test_served_deployment_runs_a_round_and_stops_cleanly(project, tmp_path_fact
     assert any(p.is_file() for p in remote.rglob("*")), "round outputs pushed to the DVC remote"
 
 
+@pytest.mark.e2e  # a Prefect server starts (the session harness)
 def test_task_that_fails_once_succeeds_on_retry(monkeypatch, prefect_harness):
     from prefect import flow
 
@@ -108,6 +109,7 @@ def test_task_that_fails_once_succeeds_on_retry(monkeypatch, prefect_harness):
     assert calls == ["ingest@r1", "ingest@r1"]
 
 
+@pytest.mark.e2e
 def test_second_flow_is_refused_while_one_holds_the_project_and_kill_frees_it(tmp_path):
     from flows.genius import FlowBusy, project_lock
 

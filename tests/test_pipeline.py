@@ -68,6 +68,7 @@ def test_shipped_registry_matches_num_rounds():
     assert registry[1].policy == params["model"]["path"]
 
 
+@pytest.mark.e2e
 def test_cli_errors_name_the_problem(project):
     bad = run([sys.executable, "-m", "genius", "-S", "sampling.tau=-1", "report"], project)
     assert bad.returncode == 2 and "sampling.tau: must be > 0" in bad.stderr
@@ -83,6 +84,7 @@ def test_cli_errors_name_the_problem(project):
     assert not (project / "runs" / "base").exists() and not (project / "runs" / "r-1").exists()
 
 
+@pytest.mark.e2e
 def test_bad_model_folders_are_one_line_errors(tmp_path):
     from genius.engine import check_model
 

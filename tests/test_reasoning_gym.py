@@ -239,6 +239,7 @@ def test_task_scores_hand_made_responses():
     assert [r["score"] for r in results] == [1.0, 1.0, 1.0, 0.0, pytest.approx(8 / 20), 0.0]  # len(gold) / len(answer)
 
 
+@pytest.mark.e2e
 def test_lm_eval_tasks_on_smollm2(smollm2_path):
     out = evaluate(str(smollm2_path), EVAL, ModelConfig(device="cpu"), base_dir=REPO, pool=[POOL])
     assert out["num_samples"] == {"genius_rg": 3, "genius_rg_sampled": 3}
@@ -256,6 +257,7 @@ def test_lm_eval_tasks_on_smollm2(smollm2_path):
         assert out["accuracy"][task] == sum(r["correct"] for r in records) / 3
 
 
+@pytest.mark.e2e
 def test_diagnostics_on_smollm2(smollm2_path):
     small = SamplingConfig(step_beam_size=1, num_rollouts=2, num_foresight_steps=1, max_step_tokens=8, max_rollout_tokens=24)
     cfg = replace(EVAL, diagnostics_problems=2, diagnostics_samples=2)

@@ -175,6 +175,7 @@ def test_lora_reference_is_the_base_and_checkpoint_is_merged(pairs, base, tmp_pa
     assert metrics["finetune"] == "lora" and metrics["steps"] == 6
 
 
+@pytest.mark.e2e
 def test_lora_checkpoint_loads_in_lm_eval(pairs, tmp_path):
     """The merged LoRA checkpoint, evaluated by lm-eval, answers as plain HF greedy generation
     of that checkpoint does, and the accuracy is the count of those answers that are right.
