@@ -26,7 +26,7 @@ run: $(VENV)/.installed  ## self-train the embedded default through the Prefect 
 	$(PY) -m flows.genius
 
 test: $(VENV)/.installed  ## run the test suite (2 workers; the fast lane alone: .venv/bin/python -m pytest -m "not e2e")
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=30
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=30  # longest files first (tests/conftest.py)
 
 serve: $(VENV)/.installed  ## a local Prefect server + deployment genius/iterate on a nightly cron
 	$(PY) -m flows.serve
