@@ -20,12 +20,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from genius.io import read_jsonl  # noqa: E402
+from genius.records import PreferencePair, SampleRecord  # noqa: E402
 
 ALPHAS = [1.0, 0.1, 0.03, 0.01, 0.003]
 
 
-def w_table(pairs: list[dict], alphas=ALPHAS) -> list[dict]:
-    gap = np.array([p["adv_rejected"] - p["adv_chosen"] for p in pairs])
+def w_table(pairs: list[PreferencePair], alphas=ALPHAS) -> list[dict]:
+    gap = np.array([p.adv_rejected - p.adv_chosen for p in pairs])
     rows = []
     for a in alphas:
         w = np.minimum(1.0, np.exp(-gap / a))
@@ -40,12 +41,12 @@ def w_table(pairs: list[dict], alphas=ALPHAS) -> list[dict]:
     return rows
 
 
-def near_copies(records: list[dict]) -> dict:
+def near_copies(records: list[SampleRecord]) -> dict:
     """Shares of the written pairs whose negative step equals the positive step (the responses
     then differ in their rollouts only when the prefix is the same too)."""
     n = same = same_ws = same_beam_same = dropped = 0
     for rec in records:
-        for t in rec["timestamps"]:
+        for t in rec.timestamps:
             if t["chosen"] is None:
                 continue
             cw, cl = t["candidates"][t["chosen"]], t["candidates"][t["rejected"]]
@@ -74,10 +75,10 @@ def main() -> None:
     parser.add_argument("round_dir", nargs="+", help="folders holding pairs.jsonl (and samples.jsonl)")
     args = parser.parse_args()
     for d in map(Path, args.round_dir):
-        pairs = list(read_jsonl(d / "pairs.jsonl"))
-        gap = np.array([p["adv_rejected"] - p["adv_chosen"] for p in pairs])
-        adv = np.array([x for p in pairs for x in (p["adv_chosen"], p["adv_rejected"])])
-        margin = np.array([p["score_chosen"] - p["score_rejected"] for p in pairs])
+        pairs = [PreferencePair.from_json(row) for row in read_jsonl(d / "pairs.jsonl")]
+        gap = np.array([p.adv_rejected - p.adv_chosen for p in pairs])
+        adv = np.array([x for p in pairs for x in (p.adv_chosen, p.adv_rejected)])
+        margin = np.array([p.score_chosen - p.score_rejected for p in pairs])
         print(f"== {d}: {len(pairs)} pairs")
         print(
             f"gap A_l-A_w: mean {gap.mean():.4f} sd {gap.std():.4f} |gap| median {np.median(abs(gap)):.4f}; "
@@ -90,7 +91,7 @@ def main() -> None:
             )
         samples = d / "samples.jsonl"
         if samples.exists():
-            print(json.dumps(near_copies(list(read_jsonl(samples)))))
+            print(json.dumps(near_copies([SampleRecord.from_json(row) for row in read_jsonl(samples)])))
 
 
 if __name__ == "__main__":

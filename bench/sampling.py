@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -61,7 +60,7 @@ def toy_dir(params, log=print) -> Path:
         from genius.toy.build import build_toy
 
         log(f"no toy at {built}: building one into {FALLBACK_TOY} (a few minutes, once)")
-        build_toy(replace(params.toy, out_dir=str(FALLBACK_TOY)), FALLBACK_TOY, log=log)
+        build_toy(params.toy.model_copy(update={"out_dir": str(FALLBACK_TOY)}), FALLBACK_TOY, log=log)
     return FALLBACK_TOY
 
 
@@ -144,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.clock} seconds, best of {args.repeats}"
     )
     foresight(model, tokenizer, queries[:8], cfg)  # warm-up: first-call costs out of the timings
-    hf_generate(model, tokenizer, queries[:8], replace(cfg, max_batch_sequences=8), 1)
+    hf_generate(model, tokenizer, queries[:8], cfg.model_copy(update={"max_batch_sequences": 8}), 1)
 
     header = (
         f"{'queries':>7} | {'per-query tok/s':>15} | {'ours tok/s':>10} | {'ceiling tok/s (hf / engine)':>27} | "
@@ -158,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         runs: dict[str, list[dict]] = {"ours": [], "per_query": [], "hf": [], "plain": []}
         for _ in range(args.repeats):  # interleaved, so a busy spell on a shared machine hits all four
             runs["ours"].append(foresight(model, tokenizer, qs, cfg))
-            runs["per_query"].append(foresight(model, tokenizer, qs, replace(cfg, batch_queries=1)))
+            runs["per_query"].append(foresight(model, tokenizer, qs, cfg.model_copy(update={"batch_queries": 1})))
             runs["hf"].append(hf_generate(model, tokenizer, qs, cfg, runs["ours"][-1]["tokens"]))
             runs["plain"].append(engine_generate(model, tokenizer, qs, cfg, runs["ours"][-1]["tokens"]))
         ours, per_query, hf, plain = (max(r, key=rate) for r in runs.values())

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from genius.config import load_params  # noqa: E402
 from genius.io import read_jsonl, write_jsonl  # noqa: E402
+from genius.records import PreferencePair  # noqa: E402
 from genius.replicate import Arm, arm_dir, load_plan, mean_se, overrides, prepare, run_stage  # noqa: E402
 from genius.toy.task import extract_answer  # noqa: E402
 
@@ -36,7 +37,7 @@ def right(query: str, response: str) -> bool:
     return extract_answer(response) == sum(int(x) for x in query.split("+"))
 
 
-def random_positives(plan, seed: int, pairs: list[dict]) -> list[dict]:
+def random_positives(plan, seed: int, pairs: list[PreferencePair]) -> list[PreferencePair]:
     """The pairs with each `chosen` replaced by a fresh base-model sample for its query."""
     import torch
 
@@ -46,8 +47,8 @@ def random_positives(plan, seed: int, pairs: list[dict]) -> list[dict]:
     params = load_params(plan.params, overrides(plan, seed, None))
     model, tokenizer = load_model(params.model.path, device="cpu")
     engine = TransformersEngine(model, tokenizer)
-    queries = sorted({p["query"] for p in pairs})
-    need = {q: sum(p["query"] == q for p in pairs) for q in queries}
+    queries = sorted({p.query for p in pairs})
+    need = {q: sum(p.query == q for p in pairs) for q in queries}
     torch.manual_seed(seed)
     out = engine.generate(
         [prompt_ids(tokenizer, q) for q in queries],
@@ -60,8 +61,8 @@ def random_positives(plan, seed: int, pairs: list[dict]) -> list[dict]:
     used = {q: 0 for q in queries}
     control = []
     for p in pairs:
-        q = p["query"]
-        control.append({**p, "chosen": samples[q][used[q]], "chosen_complete": True})
+        q = p.query
+        control.append(replace(p, chosen=samples[q][used[q]], chosen_complete=True))
         used[q] += 1
     return control
 
@@ -74,11 +75,11 @@ def main() -> None:
     args = parser.parse_args()
     plan = load_plan(args.plan)
     sft = {"training.loss": "sft"}
-    arms = {"sft_positives": Arm("sft_positives", "SFT on Genius positives", overrides=sft),
-            "sft_random": Arm("sft_random", "SFT on random own samples", overrides=sft)}
+    arms = {"sft_positives": Arm(name="sft_positives", label="SFT on Genius positives", overrides=sft),
+            "sft_random": Arm(name="sft_random", label="SFT on random own samples", overrides=sft)}
     source = {seed: arm_dir(plan, seed, args.source) / "r1" for seed in plan.seeds}
     # its own folder: the base is scored here by the same engine scorer as the two arms
-    plan = replace(plan, arms=[plan.arm(args.source), *arms.values()], out_dir=plan.out_dir / "control")
+    plan = plan.model_copy(update={"arms": [plan.arm(args.source), *arms.values()], "out_dir": plan.out_dir / "control"})
 
     sys.path.insert(0, str(Path(__file__).parent))
     from sweep import score  # bench/sweep.py, beside this file
@@ -87,7 +88,7 @@ def main() -> None:
     # thread-safe); only the training subprocesses run in parallel.
     made = {}
     for seed in plan.seeds:
-        pairs = list(read_jsonl(source[seed] / "pairs.jsonl"))
+        pairs = [PreferencePair.from_json(row) for row in read_jsonl(source[seed] / "pairs.jsonl")]
         made[seed] = {"sft_positives": pairs, "sft_random": random_positives(plan, seed, pairs)}
         for name, rows in made[seed].items():
             arm, d = arms[name], arm_dir(plan, seed, name) / "r1"
@@ -95,7 +96,7 @@ def main() -> None:
             d.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source[seed] / "queries.jsonl", d / "queries.jsonl")
             if not (d / "pairs.jsonl").exists():
-                write_jsonl(d / "pairs.jsonl", rows)
+                write_jsonl(d / "pairs.jsonl", (p.to_json() for p in rows))
     jobs = [(seed, arm) for seed in plan.seeds for arm in arms.values()]
     with ThreadPoolExecutor(args.workers) as pool:
         list(pool.map(lambda job: run_stage(plan, job[0], job[1], "train", 1, log=lambda m: None), jobs))
@@ -103,7 +104,7 @@ def main() -> None:
     for seed in plan.seeds:
         result = {"seed": seed, "base": score(plan, seed, None, 0)}
         for name, rows in made[seed].items():
-            right_share = sum(right(p["query"], p["chosen"]) for p in rows) / len(rows)
+            right_share = sum(right(p.query, p.chosen) for p in rows) / len(rows)
             result[name] = score(plan, seed, arms[name], 1) | {"targets_right": right_share}
         print(json.dumps(result), flush=True)
         results.append(result)

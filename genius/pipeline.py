@@ -22,7 +22,6 @@ to run `genius pipeline`, instead of running stages whose dependencies are stale
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 from pathlib import Path
@@ -106,10 +105,10 @@ def keys(params: Params, present: set[str], *sections: str) -> list[str]:
     `genius pipeline`.
     """
     return [
-        f"{section}.{f.name}"
+        f"{section}.{name}"
         for section in sections
-        for f in dataclasses.fields(getattr(params, section))
-        if f.name not in SPEED_ONLY.get(section, ()) and f"{section}.{f.name}" in present
+        for name in type(getattr(params, section)).model_fields
+        if name not in SPEED_ONLY.get(section, ()) and f"{section}.{name}" in present
     ]
 
 

@@ -21,80 +21,72 @@ import math
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
-from genius.config import ConfigError, load_params
+from genius.config import ConfigError, load_params, read_yaml, validate
 from genius.registry import RoundEntry, write_registry
 
 STAGES = ("ingest", "sample", "pairs", "train", "evaluate")
 SEEDED = ("sampling.seed", "training.seed", "eval.seed", "queries.shuffle_seed")  # what a seed changes
 
 
-@dataclass(frozen=True)
-class Arm:
+class Arm(BaseModel):
+    """One arm of a plan: `arms.<name>` of the plan file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True)
     name: str
     label: str  # as the results table shows it
     rounds: int = 1
     pairs_from: str | None = None  # train on this arm's round-1 pairs instead of sampling
-    overrides: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = Field(default_factory=dict, alias="set")  # params overrides, `set:` in the file
 
 
-@dataclass(frozen=True)
-class Plan:
-    seeds: list[int]
-    out_dir: Path
-    results: Path
-    workers: int
-    params: Path
-    common: dict[str, Any]
+class Plan(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    seeds: list[StrictInt] = Field(default=[0, 1, 2], min_length=1)
+    out_dir: Path = Path("runs/replicate")
+    results: Path = Path("docs/RESULTS.md")
+    workers: int = 2
+    params: Path = Path("params.yaml")
+    common: dict[str, Any] = {}
     arms: list[Arm]
     source: Path  # the plan file
+
+    @model_validator(mode="after")
+    def _arms(self):
+        names = [a.name for a in self.arms]
+        if "base" in names or not self.arms:
+            raise ConfigError("arms: name at least one arm; `base` is reserved (the base model is always scored)")
+        for a in self.arms:
+            if a.pairs_from is not None and (a.pairs_from not in names or a.rounds != 1):
+                raise ConfigError(f"arms.{a.name}.pairs_from: must name another arm, for a 1-round arm")
+        return self
 
     def arm(self, name: str) -> Arm:
         return next(a for a in self.arms if a.name == name)
 
 
 def load_plan(path: str | Path) -> Plan:
-    """Read and check a plan; errors name the file and the key."""
+    """Read and check a plan; errors name the file, the key and its line. An empty key takes its default."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: cannot read the replicate plan: {e}") from None
-    known = {"seeds", "out_dir", "results", "workers", "params", "common", "arms"}
-    if not isinstance(data, dict) or set(data) - known:
-        raise ConfigError(f"{path}: unknown keys {sorted(set(data or {}) - known)}; known: {sorted(known)}")
-    seeds = data.get("seeds", [0, 1, 2])
-    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds)):
-        raise ConfigError(f"{path}: seeds: a list of integers, got {seeds!r}")
-    arms = []
-    for name, spec in (data.get("arms") or {}).items():
-        spec = spec or {}
-        unknown = set(spec) - {"label", "rounds", "pairs_from", "set"}
-        if unknown:
-            raise ConfigError(f"{path}: arms.{name}: unknown keys {sorted(unknown)} (label, rounds, pairs_from, set)")
-        arms.append(Arm(name, spec.get("label", name), int(spec.get("rounds", 1)), spec.get("pairs_from"), spec.get("set") or {}))
-    names = [a.name for a in arms]
-    if "base" in names or not arms:
-        raise ConfigError(f"{path}: arms: name at least one arm; `base` is reserved (the base model is always scored)")
-    for a in arms:
-        if a.pairs_from is not None and (a.pairs_from not in names or a.rounds != 1):
-            raise ConfigError(f"{path}: arms.{a.name}.pairs_from: must name another arm, for a 1-round arm")
-    plan = Plan(
-        seeds=seeds,
-        out_dir=Path(data.get("out_dir", "runs/replicate")),
-        results=Path(data.get("results", "docs/RESULTS.md")),
-        workers=int(data.get("workers", 2)),
-        params=Path(data.get("params", "params.yaml")),
-        common=data.get("common") or {},
-        arms=arms,
-        source=path,
-    )
-    for arm in arms:  # every arm's params must load: a typo fails now, not an hour in
+    data, lines = read_yaml(path, "the replicate plan")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of plan keys at the top level")
+    data = {k: v for k, v in data.items() if v is not None}
+    arms = data.get("arms", {})
+    if not isinstance(arms, dict):
+        raise ConfigError(f"{path}:{lines['arms']}: arms: expected a mapping of arm names to arms, got {arms!r}")
+    data["arms"] = []
+    for name, spec in arms.items():
+        if isinstance(spec, dict) or spec is None:
+            spec = {"name": name, "label": name, **{k: v for k, v in (spec or {}).items() if v is not None}}
+        data["arms"].append(validate(Arm, spec, path, lines, ("arms", name)))
+    plan = validate(Plan, {**data, "source": path}, path, lines)
+    for arm in plan.arms:  # every arm's params must load: a typo fails now, not an hour in
         try:
             load_params(plan.params, overrides(plan, plan.seeds[0], arm))
         except ConfigError as e:

@@ -22,6 +22,7 @@ from genius.pipeline import is_library_source
 from genius.io import read_jsonl, write_json, write_jsonl
 from genius.pairs import extract_pairs
 from genius.queries import ingest, read_queries
+from genius.records import PreferencePair
 from genius.registry import read_registry
 from genius.shards import (
     ShardStore,
@@ -172,7 +173,7 @@ def run_train(params: Params, r: int, log: Log = print, track=None) -> dict:
     from genius.train import train_round  # keeps `genius ingest` and friends light
 
     paths = round_paths(params, r)
-    pairs = list(read_jsonl(require(paths.pairs, "pairs", r)))
+    pairs = [PreferencePair.from_json(row) for row in read_jsonl(require(paths.pairs, "pairs", r))]
     check_model(policy_path(params, r))
     if not pairs:
         log(f"round {r}: no preference pairs; the checkpoint is the unchanged policy")

@@ -7,9 +7,9 @@ decisions in between (scores, F_k, exploration, exploitation, advantages) are th
 functions of `genius.foresight`; `selection: greedy` swaps the draws for top-M and
 best-vs-worst (the paper's "w/o sampling" ablation).
 
-Each query yields one provenance record: every timestamp's beams, candidates, scores,
-probabilities and selections, its preference pairs (x, T_w, A_w, T_l, A_l), and the final
-response.
+Each query yields one provenance record (`genius.records.SampleRecord`): every timestamp's
+beams, candidates, scores, probabilities and selections, its preference pairs
+(x, T_w, A_w, T_l, A_l), and the final response.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from genius.foresight import (
     foresight_score,
 )
 from genius.queries import Query
+from genius.records import PreferencePair, SampleRecord
 
 
 @dataclass
@@ -64,7 +65,7 @@ class QueryState:
     rng: np.random.Generator
     beams: list[Beam] = field(default_factory=lambda: [Beam([], [], 0.0)])
     timestamps: list[dict] = field(default_factory=list)
-    pairs: list[dict] = field(default_factory=list)
+    pairs: list[PreferencePair] = field(default_factory=list)
     final: dict | None = None
 
     @property
@@ -93,7 +94,7 @@ def foresight_sample(
     queries: Iterable[Query],
     cfg: SamplingConfig,
     progress: Callable[[str], None] | None = None,
-) -> Iterator[dict]:
+) -> Iterator[SampleRecord]:
     """Yield one provenance record per query, in input order, batch by batch."""
     for batch in foresight_sample_batches(engine, tokenizer, queries, cfg, progress):
         yield from batch
@@ -105,7 +106,7 @@ def foresight_sample_batches(
     queries: Iterable[Query],
     cfg: SamplingConfig,
     progress: Callable[[str], None] | None = None,
-) -> Iterator[list[dict]]:
+) -> Iterator[list[SampleRecord]]:
     """Yield the records of each batch of `cfg.batch_queries` queries, in input order.
 
     A batch is the unit of resumable sampling (`genius.shards`): its engine draws are
@@ -127,7 +128,7 @@ def foresight_sample_batches(
                 _advance(s, k, cands, cfg, tokenizer)
         records = [_record(s) for s in states]
         done += len(records)
-        pairs += sum(len(r["pairs"]) for r in records)
+        pairs += sum(len(r.pairs) for r in records)
         yield records
         if progress:
             rate = done / (time.time() - start)
@@ -203,20 +204,20 @@ def _advance(s: QueryState, k: int, cands: list[Candidate], cfg: SamplingConfig,
         # identical responses teach nothing; min_score_gap (0 by default) drops near-ties too
         if trajectory(cw) != trajectory(cl) and cw.score - cl.score >= cfg.min_score_gap:
             s.pairs.append(
-                {
-                    "query_id": s.query.id,
-                    "query": s.query.text,
-                    "timestamp": k,
-                    "chosen": decode(trajectory(cw)),
-                    "rejected": decode(trajectory(cl)),
-                    "chosen_complete": cw.finished,
-                    "rejected_complete": cl.finished,
-                    "score_chosen": cw.score,
-                    "score_rejected": cl.score,
-                    "adv_chosen": advantage(cw.score, s.beams[cw.beam].value),
-                    "adv_rejected": advantage(cl.score, s.beams[cl.beam].value),
-                    "same_beam": cw.beam == cl.beam,
-                }
+                PreferencePair(
+                    query_id=s.query.id,
+                    query=s.query.text,
+                    timestamp=k,
+                    chosen=decode(trajectory(cw)),
+                    rejected=decode(trajectory(cl)),
+                    chosen_complete=cw.finished,
+                    rejected_complete=cl.finished,
+                    score_chosen=cw.score,
+                    score_rejected=cl.score,
+                    adv_chosen=advantage(cw.score, s.beams[cw.beam].value),
+                    adv_rejected=advantage(cl.score, s.beams[cl.beam].value),
+                    same_beam=cw.beam == cl.beam,
+                )
             )
     best = cands[int(np.argmax(scores))]
     s.final = {"response": decode(trajectory(best)), "score": best.score, "complete": best.finished}
@@ -232,11 +233,5 @@ def _advance(s: QueryState, k: int, cands: list[Candidate], cfg: SamplingConfig,
     ]
 
 
-def _record(s: QueryState) -> dict:
-    return {
-        "query_id": s.query.id,
-        "query": s.query.text,
-        "timestamps": s.timestamps,
-        "pairs": s.pairs,
-        "final_response": s.final,
-    }
+def _record(s: QueryState) -> SampleRecord:
+    return SampleRecord(s.query.id, s.query.text, tuple(s.timestamps), tuple(s.pairs), s.final)

@@ -36,6 +36,7 @@ from genius.config import SPEED_ONLY, ConfigError, SamplingConfig
 from genius.engine import Engine, EngineCost
 from genius.io import stable_hash, write_atomic
 from genius.queries import Query
+from genius.records import SampleRecord
 from genius.sampling import foresight_sample_batches
 
 # Keys that change how fast sampling runs, not what it samples: resuming on a machine
@@ -48,7 +49,7 @@ class ResumeError(ConfigError):
 
 def sampler_config(cfg: SamplingConfig, policy: str, dtype: str = "float32") -> dict:
     """What decides the samples: the sampling section (minus its SPEED_ONLY keys), the policy and its precision."""
-    sampling = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in SPEED_ONLY["sampling"]}
+    sampling = {k: v for k, v in cfg.model_dump().items() if k not in SPEED_ONLY["sampling"]}
     return {"sampling": sampling, "policy": policy, "dtype": dtype}
 
 
@@ -121,11 +122,11 @@ class ShardStore:
         """Indices of the finished batches."""
         return {int(p.name[6:11]) for p in self.batches()}
 
-    def write(self, index: int, records: list[dict], cost: dict) -> Path:
+    def write(self, index: int, records: list[SampleRecord], cost: dict) -> Path:
         """Add finished batch `index`: its cost first, then the records, each renamed into place."""
         path = self.batch_path(index)
         write_atomic(path.with_suffix(".cost.json"), json.dumps(cost) + "\n")
-        write_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
+        write_atomic(path, "".join(json.dumps(r.to_json()) + "\n" for r in records))
         return path
 
     def costs(self) -> list[dict]:
@@ -144,7 +145,7 @@ class ShardStore:
                 offset = 0
                 for line in f:
                     if line.strip():
-                        where.setdefault(json.loads(line)["query_id"], (batch, offset))
+                        where.setdefault(SampleRecord.from_json(json.loads(line)).query_id, (batch, offset))
                     offset += len(line)
         missing = [q for q in query_ids if q not in where]
         if missing:
@@ -217,7 +218,7 @@ def sample_in_shards(
     before, start = dataclasses.replace(engine.cost), time.perf_counter()
     where = {"host": socket.gethostname(), "pid": os.getpid(), "shard": shard, "num_shards": num_shards}
     for b, records in zip(todo, foresight_sample_batches(engine, tokenizer, selected, cfg, progress=log), strict=True):
-        assert records[0]["query_id"] == queries[b * size].id, "batches out of step"  # a bug, not bad input
+        assert records[0].query_id == queries[b * size].id, "batches out of step"  # a bug, not bad input
         now = time.perf_counter()
         cost = {k: v - getattr(before, k) for k, v in dataclasses.asdict(engine.cost).items()}
         cost |= {"queries": len(records), "seconds": now - start, "parameters": engine.num_parameters} | where

@@ -19,7 +19,6 @@ is done), train_steps.jsonl (one row of metrics per optimizer step).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -35,6 +34,7 @@ import torch
 from genius.config import ModelConfig, TrainingConfig
 from genius.engine import load_model
 from genius.io import stable_hash
+from genius.records import PreferencePair
 from genius.threads import torch_threads
 from genius.training.batches import collate, micro_batches, pair_sequences, sequence_logps, step_batches, tokenize_pairs
 from genius.training.objective import NEEDS_REFERENCE, pair_losses, stat_means, stat_sums, w_distribution
@@ -53,7 +53,7 @@ LENGTH_BUCKETS = 4  # micro-batches per accumulation step: less padding, a quart
 
 
 def train_round(
-    pairs: list[dict],
+    pairs: list[PreferencePair],
     policy_path: str,
     out_dir: str | Path,
     cfg: TrainingConfig,
@@ -81,7 +81,7 @@ def _train(pairs, policy_path, out_dir, cfg, model_cfg, reference_path, log, tra
     model, tokenizer = load_policy(policy_path, model_cfg, cfg)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     examples = tokenize_pairs(tokenizer, pairs)
-    adv = torch.tensor([[p["adv_chosen"], p["adv_rejected"]] for p in pairs], dtype=torch.float32).reshape(-1, 2)
+    adv = torch.tensor([[p.adv_chosen, p.adv_rejected] for p in pairs], dtype=torch.float32).reshape(-1, 2)
 
     world, accumulation = accelerator.num_processes, cfg.gradient_accumulation_steps
     micro_size = max(1, math.ceil(cfg.batch_size / (world * accumulation)))
@@ -155,7 +155,7 @@ def _train(pairs, policy_path, out_dir, cfg, model_cfg, reference_path, log, tra
         with open(work_dir / "train_steps.jsonl", "w") as f:
             f.writelines(json.dumps(row) + "\n" for row in history)
         (out_dir / "genius_training.json").write_text(
-            json.dumps({"config": dataclasses.asdict(cfg), "metrics": metrics}, indent=2)
+            json.dumps({"config": cfg.model_dump(), "metrics": metrics}, indent=2)
         )
     accelerator.wait_for_everyone()
     return metrics
@@ -228,8 +228,8 @@ def _reference(
 
 def _run_key(fingerprints: dict, cfg: TrainingConfig, model_cfg: ModelConfig, reference_path) -> str:
     """What a resumable state belongs to: the pairs, the models and every setting that changes the result."""
-    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("save_every", "threads")}
-    parts = fingerprints | {"reference": reference_path, "training": settings, "model": dataclasses.asdict(model_cfg)}
+    settings = {k: v for k, v in cfg.model_dump().items() if k not in ("save_every", "threads")}
+    parts = fingerprints | {"reference": reference_path, "training": settings, "model": model_cfg.model_dump()}
     return stable_hash(parts)
 
 

@@ -1,9 +1,12 @@
-"""Chaos: a 2-round flow on the toy, `kill -9`ed at random moments and rerun until it completes.
+"""A 2-round flow on the toy, once straight through and once `kill -9`ed at random moments.
 
-Each kill hits the flow's process only, as `kill -9 <pid>` would; what it started (the running
-stage, the temporary Prefect server) must die with it. A second flow while one runs is refused.
-After the last rerun nothing is lost, doubled or redone, DVC's lineage is whole, and the
-metrics are those of an uninterrupted run in a copy of the same project.
+The straight run is the pipeline's journey (table, plot, checkpoint, wandb runs, a clean DVC
+lineage, a rerun that does nothing). The chaos run starts from a copy of the same project and
+is killed at seeded random moments, rerun each time until it completes. Each kill hits the
+flow's process only, as `kill -9 <pid>` would; what it started (the running stage, the
+temporary Prefect server) must die with it. A second flow while one runs is refused. After the
+last rerun nothing is lost, doubled or redone, DVC's lineage is whole, and the rounds' data and
+metrics equal the straight run's.
 """
 
 import json
@@ -18,16 +21,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import git_dvc_init, run, tiny_params
+from conftest import ROOT, git_dvc_init, run, tiny_params
+from test_operations import popen
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from genius.lifeline import alive
-from test_operations import popen
+from genius.registry import read_registry
 
 pytestmark = pytest.mark.e2e
 
 SEED = 7
 KILLS = 5
 FLOW = [sys.executable, "-m", "flows.genius"]
+CHAOS_SIZES = ["rounds.num_rounds=2", "queries.per_round=4", "eval.diagnostics=false", "toy.num_test=8"]
 
 
 def descendants(pid: int) -> list[int]:
@@ -75,19 +81,55 @@ def metrics(project: Path) -> list[dict]:
     return [json.loads((project / "runs" / d / "metrics.json").read_text())["accuracy"] for d in ("base", "r1", "r2")]
 
 
-def test_flow_killed_at_random_moments_loses_nothing(project, tmp_path_factory):
-    tiny_params(
-        project / "params.yaml",
-        ["tracking.wandb_mode=disabled", "rounds.num_rounds=2", "queries.per_round=4", "eval.diagnostics=false", "toy.num_test=8"],
-    )
-    git_dvc_init(project, registry="round_list: {}\n")
-    reference = tmp_path_factory.mktemp("uninterrupted") / "project"
-    shutil.copytree(project, reference)
-
+@pytest.fixture(scope="module")
+def journey(tmp_path_factory):
+    """One toy project, twice: `finished` after an uninterrupted 2-round flow, `pristine` as it
+    was before (the chaos run starts from it and must end where `finished` did)."""
+    finished = tmp_path_factory.mktemp("uninterrupted") / "project"
+    finished.mkdir()
+    for name in ("params.yaml", "dvc.yaml", "rounds.yaml", ".dvcignore"):
+        shutil.copy(ROOT / name, finished / name)
+    for name in ("eval", "genius"):  # dvc.yaml lists the library's files as deps
+        shutil.copytree(ROOT / name, finished / name, ignore=shutil.ignore_patterns("__pycache__"))
+    tiny_params(finished / "params.yaml", ["tracking.wandb_mode=offline", *CHAOS_SIZES])
+    git_dvc_init(finished, registry="round_list: {}\n")
+    pristine = tmp_path_factory.mktemp("chaos") / "project"
+    shutil.copytree(finished, pristine)
     start = time.time()
-    done = run(FLOW, reference)
+    done = run(FLOW, finished)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    full = time.time() - start
+    return finished, pristine, done, time.time() - start
+
+
+def test_flow_runs_rounds_and_checkpoint_loads(journey):
+    project, _, result, _ = journey
+    out = result.stdout + result.stderr
+    assert out.count("Running stage 'ingest@r1'") == 1 and "To enable auto staging" not in out  # each line once, no hints
+    again = run(FLOW, project)  # nothing to do: one dvc status, no stage walked
+    said = again.stdout + again.stderr  # the flow's prints are Prefect log lines (stderr)
+    assert again.returncode == 0 and "rounds 1-2: finished and intact" in said, said[-3000:]
+    assert "up to date, skipped" not in said and "Error logging to API" not in said
+    # the closing table: base and two rounds, with the queries each round took
+    lines = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert [line.split("|")[1].strip() for line in lines] == ["round", "base", "1", "2"]
+    assert all(line.split("|")[2].strip() == "4" for line in lines[2:])
+    assert (project / "runs" / "accuracy.png").stat().st_size > 1000
+    model = AutoModelForCausalLM.from_pretrained(project / "runs" / "r2" / "checkpoint")
+    tokenizer = AutoTokenizer.from_pretrained(project / "runs" / "r2" / "checkpoint")
+    assert model.config.vocab_size == len(tokenizer)
+    # wandb offline: a run per training round and per evaluation (base included), named so
+    records = [f.read_bytes() for f in (project / "runs" / "wandb").glob("wandb/offline-run-*/run-*.wandb")]
+    for name in (b"round-1", b"round-2", b"base-eval", b"round-1-eval", b"round-2-eval"):
+        assert any(name in r for r in records), f"no wandb run named {name.decode()}"
+    # every round judged; the lineage is whole: DVC has nothing left to do
+    assert all(e.promoted is not None for e in read_registry(project / "rounds.yaml").values())
+    status = run(["dvc", "status"], project)
+    assert "Data and pipelines are up to date" in status.stdout, status.stdout
+
+
+def test_flow_killed_at_random_moments_loses_nothing(journey):
+    reference, project, _, full = journey
+    tiny_params(project / "params.yaml", ["tracking.wandb_mode=disabled"])  # no wandb files to race on; metrics alike
 
     rng = np.random.default_rng(SEED)
     kills, kept = 0, {}

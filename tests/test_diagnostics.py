@@ -14,6 +14,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from genius.config import EvalConfig, ModelConfig, SamplingConfig
 from genius.diagnostics import auroc, diagnose, diagnose_checkpoint, is_right, read_answer, response_level, step_level
+from genius.records import SampleRecord
 from genius.toy import task
 from genius.toy.tokenizer import build_tokenizer
 
@@ -53,9 +54,10 @@ def test_response_level_by_hand():
 
 
 def test_step_level_reads_whole_trajectories():
-    record = {
-        "query_id": "q",
-        "timestamps": [
+    record = SampleRecord(
+        query_id="q",
+        query="1+2",
+        timestamps=(
             {
                 "beams": [{"prefix": ""}],
                 "candidates": [
@@ -70,8 +72,10 @@ def test_step_level_reads_whole_trajectories():
                     {"beam": 0, "step": "A:3", "rollout": "", "score": -0.4},
                 ],
             },
-        ],
-    }
+        ),
+        pairs=(),
+        final_response=None,
+    )
     out = step_level([record], lambda qid, text: is_right(text, "3", "toy"))
     # right: -0.1, -0.4; wrong: -0.3, -0.2: -0.1 beats both, -0.4 neither -> 2 of 4
     assert out["step_auroc"] == 0.5

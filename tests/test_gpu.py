@@ -9,7 +9,6 @@ way one CPU thread is, so comparisons take tolerances where test_train*.py take 
 import json
 import math
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -55,13 +54,13 @@ def test_bf16_autocast_training_on_cuda(pairs, base, tmp_path):
     # step 1's loss is the same maths: bf16 matmuls agree with fp32 to a few parts in a thousand
     assert gpu["loss_first"] == pytest.approx(cpu["loss_first"], rel=2e-2)
     # bf16 weights (model.dtype: bfloat16) train too, in bf16 throughout
-    half = train_round(pairs, base, tmp_path / "bf16" / "checkpoint", CFG, replace(CUDA, dtype="bfloat16"))
+    half = train_round(pairs, base, tmp_path / "bf16" / "checkpoint", CFG, CUDA.model_copy(update={"dtype": "bfloat16"}))
     assert half["steps"] == 6 and math.isfinite(half["loss_last"])
 
 
 def test_lora_on_cuda_reference_is_the_base_with_adapters_off(pairs, base, tmp_path):
     train_round(pairs, base, tmp_path / "full" / "checkpoint", CFG, CUDA)
-    lora = replace(CFG, finetune="lora", lora_r=4, lora_alpha=8, learning_rate=1e-2)
+    lora = CFG.model_copy(update={"finetune": "lora", "lora_r": 4, "lora_alpha": 8, "learning_rate": 1e-2})
     metrics = train_round(pairs, base, tmp_path / "lora" / "checkpoint", lora, CUDA)
     full_ref = load_file(str(tmp_path / "full" / "reference_logps.safetensors"))["logps"]
     lora_ref = load_file(str(tmp_path / "lora" / "reference_logps.safetensors"))["logps"]
@@ -79,13 +78,14 @@ CHILD = """
 import json, sys, time
 sys.path.insert(0, {tests!r})
 from genius.config import ModelConfig, TrainingConfig
+from genius.records import PreferencePair
 from genius.train import train_round
 
 def track(row, step):
     print(f"STEP {{step}}", flush=True)
     time.sleep(0.3)
 
-pairs = json.load(open({pairs!r}))
+pairs = [PreferencePair.from_json(row) for row in json.load(open({pairs!r}))]
 train_round(pairs, {base!r}, {out!r}, TrainingConfig(**{cfg!r}), ModelConfig(device="cuda"), track=track)
 """
 
@@ -93,7 +93,7 @@ train_round(pairs, {base!r}, {out!r}, TrainingConfig(**{cfg!r}), ModelConfig(dev
 def test_killed_run_resumes_on_cuda(tmp_path):
     base = tiny_model(tmp_path / "base")
     pairs = synthetic_pairs(40, seed=1)
-    (tmp_path / "pairs.json").write_text(json.dumps(pairs))
+    (tmp_path / "pairs.json").write_text(json.dumps([p.to_json() for p in pairs]))
     killed = tmp_path / "killed"
     code = CHILD.format(
         tests=str(ROOT / "tests"), pairs=str(tmp_path / "pairs.json"), base=base,
@@ -119,8 +119,8 @@ def test_killed_run_resumes_on_cuda(tmp_path):
 def probe(pairs, path: Path, n: int) -> Path:
     from genius.toy import task
 
-    answers = [str(task.extract_answer(p["chosen"])) for p in pairs[:n]]
-    rows = [{"id": str(i), "query": p["query"], "answer": a} for i, (p, a) in enumerate(zip(pairs, answers))]
+    answers = [str(task.extract_answer(p.chosen)) for p in pairs[:n]]
+    rows = [{"id": str(i), "query": p.query, "answer": a} for i, (p, a) in enumerate(zip(pairs, answers))]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -128,17 +128,17 @@ def probe(pairs, path: Path, n: int) -> Path:
 def test_lm_eval_hf_model_on_cuda(pairs, base, tmp_path):
     from genius.evaluate import evaluate
 
-    train_round(pairs, base, tmp_path / "checkpoint", replace(CFG, epochs=1), CUDA)
+    train_round(pairs, base, tmp_path / "checkpoint", CFG.model_copy(update={"epochs": 1}), CUDA)
     test = probe(pairs, tmp_path / "test.jsonl", 8)
     tasks = ["genius_toy", "genius_toy_sampled"]
     cfg = EvalConfig(include_path=str(ROOT / "eval"), tasks=tasks, test_path=str(test), batch_size=4)
-    for model_cfg in (CUDA, replace(CUDA, dtype="bfloat16")):
+    for model_cfg in (CUDA, CUDA.model_copy(update={"dtype": "bfloat16"})):
         result = evaluate(str(tmp_path / "checkpoint"), cfg, model_cfg)
         assert result["num_samples"] == {"genius_toy": 8, "genius_toy_sampled": 8}
         assert all(0 <= a <= 1 for a in result["accuracy"].values())
     # greedy on the GPU in fp32 reads the same answers as on the CPU, to the odd near-tie
-    cpu = evaluate(str(tmp_path / "checkpoint"), replace(cfg, tasks=["genius_toy"]), CPU)
-    gpu = evaluate(str(tmp_path / "checkpoint"), replace(cfg, tasks=["genius_toy"]), CUDA)
+    cpu = evaluate(str(tmp_path / "checkpoint"), cfg.model_copy(update={"tasks": ["genius_toy"]}), CPU)
+    gpu = evaluate(str(tmp_path / "checkpoint"), cfg.model_copy(update={"tasks": ["genius_toy"]}), CUDA)
     pairs_of_answers = zip(cpu["samples"]["genius_toy"], gpu["samples"]["genius_toy"])
     same = sum(a["answer"] == b["answer"] for a, b in pairs_of_answers)
     assert same >= 6, (cpu["samples"], gpu["samples"])
@@ -150,7 +150,7 @@ def test_diagnostics_on_cuda(pairs, base, tmp_path):
     path = probe(pairs, tmp_path / "probe.jsonl", 8)
     cfg = EvalConfig(diagnostics_path=str(path), diagnostics_problems=8, diagnostics_samples=4)
     small = SamplingConfig(num_foresight_steps=3, max_rollout_tokens=48, batch_queries=8)
-    for model_cfg in (CUDA, replace(CUDA, dtype="bfloat16")):
+    for model_cfg in (CUDA, CUDA.model_copy(update={"dtype": "bfloat16"})):
         out = diagnose_checkpoint(base, cfg, model_cfg, small)
         s = out["summary"]
         assert s["problems"] == 8 and s["samples_per_problem"] == 4 and len(out["problems"]) == 8

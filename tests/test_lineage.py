@@ -8,7 +8,6 @@ edited by hand.
 import json
 import shutil
 import sys
-from dataclasses import replace
 
 import pytest
 import yaml
@@ -82,12 +81,12 @@ def test_new_model_under_done_rounds_is_refused(project):
     (project / "runs" / "r1").mkdir(parents=True)
     (project / "runs" / "r1" / "metrics.json").write_text("{}")  # round 1 has results
     (project / "other").mkdir()
-    other = replace(params, model=replace(params.model, path="other"))
+    other = params.model_copy(update={"model": params.model.model_copy(update={"path": "other"})})
     with pytest.raises(PipelineError, match=r"rounds.yaml: its lineage self-trains runs/toy/model .* model.path is other"):
         sync(other)
     assert read_registry("rounds.yaml")[1].policy == "runs/toy/model"  # nothing lost
     # a new lineage beside the old one is what the message offers
-    beside = replace(other, rounds=replace(other.rounds, registry="rounds-other.yaml", runs_dir="runs-other"))
+    beside = other.model_copy(update={"rounds": other.rounds.model_copy(update={"registry": "rounds-other.yaml", "runs_dir": "runs-other"})})
     sync(beside)
     assert read_registry("rounds-other.yaml")[1] == RoundEntry(1, "other")
     assert read_registry("rounds-other.yaml")[2].policy == "runs-other/r1/checkpoint"

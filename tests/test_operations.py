@@ -49,7 +49,7 @@ def popen(cmd, cwd, **env):
 
 @pytest.mark.e2e
 def test_served_deployment_runs_a_round_and_stops_cleanly(project, tmp_path_factory):
-    tiny_params(project / "params.yaml", ["tracking.wandb_mode=disabled"])
+    tiny_params(project / "params.yaml", ["tracking.wandb_mode=disabled", "queries.per_round=4", "eval.diagnostics=false", "toy.num_test=8"])
     git_dvc_init(project, registry=EMPTY_REGISTRY)
     remote = tmp_path_factory.mktemp("dvc-remote")
     assert run(["dvc", "remote", "add", "-d", "store", str(remote)], project).returncode == 0

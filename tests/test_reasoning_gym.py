@@ -4,7 +4,6 @@ on the real library; the lm-eval tasks and the diagnostics probe end to end on S
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -260,7 +259,7 @@ def test_lm_eval_tasks_on_smollm2(smollm2_path):
 @pytest.mark.e2e
 def test_diagnostics_on_smollm2(smollm2_path):
     small = SamplingConfig(step_beam_size=1, num_rollouts=2, num_foresight_steps=1, max_step_tokens=8, max_rollout_tokens=24)
-    cfg = replace(EVAL, diagnostics_problems=2, diagnostics_samples=2)
+    cfg = EVAL.model_copy(update={"diagnostics_problems": 2, "diagnostics_samples": 2})
     out = diagnose_checkpoint(str(smollm2_path), cfg, ModelConfig(device="cpu"), small, pool=[POOL])
     s = out["summary"]
     assert s["problems"] == 2 and s["samples_per_problem"] == 2 and s["step_candidates"] == 2 * 2  # problems x M x N at K = 1

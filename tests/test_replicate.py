@@ -90,7 +90,7 @@ def test_results_block_keeps_the_hand_written_text(tmp_path):
 
 @pytest.mark.e2e
 def test_replicate_flow_end_to_end(tmp_path):
-    """A tiny plan through the real flow: the toy, base, 2 Genius rounds and a DPO arm on its
+    """A tiny plan through the real flow: the toy, base, a Genius round and a DPO arm on its
     pairs, scored by lm-eval; the results block lists each; a rerun skips every stage."""
     common = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in TINY)}
     common |= {
@@ -100,13 +100,15 @@ def test_replicate_flow_end_to_end(tmp_path):
         "eval.test_path": str(tmp_path / "out" / "toy" / "test.jsonl"),
         "eval.include_path": str(ROOT / "eval"),
         "eval.diagnostics": False,
+        "queries.per_round": 4,
+        "toy.num_test": 8,
     }
-    arms = {"genius": {"label": "Genius", "rounds": 2}, "dpo": {"label": "DPO", "pairs_from": "genius", "set": {"training.loss": "dpo"}}}
+    arms = {"genius": {"label": "Genius", "rounds": 1}, "dpo": {"label": "DPO", "pairs_from": "genius", "set": {"training.loss": "dpo"}}}
     plan = plan_file(tmp_path, arms, seeds=[0, 1], common=common, workers=2, results=str(tmp_path / "RESULTS.md"))
     first = run([sys.executable, "-m", "flows.replicate", "--plan", str(plan)], tmp_path, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     text = (tmp_path / "RESULTS.md").read_text()
-    for row in ("| base model | – | 2 |", "| Genius | 1 | 2 |", "| Genius | 2 | 2 |", "| DPO | 1 | 2 |"):
+    for row in ("| base model | – | 2 |", "| Genius | 1 | 2 |", "| DPO | 1 | 2 |"):
         assert row in text, text
     assert (tmp_path / "results.png").stat().st_size > 0
     dpo = tmp_path / "out" / "seed1" / "dpo" / "r1"

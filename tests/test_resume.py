@@ -12,13 +12,13 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 
 import pytest
 import yaml
 from conftest import ROOT
 
 from genius.config import SamplingConfig, ToyConfig
+from genius.records import SampleRecord
 from genius.registry import RoundEntry, write_registry
 from genius.shards import ResumeError, ShardStore, config_diff, sampler_config
 
@@ -110,12 +110,13 @@ def test_shard_store_refuses_another_config_and_allows_throughput_changes(tmp_pa
     store = ShardStore(tmp_path / "samples")
     ids = ["q1", "q2", "q9"]
     store.open(sampler_config(cfg, "model-a"), ids)
-    store.write(0, [{"query_id": "q1"}, {"query_id": "q2"}], {"calls": 1})
+    q1, q2 = (SampleRecord(q, f"query {q}", (), (), None) for q in ("q1", "q2"))
+    store.write(0, [q1, q2], {"calls": 1})
     # more threads, GPUs or memory: the same sampler
-    store.open(sampler_config(replace(cfg, threads=8, max_batch_sequences=64, tensor_parallel_size=4), "model-a"), ids)
+    store.open(sampler_config(cfg.model_copy(update={"threads": 8, "max_batch_sequences": 64, "tensor_parallel_size": 4}), "model-a"), ids)
     assert store.done() == {0}
     with pytest.raises(ResumeError, match=r"policy: 'model-a' -> 'model-b', sampling.temperature: 0.6 -> 1.0"):
-        store.open(sampler_config(replace(cfg, temperature=1.0), "model-b"), ids)
+        store.open(sampler_config(cfg.model_copy(update={"temperature": 1.0}), "model-b"), ids)
     with pytest.raises(ResumeError, match=r"dtype: 'float32' -> 'bfloat16'"):  # one round, one precision
         store.open(sampler_config(cfg, "model-a", "bfloat16"), ids)
     with pytest.raises(ResumeError, match="another query list"):  # batch 0 would mean other queries
@@ -123,7 +124,7 @@ def test_shard_store_refuses_another_config_and_allows_throughput_changes(tmp_pa
     with pytest.raises(RuntimeError, match="1 queries not sampled"):
         store.assemble(["q2", "q1", "q9"], tmp_path / "samples.jsonl")
     assert store.assemble(["q2", "q1"], tmp_path / "samples.jsonl") == 2
-    assert (tmp_path / "samples.jsonl").read_text() == '{"query_id": "q2"}\n{"query_id": "q1"}\n'
+    assert (tmp_path / "samples.jsonl").read_text() == "".join(json.dumps(r.to_json()) + "\n" for r in (q2, q1))
     shutil.rmtree(store.dir)
 
 

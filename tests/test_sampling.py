@@ -70,25 +70,25 @@ def test_exploration_exploitation_and_advantages_on_fixed_numbers():
 
     # one engine call per timestamp for the whole batch: every live beam's steps, each rolled out
     assert engine.calls == [(2, 3, "\n", True), (4, 3, "\n", True)]
-    assert [r["query_id"] for r in records] == ["a", "b"]
+    assert [r.query_id for r in records] == ["a", "b"]
     for r in records:
-        k1, k2 = r["timestamps"]
+        k1, k2 = r.timestamps
         assert [c["score"] for c in k1["candidates"]] == pytest.approx([0.0, -0.1, -0.2])
         assert k1["selected"] == [0, 1] and (k1["chosen"], k1["rejected"]) == (0, 1)
         assert [b["value"] for b in k2["beams"]] == pytest.approx([0.0, -0.1])
         assert [c["score"] for c in k2["candidates"]] == pytest.approx([0.0, -0.1, -0.2, -0.01, -0.11, -0.21])
         assert (k2["chosen"], k2["rejected"]) == (0, 3)
 
-        p1, p2 = r["pairs"]
-        assert (p1["chosen"], p1["rejected"]) == ("0\nA:5", "1\nA:5")
-        assert p1["adv_chosen"] == pytest.approx(0.0) and p1["adv_rejected"] == pytest.approx(-0.1)
-        assert p1["same_beam"]
-        assert (p2["chosen"], p2["rejected"]) == ("0\n0\nA:5", "1\n0\nA:5")
-        assert p2["adv_chosen"] == pytest.approx(0.0) and p2["adv_rejected"] == pytest.approx(0.09)
-        assert not p2["same_beam"] and p2["chosen_complete"]
-        assert r["final_response"]["response"] == "0\n0\nA:5"
+        p1, p2 = r.pairs
+        assert (p1.chosen, p1.rejected) == ("0\nA:5", "1\nA:5")
+        assert p1.adv_chosen == pytest.approx(0.0) and p1.adv_rejected == pytest.approx(-0.1)
+        assert p1.same_beam
+        assert (p2.chosen, p2.rejected) == ("0\n0\nA:5", "1\n0\nA:5")
+        assert p2.adv_chosen == pytest.approx(0.0) and p2.adv_rejected == pytest.approx(0.09)
+        assert not p2.same_beam and p2.chosen_complete
+        assert r.final_response["response"] == "0\n0\nA:5"
 
-    stats = pair_stats([p for r in records for p in r["pairs"]], len(records))
+    stats = pair_stats([p for r in records for p in r.pairs], len(records))
     assert stats["pairs"] == 4 and stats["calibration_region_fraction"] == 0.5 and stats["same_beam_fraction"] == 0.5
 
 
@@ -98,10 +98,10 @@ def test_beams_that_end_the_response_stop_early():
     (record,) = foresight_sample(engine, TOKENIZER, [Query("a", "1+2")], cfg)
     # every candidate step ended the response: nothing rolled out, no second timestamp
     assert engine.calls == [(1, 3, "\n", True)]
-    assert len(record["timestamps"]) == 1
-    (pair,) = record["pairs"]
+    assert len(record.timestamps) == 1
+    (pair,) = record.pairs
     # with no rollout the score is the step's own mean log-prob, -0.1 * i
-    assert (pair["chosen"], pair["rejected"]) == ("A:0", "A:1")
+    assert (pair.chosen, pair.rejected) == ("A:0", "A:1")
 
 
 def test_full_score_and_uniform_negative_on_hand_derived_numbers():
@@ -120,25 +120,25 @@ def test_full_score_and_uniform_negative_on_hand_derived_numbers():
     for seed in range(seeds):
         cfg = config(negative_selection="uniform", foresight_score="full", seed=seed)
         (record,) = foresight_sample(FakeEngine(), TOKENIZER, [Query("a", "1+2")], cfg)
-        k1, k2 = record["timestamps"]
+        k1, k2 = record.timestamps
         assert [c["score"] for c in k1["candidates"]] == pytest.approx(k1_scores)
         assert [c["score"] for c in k2["candidates"]] == pytest.approx(k2_scores)
         assert k1["selected"] == [0, 1] and k2["selected"] == [0, 3]
         assert k1["chosen"] == 0 and k2["chosen"] == 0
-        p1, p2 = record["pairs"]
+        p1, p2 = record.pairs
         l1, l2 = k1["rejected"], k2["rejected"]
         drawn[1].append(l1), drawn[2].append(l2)
         # the pair holds the drawn negative's trajectory, score and advantage A = f - Q(its beam)
-        assert (p1["chosen"], p1["rejected"]) == ("0\nA:5", f"{l1}\nA:5")
-        assert (p1["score_chosen"], p1["score_rejected"]) == pytest.approx((k1_scores[0], k1_scores[l1]))
-        assert (p1["adv_chosen"], p1["adv_rejected"]) == pytest.approx((k1_scores[0], k1_scores[l1]))  # Q_0 = 0
+        assert (p1.chosen, p1.rejected) == ("0\nA:5", f"{l1}\nA:5")
+        assert (p1.score_chosen, p1.score_rejected) == pytest.approx((k1_scores[0], k1_scores[l1]))
+        assert (p1.adv_chosen, p1.adv_rejected) == pytest.approx((k1_scores[0], k1_scores[l1]))  # Q_0 = 0
         beam, step = divmod(l2, 3)
-        assert (p2["chosen"], p2["rejected"]) == ("0\n0\nA:5", f"{beam}\n{step}\nA:5")
-        assert (p2["score_chosen"], p2["score_rejected"]) == pytest.approx((k2_scores[0], k2_scores[l2]))
-        assert p2["adv_chosen"] == pytest.approx(k2_scores[0] - q[0])
-        assert p2["adv_rejected"] == pytest.approx(k2_scores[l2] - q[beam])
-        assert p2["same_beam"] == (beam == 0)
-        assert record["final_response"] == {"response": "0\n0\nA:5", "score": pytest.approx(-0.5), "complete": True}
+        assert (p2.chosen, p2.rejected) == ("0\n0\nA:5", f"{beam}\n{step}\nA:5")
+        assert (p2.score_chosen, p2.score_rejected) == pytest.approx((k2_scores[0], k2_scores[l2]))
+        assert p2.adv_chosen == pytest.approx(k2_scores[0] - q[0])
+        assert p2.adv_rejected == pytest.approx(k2_scores[l2] - q[beam])
+        assert p2.same_beam == (beam == 0)
+        assert record.final_response == {"response": "0\n0\nA:5", "score": pytest.approx(-0.5), "complete": True}
     # uniform: each non-best candidate about 1/2 (k=1) and 1/5 (k=2) of the time; a near-greedy
     # draw at this tau would always give 1 and 3
     for k, rest in ((1, [1, 2]), (2, [1, 2, 3, 4, 5])):
@@ -161,7 +161,7 @@ def test_tau_resampling_draws_beams_and_negative_from_F_k():
     for seed in range(seeds):
         cfg = config(tau=0.1, num_foresight_steps=1, seed=seed)
         (record,) = foresight_sample(FakeEngine(), TOKENIZER, [Query("a", "1+2")], cfg)
-        (k1,) = record["timestamps"]
+        (k1,) = record.timestamps
         assert [c["prob"] for c in k1["candidates"]] == pytest.approx(expected_f)
         assert len(set(k1["selected"])) == 2 and k1["chosen"] == 0
         first.append(k1["selected"][0]), rejected.append(k1["rejected"])
@@ -176,18 +176,18 @@ def test_no_foresight_scores_the_step_and_rolls_nothing_out():
     engine = FakeEngine()
     (record,) = foresight_sample(engine, TOKENIZER, [Query("a", "1+2")], config(foresight_score="step"))
     assert engine.calls == [(1, 3, "\n", False), (2, 3, "\n", False)]  # no rollouts asked for
-    k1, k2 = record["timestamps"]
+    k1, k2 = record.timestamps
     assert [c["score"] for c in k1["candidates"]] == pytest.approx([-1.0, -1.1, -1.2])
     assert all(c["rollout"] == "" for c in k1["candidates"] + k2["candidates"])
     # k=2: both beams' candidates score -1.0, -1.1, -1.2; the positive is the first -1.0 (beam
     # "0"), the near-greedy negative the other -1.0 (beam "1", Q = -1.1): A_l = -1.0 + 1.1 = 0.1
     assert [c["score"] for c in k2["candidates"]] == pytest.approx([-1.0, -1.1, -1.2] * 2)
-    p1, p2 = record["pairs"]
-    assert (p1["chosen"], p1["rejected"]) == ("0\n", "1\n")  # prefix + step: no look-ahead
-    assert p1["adv_chosen"] == pytest.approx(-1.0) and p1["adv_rejected"] == pytest.approx(-1.1)
-    assert (p2["chosen"], p2["rejected"]) == ("0\n0\n", "1\n0\n")
-    assert p2["adv_chosen"] == pytest.approx(0.0) and p2["adv_rejected"] == pytest.approx(0.1)
-    assert not p2["chosen_complete"]
+    p1, p2 = record.pairs
+    assert (p1.chosen, p1.rejected) == ("0\n", "1\n")  # prefix + step: no look-ahead
+    assert p1.adv_chosen == pytest.approx(-1.0) and p1.adv_rejected == pytest.approx(-1.1)
+    assert (p2.chosen, p2.rejected) == ("0\n0\n", "1\n0\n")
+    assert p2.adv_chosen == pytest.approx(0.0) and p2.adv_rejected == pytest.approx(0.1)
+    assert not p2.chosen_complete
 
 
 def test_greedy_selection_takes_top_m_and_the_lowest_negative():
@@ -197,13 +197,13 @@ def test_greedy_selection_takes_top_m_and_the_lowest_negative():
         (record,) = foresight_sample(
             FakeEngine(), TOKENIZER, [Query("a", "1+2")], config(selection="greedy", tau=100.0, seed=seed)
         )
-        k1, k2 = record["timestamps"]
+        k1, k2 = record.timestamps
         assert k1["selected"] == [0, 1] and (k1["chosen"], k1["rejected"]) == (0, 2)
         # k=2 scores [0, -0.1, -0.2, -0.01, -0.11, -0.21]: top-2 are 0 and 3, lowest is 5
         assert k2["selected"] == [0, 3] and (k2["chosen"], k2["rejected"]) == (0, 5)
-        p2 = record["pairs"][1]
-        assert (p2["chosen"], p2["rejected"]) == ("0\n0\nA:5", "1\n2\nA:5")
-        assert p2["adv_rejected"] == pytest.approx(-0.21 - (-0.1))
+        p2 = record.pairs[1]
+        assert (p2.chosen, p2.rejected) == ("0\n0\nA:5", "1\n2\nA:5")
+        assert p2.adv_rejected == pytest.approx(-0.21 - (-0.1))
 
 
 def test_prompt_is_the_chat_template():

@@ -62,32 +62,32 @@ def test_defaults_are_todays_behaviour():
     cfg = SamplingConfig()
     assert cfg.negative_selection == "resample" and cfg.dedup_steps is False and cfg.min_score_gap == 0.0
     record = sample()
-    (t,) = record["timestamps"]
+    (t,) = record.timestamps
     assert [c["score"] for c in t["candidates"]] == pytest.approx([0.0, -0.1, -0.2])
-    (pair,) = record["pairs"]
-    assert (pair["chosen"], pair["rejected"]) == ("0\nA:0", "1\nA:1")
+    (pair,) = record.pairs
+    assert (pair.chosen, pair.rejected) == ("0\nA:0", "1\nA:1")
 
 
 def test_lowest_negative_can_be_a_near_copy():
-    (pair,) = sample(negative_selection="lowest")["pairs"]
-    assert (pair["chosen"], pair["rejected"]) == ("0\nA:0", "0\nA:2")
-    assert pair["score_chosen"] - pair["score_rejected"] == pytest.approx(0.2)
+    (pair,) = sample(negative_selection="lowest").pairs
+    assert (pair.chosen, pair.rejected) == ("0\nA:0", "0\nA:2")
+    assert pair.score_chosen - pair.score_rejected == pytest.approx(0.2)
 
 
 def test_dedup_drops_the_repeated_step_before_F_k():
     record = sample(negative_selection="lowest", dedup_steps=True)
-    (t,) = record["timestamps"]
+    (t,) = record.timestamps
     assert [c["step"] for c in t["candidates"]] == ["0\n", "1\n"]
     assert sum(c["prob"] for c in t["candidates"]) == pytest.approx(1.0)
-    (pair,) = record["pairs"]
-    assert (pair["chosen"], pair["rejected"]) == ("0\nA:0", "1\nA:1")
+    (pair,) = record.pairs
+    assert (pair.chosen, pair.rejected) == ("0\nA:0", "1\nA:1")
 
 
 def test_min_score_gap_keeps_or_drops_the_pair():
-    assert len(sample(min_score_gap=0.05)["pairs"]) == 1
+    assert len(sample(min_score_gap=0.05).pairs) == 1
     record = sample(min_score_gap=0.15)
-    assert record["pairs"] == []
-    (t,) = record["timestamps"]
+    assert record.pairs == ()
+    (t,) = record.timestamps
     assert (t["chosen"], t["rejected"]) == (0, 1)
 
 

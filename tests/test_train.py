@@ -8,7 +8,6 @@ arithmetic is the same and to float32 rounding where it is regrouped (accumulati
 
 import json
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -70,7 +69,7 @@ def objective(policy, reference, pairs, cfg=CFG) -> tuple[float, float]:
 
     chosen, rejected, lengths = pair_logps(policy, pairs)
     ref_chosen, ref_rejected, _ = pair_logps(reference, pairs)
-    adv = torch.tensor([[p["adv_chosen"], p["adv_rejected"]] for p in pairs])
+    adv = torch.tensor([[p.adv_chosen, p.adv_rejected] for p in pairs])
     aco, *_ = aco_loss(chosen, rejected, ref_chosen, ref_rejected, adv[:, 0], adv[:, 1], cfg.beta, cfg.alpha)
     return aco.mean().item(), (aco + cfg.sft_weight * sft_loss(chosen, lengths)).mean().item()
 
@@ -163,7 +162,7 @@ def test_reference_model_identity_is_in_the_key(pairs, base, tmp_path):
 
 def test_lora_reference_is_the_base_and_checkpoint_is_merged(pairs, base, tmp_path):
     run(pairs, base, tmp_path / "full")
-    lora = replace(CFG, finetune="lora", lora_r=4, lora_alpha=8, learning_rate=1e-2)
+    lora = CFG.model_copy(update={"finetune": "lora", "lora_r": 4, "lora_alpha": 8, "learning_rate": 1e-2})
     metrics = run(pairs, base, tmp_path / "lora", lora)
     # the adapters-off forward of the LoRA model gives the base's own log-probs
     full_ref = load_file(str(tmp_path / "full" / "reference_logps.safetensors"))["logps"]
@@ -187,14 +186,14 @@ def test_lora_checkpoint_loads_in_lm_eval(pairs, tmp_path):
     from genius.toy import task
 
     base = memorized_model(tmp_path / "base", pairs[:8])
-    run(pairs, base, tmp_path, replace(CFG, finetune="lora", lora_r=4, epochs=1))
+    run(pairs, base, tmp_path, CFG.model_copy(update={"finetune": "lora", "lora_r": 4, "epochs": 1}))
     checkpoint = tmp_path / "checkpoint"
     test_pairs = pairs[:12]
-    gold = [task.extract_answer(p["chosen"]) for p in test_pairs]
+    gold = [task.extract_answer(p.chosen) for p in test_pairs]
     test = tmp_path / "test.jsonl"
     test.write_text(
         "".join(
-            json.dumps({"id": str(i), "query": p["query"], "answer": str(a)}) + "\n"
+            json.dumps({"id": str(i), "query": p.query, "answer": str(a)}) + "\n"
             for i, (p, a) in enumerate(zip(test_pairs, gold))
         )
     )
@@ -205,7 +204,7 @@ def test_lora_checkpoint_loads_in_lm_eval(pairs, tmp_path):
     records = result["samples"]["genius_toy"]
     assert result["num_samples"]["genius_toy"] == 12 and [r["id"] for r in records] == [str(i) for i in range(12)]
 
-    queries = [p["query"] for p in test_pairs]
+    queries = [p.query for p in test_pairs]
     expected = [task.extract_answer(r) for r in greedy_responses(checkpoint, queries)]
     assert [r["answer"] for r in records] == [str(a) if a is not None else "[invalid]" for a in expected]
     correct = [a == g for a, g in zip(expected, gold)]
@@ -221,11 +220,11 @@ def test_gradient_accumulation_matches_one_batch(pairs, base, tmp_path):
     of 4 pairs leaves more of them empty. Every split gives the same update to float32
     rounding: Adam divides by sqrt(v), so 6 steps of lr 1e-3 (moving weights by up to 6e-3)
     differ by ~3e-6."""
-    cfg = replace(CFG, loss="dpo", sft_weight=0.5)
+    cfg = CFG.model_copy(update={"loss": "dpo", "sft_weight": 0.5})
     run(pairs, base, tmp_path / "one", cfg)
     one = weights(tmp_path / "one" / "checkpoint")
     for accumulation in (3, 5):
-        run(pairs, base, tmp_path / f"acc{accumulation}", replace(cfg, gradient_accumulation_steps=accumulation))
+        run(pairs, base, tmp_path / f"acc{accumulation}", cfg.model_copy(update={"gradient_accumulation_steps": accumulation}))
         for k, v in weights(tmp_path / f"acc{accumulation}" / "checkpoint").items():
             torch.testing.assert_close(v, one[k], rtol=0, atol=1e-5)
 
@@ -238,7 +237,7 @@ def test_first_step_gradient_is_the_batch_mean_gradient(pairs, base, tmp_path, a
     from genius.losses import dpo_loss, sft_loss
     from genius.training.batches import collate, pair_sequences, sequence_logps, step_batches, tokenize_pairs
 
-    cfg = replace(CFG, loss="dpo", sft_weight=0.5, max_grad_norm=1e9, gradient_accumulation_steps=accumulation)
+    cfg = CFG.model_copy(update={"loss": "dpo", "sft_weight": 0.5, "max_grad_norm": 1e9, "gradient_accumulation_steps": accumulation})
     run(pairs, base, tmp_path, cfg)
     logged = json.loads((tmp_path / "train_steps.jsonl").read_text().splitlines()[0])
     model, tokenizer = load_model(base, device="cpu")
@@ -254,7 +253,7 @@ def test_first_step_gradient_is_the_batch_mean_gradient(pairs, base, tmp_path, a
 
 @pytest.mark.parametrize("loss", ["dpo", "ipo", "simpo", "ropo", "sft"])
 def test_every_table4_loss_trains(pairs, base, tmp_path, loss):
-    metrics = run(pairs, base, tmp_path, replace(CFG, loss=loss, epochs=1))
+    metrics = run(pairs, base, tmp_path, CFG.model_copy(update={"loss": loss, "epochs": 1}))
     assert (
         metrics["loss"] == loss
         and metrics["steps"] == 3
@@ -269,7 +268,7 @@ def test_lora_state_round_trip(base, tmp_path):
     from genius.training.state import find_state, load_state, save_state
 
     def setup():
-        model, _ = load_policy(base, CPU, replace(CFG, finetune="lora", lora_r=4))
+        model, _ = load_policy(base, CPU, CFG.model_copy(update={"finetune": "lora", "lora_r": 4}))
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.1)
         return model, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 / (s + 1))
 
@@ -315,5 +314,5 @@ def test_non_finite_training_stops_and_saves_nothing(pairs, base, tmp_path):
 
     # a finite but absurd learning rate: the first step blows the weights up, the second is NaN
     with pytest.raises(TrainingDiverged, match="non-finite .* no checkpoint saved"):
-        run(pairs, base, tmp_path, replace(CFG, learning_rate=1e30, max_grad_norm=1e30, warmup_ratio=0.0))
+        run(pairs, base, tmp_path, CFG.model_copy(update={"learning_rate": 1e30, "max_grad_norm": 1e30, "warmup_ratio": 0.0}))
     assert not (tmp_path / "checkpoint").exists()

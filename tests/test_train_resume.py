@@ -26,20 +26,22 @@ CHILD = """
 import json, sys, time
 sys.path.insert(0, {tests!r})
 from genius.config import ModelConfig, TrainingConfig
+from genius.records import PreferencePair
 from genius.train import train_round
 
 def track(row, step):
     print(f"STEP {{step}}", flush=True)
     time.sleep(0.15)  # leaves the parent time to kill between steps of a seconds-long run
 
-train_round(json.load(open({pairs!r})), {base!r}, {out!r}, TrainingConfig(**{cfg!r}), ModelConfig(device="cpu"), track=track)
+pairs = [PreferencePair.from_json(row) for row in json.load(open({pairs!r}))]
+train_round(pairs, {base!r}, {out!r}, TrainingConfig(**{cfg!r}), ModelConfig(device="cpu"), track=track)
 """
 
 
 def test_killed_run_resumes_at_its_step_and_matches_an_uninterrupted_run(tmp_path):
     base = tiny_model(tmp_path / "base")
     pairs = synthetic_pairs(40, seed=1)
-    (tmp_path / "pairs.json").write_text(json.dumps(pairs))
+    (tmp_path / "pairs.json").write_text(json.dumps([p.to_json() for p in pairs]))
     killed = tmp_path / "killed"
     code = CHILD.format(
         tests=str(ROOT / "tests"),

@@ -75,7 +75,7 @@ def test_aco_at_infinite_alpha_equals_trl_dpo(tmp_path, alpha):
         ref, _ = sequence_logps(reference, ids, attention, response)
     logps, _ = sequence_logps(policy, ids, attention, response)
     n = len(examples)
-    adv = torch.tensor([[p["adv_chosen"], p["adv_rejected"]] for p in pairs])
+    adv = torch.tensor([[p.adv_chosen, p.adv_rejected] for p in pairs])
     assert (adv[:, 1] > adv[:, 0]).any()  # calibration-region pairs: w would be < 1 at a finite alpha
     losses, *_ = aco_loss(logps[:n], logps[n:], ref[:n], ref[n:], adv[:, 0], adv[:, 1], BETA, alpha)
     losses.mean().backward()

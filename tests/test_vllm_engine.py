@@ -259,7 +259,7 @@ def test_foresight_sampling_builds_the_same_structure_on_both_engines(policy):
     queries = policy.queries[:2]
     shapes = {}
     for name, engine in (("vllm", policy.vllm), ("transformers", policy.transformers)):
-        records = list(foresight_sample(engine, policy.tokenizer, queries, cfg))
+        records = [r.to_json() for r in foresight_sample(engine, policy.tokenizer, queries, cfg)]
         assert [r["query_id"] for r in records] == [q.id for q in queries]
         merged: dict[str, set] = {}
         for r in records:

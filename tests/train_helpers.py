@@ -7,6 +7,7 @@ from pathlib import Path
 
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
+from genius.records import PreferencePair
 from genius.toy import task
 from genius.toy.tokenizer import build_tokenizer
 
@@ -37,7 +38,7 @@ def tiny_model(folder: Path, seed: int = 0) -> str:
     return str(folder)
 
 
-def memorized_model(folder: Path, pairs: list[dict], steps: int = 150, seed: int = 0) -> str:
+def memorized_model(folder: Path, pairs: list[PreferencePair], steps: int = 150, seed: int = 0) -> str:
     """`tiny_model` over-fitted (full fine-tuning, lr 1e-2) on the chosen responses of `pairs`:
     greedy decoding then solves those queries and mostly fails others. ~3 s on one thread."""
     import torch
@@ -45,7 +46,7 @@ def memorized_model(folder: Path, pairs: list[dict], steps: int = 150, seed: int
     tiny_model(folder, seed)
     tokenizer = build_tokenizer()
     model = LlamaForCausalLM.from_pretrained(folder)
-    chats = [[{"role": "user", "content": p["query"]}, {"role": "assistant", "content": p["chosen"]}] for p in pairs]
+    chats = [[{"role": "user", "content": p.query}, {"role": "assistant", "content": p.chosen}] for p in pairs]
     batch = tokenizer(tokenizer.apply_chat_template(chats, tokenize=False), return_tensors="pt", padding=True)
     labels = batch.input_ids.masked_fill(batch.attention_mask == 0, -100)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
@@ -80,26 +81,33 @@ def greedy_responses(model_dir, queries: list[str], max_new_tokens: int = 64) ->
     return responses
 
 
-def synthetic_pairs(n: int, seed: int = 0) -> list[dict]:
+def synthetic_pairs(n: int, seed: int = 0) -> list[PreferencePair]:
     """Toy pairs: a gold solution against one with a wrong last sum; random advantages, some
-    with A_l > A_w so ACO's calibration region is exercised."""
+    with A_l > A_w so ACO's calibration region is exercised (cross-beam pairs of timestamp 2;
+    training does not read the scores)."""
     rng = random.Random(seed)
     pairs = []
-    for _ in range(n):
+    for i in range(n):
         problem = task.sample_problem(rng)
         chosen = task.solve(problem, rng)
         rejected = chosen[: chosen.rindex(":") + 1] + str(problem.answer + rng.randint(1, 9))
         complete = rng.random() < 0.8
+        adv_chosen, adv_rejected = rng.uniform(-0.5, 0.5), rng.uniform(-0.5, 0.8)
         pairs.append(
-            {
-                "query": problem.query,
-                "chosen": chosen,
-                "rejected": rejected if complete else rejected[:-2],
-                "chosen_complete": True,
-                "rejected_complete": complete,
-                "adv_chosen": rng.uniform(-0.5, 0.5),
-                "adv_rejected": rng.uniform(-0.5, 0.8),
-            }
+            PreferencePair(
+                query_id=f"s{i}",
+                query=problem.query,
+                timestamp=2,
+                chosen=chosen,
+                rejected=rejected if complete else rejected[:-2],
+                chosen_complete=True,
+                rejected_complete=complete,
+                score_chosen=-1.0,
+                score_rejected=-1.1,
+                adv_chosen=adv_chosen,
+                adv_rejected=adv_rejected,
+                same_beam=False,
+            )
         )
     return pairs
 

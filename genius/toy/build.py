@@ -10,7 +10,6 @@ left for self-training) at 1,500, so wall time must not decide when it stops.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import random
@@ -63,7 +62,7 @@ def build_toy(cfg: ToyConfig, out_dir: str | Path, log=print) -> Path:
         tokenizer.save_pretrained(tmp / "model")
         wall = time.perf_counter() - start
         info = {
-            "config": dataclasses.asdict(dataclasses.replace(cfg, out_dir=str(out_dir))),  # where it really went
+            "config": cfg.model_copy(update={"out_dir": str(out_dir)}).model_dump(),  # where it really went
             "num_parameters": sum(p.numel() for p in model.parameters()),
             "final_loss": final_loss,
             "wall_seconds": round(wall, 1),

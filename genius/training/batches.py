@@ -15,12 +15,13 @@ import random
 
 import torch
 
+from genius.records import PreferencePair
 from genius.sampling import prompt_ids
 
 Example = tuple[list[int], list[int], list[int]]  # (prompt, chosen, rejected) token ids
 
 
-def tokenize_pairs(tokenizer, pairs: list[dict]) -> list[Example]:
+def tokenize_pairs(tokenizer, pairs: list[PreferencePair]) -> list[Example]:
     """(prompt, chosen, rejected) token ids; a complete response ends with EOS."""
     eos = [tokenizer.eos_token_id]
 
@@ -29,9 +30,9 @@ def tokenize_pairs(tokenizer, pairs: list[dict]) -> list[Example]:
 
     return [
         (
-            prompt_ids(tokenizer, p["query"]),
-            response(p["chosen"], p["chosen_complete"]),
-            response(p["rejected"], p["rejected_complete"]),
+            prompt_ids(tokenizer, p.query),
+            response(p.chosen, p.chosen_complete),
+            response(p.rejected, p.rejected_complete),
         )
         for p in pairs
     ]

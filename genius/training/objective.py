@@ -12,6 +12,7 @@ from torch import Tensor
 
 from genius.config import TrainingConfig
 from genius.losses import aco_loss, calibration_weight, dpo_loss, ipo_loss, ropo_loss, sft_loss, simpo_loss
+from genius.records import PreferencePair
 
 NEEDS_REFERENCE = {"aco", "dpo", "ipo", "ropo"}  # SimPO and SFT are reference-free
 STATS = (
@@ -91,7 +92,7 @@ def stat_means(sums: Tensor) -> dict[str, float]:
     return {name: float(v) / count for name, v in zip(STATS, sums[:-1])}
 
 
-def w_distribution(pairs: list[dict], cfg: TrainingConfig) -> dict[str, float]:
+def w_distribution(pairs: list[PreferencePair], cfg: TrainingConfig) -> dict[str, float]:
     """How far ACO's calibration weight w departs from 1 over the round's pairs.
 
     w depends on the advantages only, not on the model, so its distribution is known before
@@ -99,7 +100,7 @@ def w_distribution(pairs: list[dict], cfg: TrainingConfig) -> dict[str, float]:
     """
     if not pairs:
         return {}
-    adv = torch.tensor([[p["adv_chosen"], p["adv_rejected"]] for p in pairs], dtype=torch.float64)
+    adv = torch.tensor([[p.adv_chosen, p.adv_rejected] for p in pairs], dtype=torch.float64)
     w = calibration_weight(adv[:, 0], adv[:, 1], cfg.alpha, cfg.calibration_clip)
     q = torch.quantile(w, torch.tensor([0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0], dtype=torch.float64)).tolist()
     names = ("min", "p10", "p25", "p50", "p75", "p90", "max")
