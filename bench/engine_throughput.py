@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from genius.engine import TransformersEngine  # noqa: E402
+from genius.engines.transformers_engine import TransformersEngine  # noqa: E402
 from genius.toy.tokenizer import build_tokenizer  # noqa: E402
 
 

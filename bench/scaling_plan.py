@@ -1,6 +1,6 @@
 """A paper-scale plan: tokens, FLOPs and GPU-hours of one Genius round, from the algorithm's counts.
 
-Counts follow our sampler (genius/sampling.py). Per query, timestamp k = 1..K expands every
+Counts follow our sampler (genius/algorithm/sampling.py). Per query, timestamp k = 1..K expands every
 live beam into N candidate steps and rolls each out to the end of the response: 1 beam at
 k = 1 (the empty prefix), M beams after, so N + (K-1)*M*N candidates (the often quoted
 K*M*N is its upper bound). A candidate generates a step and a rollout. The foresight score

@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from genius.config import load_params  # noqa: E402
 from genius.io import read_jsonl, write_jsonl  # noqa: E402
-from genius.records import PreferencePair  # noqa: E402
-from genius.replicate import Arm, arm_dir, load_plan, mean_se, overrides, prepare, run_stage  # noqa: E402
+from genius.algorithm.records import PreferencePair  # noqa: E402
+from genius.stages.replicate import Arm, arm_dir, load_plan, mean_se, overrides, prepare, run_stage  # noqa: E402
 from genius.toy.task import extract_answer  # noqa: E402
 
 TASKS = ("genius_toy", "genius_toy_sampled")
@@ -41,8 +41,8 @@ def random_positives(plan, seed: int, pairs: list[PreferencePair]) -> list[Prefe
     """The pairs with each `chosen` replaced by a fresh base-model sample for its query."""
     import torch
 
-    from genius.engine import TransformersEngine, load_model
-    from genius.sampling import prompt_ids
+    from genius.engines.transformers_engine import TransformersEngine, load_model
+    from genius.algorithm.sampling import prompt_ids
 
     params = load_params(plan.params, overrides(plan, seed, None))
     model, tokenizer = load_model(params.model.path, device="cpu")

@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from genius.config import load_params  # noqa: E402
-from genius.replicate import arm_dir, load_plan, overrides, run_arm, stage_done, summarise, table  # noqa: E402
+from genius.stages.replicate import arm_dir, load_plan, overrides, run_arm, stage_done, summarise, table  # noqa: E402
 
 TASKS = {"genius_toy": "greedy", "genius_toy_sampled": "T=1.0"}
 
@@ -32,8 +32,8 @@ def engine_accuracy(model_path: str, test_path: str, seed: int, limit: int | Non
     """Greedy and T=1.0 accuracy of one sample per test problem."""
     import torch
 
-    from genius.engine import TransformersEngine, load_model
-    from genius.sampling import prompt_ids
+    from genius.engines.transformers_engine import TransformersEngine, load_model
+    from genius.algorithm.sampling import prompt_ids
     from genius.toy.task import extract_answer
 
     rows = [json.loads(line) for line in open(test_path)][:limit]
@@ -131,7 +131,7 @@ def main() -> None:
             line = "  ".join(f"r{r} " + " ".join(f"{100 * v:.1f}" for v in a.values()) for r, a in acc.items())
             print(f"[{time.time() - start:.0f}s] {arm.name} seed {seed}: {line}  ({seconds:.0f}s)", flush=True)
 
-    from genius.replicate import read_accuracy
+    from genius.stages.replicate import read_accuracy
 
     print(table(summarise(read_accuracy(plan), list(TASKS)), plan, TASKS))
 

@@ -8,7 +8,7 @@ CPU thread, DPO (sigmoid) with beta 0.1, AdamW, linear schedule with 10% warm-up
 clipping 1.0, no dropout, the same token ids (our tokenization, handed to TRL pre-tokenized).
 Both train in fp32 (`--precision fp32`, our CPU default) or both under bf16 autocast
 (`--precision bf16`, TRL's default even on CPUs). Three contenders:
-  ours            genius.train.train_round: reference log-probs in one pass, no second model
+  ours            genius.training.recipe.train_round: reference log-probs in one pass, no second model
   trl             DPOTrainer as configured by default: a reference model, a reference forward per step
   trl-precompute  DPOTrainer with precompute_ref_log_probs=True: one pass, then no reference model
 tokens/s counts the non-padding tokens of every training sequence (chosen and rejected, prompt
@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from genius.records import PreferencePair  # noqa: E402
+from genius.algorithm.records import PreferencePair  # noqa: E402
 
 CONTENDERS = ("ours", "trl", "trl-precompute")
 
@@ -192,7 +192,7 @@ def worker(args) -> dict:
         import accelerate  # noqa: F401  (imported before the clock starts, as TRL's imports are)
 
         from genius.config import ModelConfig, TrainingConfig
-        from genius.train import train_round
+        from genius.training.recipe import train_round
 
         cfg = TrainingConfig(loss="dpo", beta=settings["beta"], sft_weight=0.0, learning_rate=settings["lr"], warmup_ratio=settings["warmup_ratio"],
                              epochs=args.epochs, batch_size=args.batch_size, threads=1,

@@ -25,9 +25,9 @@ from prefect.runtime import flow_run
 
 import tasks
 from genius.config import ConfigError, Params, load_params, write_overrides
-from genius.pipeline import sync
-from genius.registry import RoundEntry, decide_promotion, latest_promoted, read_registry, write_registry
-from genius.rounds import round_paths
+from genius.stages.pipeline import sync
+from genius.stages.registry import RoundEntry, decide_promotion, latest_promoted, read_registry, write_registry
+from genius.stages.rounds import round_paths
 
 PARAMS = "params.yaml"  # DVC stages read this file: overrides are written into it
 LOCK = ".genius-flow.lock"  # held by the running flow: one flow at a time per project

@@ -1,6 +1,6 @@
 """`make replicate`: Genius, its ablations and the base, over seeds, written up in docs/RESULTS.md.
 
-The plan (configs/replicate.yaml) names the arms; genius/replicate.py says how each runs.
+The plan (configs/replicate.yaml) names the arms; genius/stages/replicate.py says how each runs.
 This flow builds the replicate's toy once, then runs every (seed, arm) as a chain of the
 ordinary stages (ingest -> foresight sampling -> pairs -> training -> lm-eval), `workers`
 stages at a time, and finally writes the results table and plot. A stage whose output
@@ -24,7 +24,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from genius import replicate as rep
+from genius.stages import replicate as rep
 from genius.config import load_params
 
 PLAN = "configs/replicate.yaml"

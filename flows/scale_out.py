@@ -3,7 +3,7 @@
 With `orchestration.sampling_shards: S` > 1 the flow `genius` runs the nested flow
 `sample-shards` before the DVC stage sample@rK: one task per shard, each running
 `genius sample --round K --shard i/S` (batches i, i+S, ... into runs/r<K>/samples/, see
-genius/shards.py). The stage then finds every batch done and only assembles samples.jsonl,
+genius/stages/shards.py). The stage then finds every batch done and only assembles samples.jsonl,
 the same file a single process writes. A shard that fails is retried alone, and its rerun
 skips the batches it finished.
 

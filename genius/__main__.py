@@ -1,5 +1,5 @@
 import sys
 
-from genius.cli import main
+from genius.stages.cli import main
 
 sys.exit(main())

@@ -166,7 +166,7 @@ class EvalConfig(Section):
     vllm_max_model_len: int | None = Field(None, gt=0)  # None: the model's own
     vllm_kv_cache_gib: Number | None = Field(None, gt=0)  # None: 2 GiB on a CPU, vLLM's share of a GPU
     vllm_enforce_eager: bool | None = None  # no torch.compile; None: eager on a CPU (compiling costs ~2 min a start there)
-    diagnostics: bool = True  # self-reward signal on a labelled probe (genius.diagnostics)
+    diagnostics: bool = True  # self-reward signal on a labelled probe (genius.evaluation.diagnostics)
     diagnostics_path: str | None = None  # labelled probe JSONL {id, query, answer}; None: test_path
     diagnostics_problems: int = Field(64, gt=0)
     diagnostics_samples: int = Field(8, gt=0)  # n for best-of-n
@@ -207,7 +207,7 @@ class TrackingConfig(Section):
 
 
 # Keys that change how fast a stage runs, never what it writes: DVC does not track them
-# (changing one reruns nothing, genius/pipeline.py) and the sampler's resume check ignores them.
+# (changing one reruns nothing, genius/stages/pipeline.py) and the sampler's resume check ignores them.
 SPEED_ONLY = {
     "sampling": {"threads", "max_batch_sequences", "max_batch_tokens", "tensor_parallel_size", "vllm_kv_cache_gib"},
     "training": {"save_every"},

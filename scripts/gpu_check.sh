@@ -122,8 +122,8 @@ step_wheels() {
 step_imports() {
     py - <<'EOF'
 import importlib.metadata as md, sys
-import genius.cli, genius.rounds, genius.pipeline, genius.launch, genius.tracking  # the CLI's paths
-import genius.train, genius.evaluate, genius.diagnostics, genius.sampling
+import genius.stages.cli, genius.stages.rounds, genius.stages.pipeline, genius.training.launch, genius.tracking  # the CLI's paths
+import genius.training.recipe, genius.evaluation.harness, genius.evaluation.diagnostics, genius.algorithm.sampling
 from lm_eval.models.huggingface import HFLM  # noqa: F401 (what eval.engine: hf builds)
 import datasets, peft, accelerate  # noqa: F401
 for name in ("torch", "transformers", "peft", "accelerate", "lm_eval", "datasets", "tokenizers", "safetensors", "huggingface_hub", "pyarrow", "deepspeed"):
@@ -243,7 +243,7 @@ step_kill_resume() {
     local over=(training.batch_size=2 training.epochs=2 training.save_every=2)
     "$PYTHON" - "${over[@]}" >"$WORK/resume/child.txt" 2>&1 <<'EOF' &  # not py: $! must be python itself
 import sys, time
-from genius import rounds
+from genius.stages import rounds
 from genius.config import load_params
 
 def track(row, step):

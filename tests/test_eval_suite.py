@@ -9,7 +9,7 @@ YAMLs, lm-eval's built-in tasks they reference, prompts, filters, metrics, group
 Two checks: an oracle model that answers from a script (right on two rows of three, in
 each benchmark's own answer format) must score exactly 2/3 everywhere, which pins prompts,
 answer extraction and targets; and a tiny transformers model must run every group end to
-end through `genius.evaluate` with both sampled and greedy decoding.
+end through `genius.evaluation.harness` with both sampled and greedy decoding.
 """
 
 import re
@@ -21,7 +21,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from genius.config import EvalConfig, ModelConfig
-from genius.evaluate import evaluate, make_task_manager, run_tasks
+from genius.evaluation.harness import evaluate, make_task_manager, run_tasks
 
 pytestmark = pytest.mark.e2e  # lm-eval task loading
 

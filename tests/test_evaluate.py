@@ -1,4 +1,4 @@
-"""genius.evaluate against independent references: plain HF greedy generation, the lm_eval
+"""genius.evaluation.harness against independent references: plain HF greedy generation, the lm_eval
 CLI on the same checkpoint, and a merged copy of a LoRA adapter; the vLLM engine's arguments.
 
 A tiny Llama is over-fitted on the gold solutions of a few toy problems, so on a test set of
@@ -16,7 +16,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from genius.config import EvalConfig, ModelConfig
-from genius.evaluate import EvaluationError, evaluate
+from genius.evaluation.harness import EvaluationError, evaluate
 from genius.toy import task
 from genius.toy.tokenizer import build_tokenizer
 
@@ -146,7 +146,7 @@ def test_missing_metric_is_a_clear_error(toy):
 @pytest.mark.parametrize("response", ["3+4=7\nA:7", "A:12\nA:59", "1+2=3\nA:03", "A:0", "5+5=10\n", "A:x"])
 def test_strict_match_reads_the_answer_like_extract_answer(response):
     from lm_eval.filters.extraction import RegexFilter
-    from genius.evaluate import read_task_yaml
+    from genius.evaluation.harness import read_task_yaml
 
     for name in ("genius_toy.yaml", "genius_toy_sampled.yaml"):
         cfg = read_task_yaml(REPO / "eval" / "genius_toy" / name)
@@ -160,7 +160,7 @@ def test_strict_match_reads_the_answer_like_extract_answer(response):
 def test_in_process_evaluation_matches_the_lm_eval_cli(toy, tmp_path):
     """The same checkpoint through `lm_eval` as a user would run it gives the same numbers.
 
-    In process, genius.evaluate hands lm-eval a preloaded model (and stops generation at the
+    In process, genius.evaluation.harness hands lm-eval a preloaded model (and stops generation at the
     tokenizer's EOS itself); the CLI loads it from disk. Both apply the chat template.
     """
     import os
@@ -225,7 +225,7 @@ def test_lora_adapter_is_evaluated_on_its_base_without_merging(toy, tmp_path):
 def test_vllm_model_args(toy, tmp_path):
     """lm-eval's VLLM arguments, built without vLLM: a full checkpoint, and a LoRA adapter
     served on its base model with the smallest LoRA slot vLLM offers that fits its rank."""
-    from genius.evaluate import vllm_model_args
+    from genius.evaluation.harness import vllm_model_args
 
     model_dir, _, _ = toy
     cfg = EvalConfig(engine="vllm", seed=3, vllm_tensor_parallel_size=2, vllm_gpu_memory_utilization=0.8)

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from genius.foresight import (
+from genius.algorithm.foresight import (
     advantage,
     exploit,
     exploit_greedy,

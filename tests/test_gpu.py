@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from train_helpers import run_until_killed, synthetic_pairs, tiny_model
 
 from genius.config import EvalConfig, ModelConfig, SamplingConfig, TrainingConfig
-from genius.train import train_round
+from genius.training.recipe import train_round
 
 pytestmark = [
     pytest.mark.gpu,
@@ -78,8 +78,8 @@ CHILD = """
 import json, sys, time
 sys.path.insert(0, {tests!r})
 from genius.config import ModelConfig, TrainingConfig
-from genius.records import PreferencePair
-from genius.train import train_round
+from genius.algorithm.records import PreferencePair
+from genius.training.recipe import train_round
 
 def track(row, step):
     print(f"STEP {{step}}", flush=True)
@@ -126,7 +126,7 @@ def probe(pairs, path: Path, n: int) -> Path:
 
 
 def test_lm_eval_hf_model_on_cuda(pairs, base, tmp_path):
-    from genius.evaluate import evaluate
+    from genius.evaluation.harness import evaluate
 
     train_round(pairs, base, tmp_path / "checkpoint", CFG.model_copy(update={"epochs": 1}), CUDA)
     test = probe(pairs, tmp_path / "test.jsonl", 8)
@@ -145,7 +145,7 @@ def test_lm_eval_hf_model_on_cuda(pairs, base, tmp_path):
 
 
 def test_diagnostics_on_cuda(pairs, base, tmp_path):
-    from genius.diagnostics import diagnose_checkpoint
+    from genius.evaluation.diagnostics import diagnose_checkpoint
 
     path = probe(pairs, tmp_path / "probe.jsonl", 8)
     cfg = EvalConfig(diagnostics_path=str(path), diagnostics_problems=8, diagnostics_samples=4)

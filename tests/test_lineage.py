@@ -14,8 +14,8 @@ import yaml
 from conftest import ROOT, git_dvc_init, run, tiny_params
 
 from genius.config import ConfigError, load_params, write_overrides
-from genius.pipeline import PipelineError, file_keys, is_library_source, render, stages, sync
-from genius.registry import Lineage, RoundEntry, read_lineage, read_registry, write_registry
+from genius.stages.pipeline import PipelineError, file_keys, is_library_source, render, stages, sync
+from genius.stages.registry import Lineage, RoundEntry, read_lineage, read_registry, write_registry
 
 
 def test_shipped_dvc_yaml_is_rendered_from_shipped_params():
@@ -41,7 +41,7 @@ def test_stages_follow_params(project):
     )
     table = stages(params, file_keys(ROOT / "params.yaml"))
     assert "toy" not in table
-    assert table["ingest"]["do"]["deps"] == ["data/q.jsonl", "genius/queries.py"]
+    assert table["ingest"]["do"]["deps"] == ["data/q.jsonl", "genius/data"]
     assert table["evaluate_base"]["deps"][:2] == ["data/test.jsonl", "eval"]
     assert table["sample"]["do"]["outs"] == ["out/${key}/samples.jsonl", "out/${key}/sampling.json"]
     # exactly the keys that decide a stage's outputs, and only those the params file writes out

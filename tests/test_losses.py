@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from genius.losses import aco_loss, calibration_weight, dpo_loss, ipo_loss, ropo_loss, sft_loss, simpo_loss
+from genius.algorithm.losses import aco_loss, calibration_weight, dpo_loss, ipo_loss, ropo_loss, sft_loss, simpo_loss
 
 POLICY_W, POLICY_L, REF_W, REF_L, BETA = -1.0, -2.0, -1.5, -1.0, 0.1
 LEN_W, LEN_L = 2.0, 4.0

@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT, git_dvc_init, run, tiny_params
 
 import tasks
-from genius.registry import read_registry
+from genius.stages.registry import read_registry
 
 EMPTY_REGISTRY = "round_list: {}\n"
 

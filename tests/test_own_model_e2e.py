@@ -14,7 +14,7 @@ import pytest
 import yaml
 from conftest import ROOT, git_dvc_init, run
 
-from genius.registry import read_lineage, read_registry
+from genius.stages.registry import read_lineage, read_registry
 
 pytestmark = [pytest.mark.e2e, pytest.mark.vllm]
 

@@ -11,7 +11,7 @@ import yaml
 from conftest import ROOT, git_dvc_init, run, tiny_params
 from transformers import AutoModelForCausalLM
 
-from genius.registry import read_registry
+from genius.stages.registry import read_registry
 
 
 @pytest.mark.e2e
@@ -56,7 +56,7 @@ def test_cli_errors_name_the_problem(project):
 
 @pytest.mark.e2e
 def test_bad_model_folders_are_one_line_errors(tmp_path):
-    from genius.engine import check_model
+    from genius.engines.transformers_engine import check_model
 
     only_config = tmp_path / "only-config"
     only_config.mkdir()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from genius.config import QueriesConfig
-from genius.queries import (
+from genius.data.queries import (
     Query,
     QueryError,
     ingest,

@@ -1,13 +1,13 @@
-"""The typed records of genius.records: JSON round trips, clear errors, and today's files read back exactly."""
+"""The typed records of genius.algorithm.records: JSON round trips, clear errors, and today's files read back exactly."""
 
 import json
 
 import pytest
 
 from genius.io import write_jsonl
-from genius.pairs import extract_pairs
-from genius.records import PreferencePair, SampleRecord
-from genius.shards import ShardStore
+from genius.algorithm.pairs import extract_pairs
+from genius.algorithm.records import PreferencePair, SampleRecord
+from genius.stages.shards import ShardStore
 
 PAIR = PreferencePair(
     query_id="q7",
@@ -33,7 +33,7 @@ TIMESTAMP = {
 }
 RECORD = SampleRecord("q7", "12+30+5", (TIMESTAMP,), (PAIR,), {"response": PAIR.chosen, "score": -0.25, "complete": True})
 
-# Written by the code before genius.records existed (M = 2, N = 2, K = 1 on test_science_options'
+# Written by the code before genius.algorithm.records existed (M = 2, N = 2, K = 1 on test_science_options'
 # scripted engine): a line of samples/batch-*.jsonl (ASCII-escaped) and the pairs.jsonl line
 # `genius pairs` made of it (UTF-8).
 SAMPLE_LINE = r'{"query_id": "q\u00e9", "query": "1+2", "timestamps": [{"k": 1, "beams": [{"prefix": "", "value": 0.0, "finished": false}], "candidates": [{"beam": 0, "step": "0\n", "rollout": "A:0", "score": 0.0, "prob": 1.0}, {"beam": 0, "step": "1\n", "rollout": "A:1", "score": -0.1, "prob": 0.0}], "selected": [0, 1], "chosen": 0, "rejected": 1}], "pairs": [{"query_id": "q\u00e9", "query": "1+2", "timestamp": 1, "chosen": "0\nA:0", "rejected": "1\nA:1", "chosen_complete": true, "rejected_complete": true, "score_chosen": 0.0, "score_rejected": -0.1, "adv_chosen": 0.0, "adv_rejected": -0.1, "same_beam": true}], "final_response": {"response": "0\nA:0", "score": 0.0, "complete": true}}'  # noqa: E501

@@ -2,7 +2,7 @@
 
 import pytest
 
-from genius.registry import RoundEntry, decide_promotion, latest_promoted, read_registry, write_registry
+from genius.stages.registry import RoundEntry, decide_promotion, latest_promoted, read_registry, write_registry
 
 
 def test_round_trip_and_validation(tmp_path):

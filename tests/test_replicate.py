@@ -8,7 +8,7 @@ import pytest
 import yaml
 from conftest import ROOT, TINY, run
 
-from genius import replicate as rep
+from genius.stages import replicate as rep
 from genius.config import ConfigError
 
 

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from genius.cli import main
-from genius.report import write_report
+from genius.stages.cli import main
+from genius.stages.report import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def metrics(r: int, gsm8k: float, math: float, diagnostics: dict | None = None) -> dict:
-    """A round's metrics.json as genius.rounds writes it after evaluating genius_reasoning."""
+    """A round's metrics.json as genius.stages.rounds writes it after evaluating genius_reasoning."""
     accuracy = {
         "genius_reasoning": (gsm8k + math) / 2,
         "genius_reasoning/gsm8k_cot": gsm8k,

@@ -18,9 +18,9 @@ import yaml
 from conftest import ROOT
 
 from genius.config import SamplingConfig, ToyConfig
-from genius.records import SampleRecord
-from genius.registry import RoundEntry, write_registry
-from genius.shards import ResumeError, ShardStore, config_diff, sampler_config
+from genius.algorithm.records import SampleRecord
+from genius.stages.registry import RoundEntry, write_registry
+from genius.stages.shards import ResumeError, ShardStore, config_diff, sampler_config
 
 NUM_QUERIES, BATCH = 40, 4  # ten batches
 

@@ -19,10 +19,10 @@ M = 2, N = 3, K = 2:
 import pytest
 
 from genius.config import SamplingConfig
-from genius.engine import Completion, EngineCost
-from genius.pairs import pair_stats
-from genius.queries import Query
-from genius.sampling import foresight_sample, prompt_ids
+from genius.engines.transformers_engine import Completion, EngineCost
+from genius.algorithm.pairs import pair_stats
+from genius.data.queries import Query
+from genius.algorithm.sampling import foresight_sample, prompt_ids
 from genius.toy.tokenizer import build_tokenizer
 
 TOKENIZER = build_tokenizer()

@@ -21,7 +21,7 @@ from conftest import ROOT, git_dvc_init, run, tiny_params
 
 import tasks
 from genius.config import ConfigError, TrainingConfig, load_params
-from genius.launch import accelerate_command
+from genius.training.launch import accelerate_command
 
 pytestmark = pytest.mark.e2e  # a local Ray cluster, accelerate launch
 
@@ -166,8 +166,8 @@ def test_killed_shard_is_retried_alone_and_resumes(ray_flow, one_process, tmp_pa
 def test_shards_split_the_batches_whatever_their_count():
     import argparse
 
-    from genius.cli import shard_arg
-    from genius.shards import shard_batches
+    from genius.stages.cli import shard_arg
+    from genius.stages.shards import shard_batches
 
     for queries, size in ((24, 2), (25, 4), (3, 64), (0, 8)):
         batches = list(range(-(-queries // size)))
@@ -280,7 +280,7 @@ def test_two_processes_train_under_accelerate_launch_on_cpu(tmp_path):
     from train_helpers import synthetic_pairs, tiny_model
     from transformers import AutoModelForCausalLM
 
-    from genius.registry import RoundEntry, write_registry
+    from genius.stages.registry import RoundEntry, write_registry
 
     tiny_model(tmp_path / "model")
     (tmp_path / "runs" / "r1").mkdir(parents=True)

@@ -21,11 +21,11 @@ import pytest
 import torch
 
 from genius.config import SamplingConfig
-from genius.engine import Completion, EngineCost
-from genius.foresight import exploit, first_unique
-from genius.losses import calibration_weight
-from genius.queries import Query
-from genius.sampling import foresight_sample
+from genius.engines.transformers_engine import Completion, EngineCost
+from genius.algorithm.foresight import exploit, first_unique
+from genius.algorithm.losses import calibration_weight
+from genius.data.queries import Query
+from genius.algorithm.sampling import foresight_sample
 from genius.toy.tokenizer import build_tokenizer
 
 TOKENIZER = build_tokenizer()

@@ -1,6 +1,6 @@
 """wandb mode resolution: offline unless a key is configured; what an evaluation logs."""
 
-from genius.rounds import eval_row
+from genius.stages.rounds import eval_row
 from genius.tracking import resolve_mode
 
 

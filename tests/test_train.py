@@ -18,7 +18,7 @@ from train_helpers import greedy_responses, memorized_model, synthetic_pairs, ti
 from transformers import AutoModelForCausalLM
 
 from genius.config import EvalConfig, ModelConfig, TrainingConfig, load_params
-from genius.train import linear_warmup_decay, train_round
+from genius.training.recipe import linear_warmup_decay, train_round
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = ModelConfig(device="cpu")
@@ -52,7 +52,7 @@ def files_digest(folder) -> dict:
 
 def pair_logps(model_path, pairs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(chosen, rejected) summed response log-probs and chosen lengths of every pair, in one forward."""
-    from genius.engine import load_model
+    from genius.engines.transformers_engine import load_model
     from genius.training.batches import collate, pair_sequences, sequence_logps, tokenize_pairs
 
     model, tokenizer = load_model(str(model_path), device="cpu")
@@ -65,7 +65,7 @@ def pair_logps(model_path, pairs) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
 
 def objective(policy, reference, pairs, cfg=CFG) -> tuple[float, float]:
     """(mean ACO loss, mean ACO + sft_weight * SFT loss) over all pairs, from the pure loss functions."""
-    from genius.losses import aco_loss, sft_loss
+    from genius.algorithm.losses import aco_loss, sft_loss
 
     chosen, rejected, lengths = pair_logps(policy, pairs)
     ref_chosen, ref_rejected, _ = pair_logps(reference, pairs)
@@ -182,7 +182,7 @@ def test_lora_checkpoint_loads_in_lm_eval(pairs, tmp_path):
     The base has learned the first 8 pairs' chosen solutions by heart, so on a test set of
     those and 4 others the accuracy is strictly between 0 and 1; the adapter's update changes
     some responses, so evaluating the base instead of the checkpoint would show."""
-    from genius.evaluate import evaluate
+    from genius.evaluation.harness import evaluate
     from genius.toy import task
 
     base = memorized_model(tmp_path / "base", pairs[:8])
@@ -233,8 +233,8 @@ def test_gradient_accumulation_matches_one_batch(pairs, base, tmp_path):
 def test_first_step_gradient_is_the_batch_mean_gradient(pairs, base, tmp_path, accumulation):
     """The logged gradient norm of step 1 (before clipping) is that of the mean loss over the
     step's 8 pairs, computed here in one plain forward: the micro-batch scaling is exact."""
-    from genius.engine import load_model
-    from genius.losses import dpo_loss, sft_loss
+    from genius.engines.transformers_engine import load_model
+    from genius.algorithm.losses import dpo_loss, sft_loss
     from genius.training.batches import collate, pair_sequences, sequence_logps, step_batches, tokenize_pairs
 
     cfg = CFG.model_copy(update={"loss": "dpo", "sft_weight": 0.5, "max_grad_norm": 1e9, "gradient_accumulation_steps": accumulation})
@@ -310,7 +310,7 @@ def test_paper_preset_has_the_papers_settings():
 
 
 def test_non_finite_training_stops_and_saves_nothing(pairs, base, tmp_path):
-    from genius.train import TrainingDiverged
+    from genius.training.recipe import TrainingDiverged
 
     # a finite but absurd learning rate: the first step blows the weights up, the second is NaN
     with pytest.raises(TrainingDiverged, match="non-finite .* no checkpoint saved"):

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from train_helpers import run_until_killed, synthetic_pairs, tiny_model
 
 from genius.config import ModelConfig, TrainingConfig
-from genius.train import train_round
+from genius.training.recipe import train_round
 
 pytestmark = pytest.mark.e2e  # a killed training run, resumed
 
@@ -26,8 +26,8 @@ CHILD = """
 import json, sys, time
 sys.path.insert(0, {tests!r})
 from genius.config import ModelConfig, TrainingConfig
-from genius.records import PreferencePair
-from genius.train import train_round
+from genius.algorithm.records import PreferencePair
+from genius.training.recipe import train_round
 
 def track(row, step):
     print(f"STEP {{step}}", flush=True)

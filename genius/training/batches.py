@@ -15,8 +15,8 @@ import random
 
 import torch
 
-from genius.records import PreferencePair
-from genius.sampling import prompt_ids
+from genius.algorithm.records import PreferencePair
+from genius.algorithm.sampling import prompt_ids
 
 Example = tuple[list[int], list[int], list[int]]  # (prompt, chosen, rejected) token ids
 

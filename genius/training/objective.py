@@ -1,7 +1,7 @@
 """The per-pair training objective chosen by `training.loss`, and what each step logs.
 
 `pair_losses` maps a batch's log-probs to per-pair losses through the pure functions of
-`genius.losses`; the step statistics are sums over pairs (so micro-batches and processes add
+`genius.algorithm.losses`; the step statistics are sums over pairs (so micro-batches and processes add
 up exactly) turned into means once per optimizer step.
 """
 
@@ -11,8 +11,8 @@ import torch
 from torch import Tensor
 
 from genius.config import TrainingConfig
-from genius.losses import aco_loss, calibration_weight, dpo_loss, ipo_loss, ropo_loss, sft_loss, simpo_loss
-from genius.records import PreferencePair
+from genius.algorithm.losses import aco_loss, calibration_weight, dpo_loss, ipo_loss, ropo_loss, sft_loss, simpo_loss
+from genius.algorithm.records import PreferencePair
 
 NEEDS_REFERENCE = {"aco", "dpo", "ipo", "ropo"}  # SimPO and SFT are reference-free
 STATS = (

@@ -17,14 +17,14 @@ from typing import Callable
 
 
 from genius.config import Params
-from genius.engine import build_engine, check_model
-from genius.pipeline import is_library_source
+from genius.engines.transformers_engine import build_engine, check_model
+from genius.stages.pipeline import is_library_source
 from genius.io import read_jsonl, write_json, write_jsonl
-from genius.pairs import extract_pairs
-from genius.queries import ingest, read_queries
-from genius.records import PreferencePair
-from genius.registry import read_registry
-from genius.shards import (
+from genius.algorithm.pairs import extract_pairs
+from genius.data.queries import ingest, read_queries
+from genius.algorithm.records import PreferencePair
+from genius.stages.registry import read_registry
+from genius.stages.shards import (
     ShardStore,
     batch_members,
     config_hash,
@@ -170,7 +170,7 @@ def run_pairs(params: Params, r: int, log: Log = print) -> dict:
 
 
 def run_train(params: Params, r: int, log: Log = print, track=None) -> dict:
-    from genius.train import train_round  # keeps `genius ingest` and friends light
+    from genius.training.recipe import train_round  # keeps `genius ingest` and friends light
 
     paths = round_paths(params, r)
     pairs = [PreferencePair.from_json(row) for row in read_jsonl(require(paths.pairs, "pairs", r))]
@@ -186,8 +186,8 @@ def run_train(params: Params, r: int, log: Log = print, track=None) -> dict:
 
 def run_evaluate(params: Params, r: int, log: Log = print) -> dict:
     """Score round r's checkpoint (r = 0: the base model) and write the round's metrics.json."""
-    from genius.evaluate import evaluate  # lm-eval costs seconds to import
-    from genius.report import write_report
+    from genius.evaluation.harness import evaluate  # lm-eval costs seconds to import
+    from genius.stages.report import write_report
 
     paths = round_paths(params, r)
     model = params.model.path if r == 0 else str(require(paths.checkpoint, "train", r))
@@ -196,8 +196,8 @@ def run_evaluate(params: Params, r: int, log: Log = print) -> dict:
     result = evaluate(model, params.eval, params.model, pool=params.queries.paths)  # a generated test set leaves the pool out
     write_jsonl(paths.eval_samples, ({"task": t, **s} for t, rows in result.pop("samples").items() for s in rows))
     metrics = {"round": r, "model": model, **result}
-    if params.eval.diagnostics:  # does the self-reward still track correctness? (genius.diagnostics)
-        from genius.diagnostics import diagnose_checkpoint
+    if params.eval.diagnostics:  # does the self-reward still track correctness? (genius.evaluation.diagnostics)
+        from genius.evaluation.diagnostics import diagnose_checkpoint
 
         diagnostics = diagnose_checkpoint(model, params.eval, params.model, params.sampling, pool=params.queries.paths)
     else:

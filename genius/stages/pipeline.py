@@ -30,7 +30,7 @@ import yaml
 
 from genius.config import SPEED_ONLY, ConfigError, Params
 from genius.io import write_atomic
-from genius.registry import Lineage, RoundEntry, read_lineage, read_registry, write_registry
+from genius.stages.registry import Lineage, RoundEntry, read_lineage, read_registry, write_registry
 
 HEADER = """\
 # Written by `genius pipeline` from params.yaml and {registry}: do not edit by hand, edit
@@ -126,7 +126,7 @@ def stages(params: Params, present: set[str]) -> dict:
         table["toy"] = {"cmd": "genius toy", "deps": ["genius/toy"], "params": keys(params, present, "toy"), "outs": [params.toy.out_dir]}
     table["evaluate_base"] = {
         "cmd": "genius evaluate --round 0",
-        "deps": [*model, *eval_files, "genius/evaluate.py", "genius/diagnostics.py"],
+        "deps": [*model, *eval_files, "genius/evaluation"],
         "params": keys(params, present, "model", "eval", "sampling"),  # sampling: the diagnostics re-run the round's foresight sampling
         "outs": [f"{runs}/base/eval_samples.jsonl", f"{runs}/base/diagnostics.json"],
         "metrics": [f"{runs}/base/metrics.json"],
@@ -134,7 +134,7 @@ def stages(params: Params, present: set[str]) -> dict:
     per_round = {
         "ingest": {
             "cmd": "genius ingest --round ${item.round}",
-            "deps": [*_local_files(params, *params.queries.paths), "genius/queries.py"],
+            "deps": [*_local_files(params, *params.queries.paths), "genius/data"],
             "params": keys(params, present, "queries"),
             "outs": [f"{round_dir}/queries.jsonl", f"{round_dir}/ingest_report.json"],
         },
@@ -143,19 +143,21 @@ def stages(params: Params, present: set[str]) -> dict:
             "deps": [
                 "${item.policy}",
                 f"{round_dir}/queries.jsonl",
-                *(f"genius/{m}.py" for m in ("sampling", "foresight", "engine", "vllm_engine", "shards")),
+                "genius/algorithm",
+                "genius/engines",
+                "genius/stages/shards.py",
             ],
             "params": keys(params, present, "model", "sampling"),
             "outs": [f"{round_dir}/samples.jsonl", f"{round_dir}/sampling.json"],
         },
         "pairs": {
             "cmd": "genius pairs --round ${item.round}",
-            "deps": [f"{round_dir}/samples.jsonl", "genius/pairs.py"],
+            "deps": [f"{round_dir}/samples.jsonl", "genius/algorithm/pairs.py", "genius/algorithm/records.py"],
             "outs": [f"{round_dir}/pairs.jsonl", f"{round_dir}/pairs.json"],
         },
         "train": {
             "cmd": "genius train --round ${item.round}",
-            "deps": ["${item.policy}", f"{round_dir}/pairs.jsonl", "genius/train.py", "genius/training", "genius/losses.py", "genius/launch.py"],
+            "deps": ["${item.policy}", f"{round_dir}/pairs.jsonl", "genius/training", "genius/algorithm/losses.py", "genius/algorithm/records.py"],
             "params": keys(params, present, "model", "training"),
             "outs": [f"{round_dir}/checkpoint", f"{round_dir}/train.json", f"{round_dir}/train_steps.jsonl"],
         },
@@ -164,8 +166,7 @@ def stages(params: Params, present: set[str]) -> dict:
             "deps": [
                 f"{round_dir}/checkpoint",
                 *eval_files,
-                "genius/evaluate.py",
-                "genius/diagnostics.py",
+                "genius/evaluation",
                 *(f"{round_dir}/{name}" for name in ("ingest_report.json", "sampling.json", "pairs.json", "train.json")),
             ],
             "params": keys(params, present, "model", "eval", "sampling"),

@@ -2,7 +2,7 @@
 
 Genius self-trains on queries alone, no answers. They come from JSON Lines, JSON, CSV or
 Parquet files, a folder saved by `datasets`, a hub dataset (`hf:<name>[:<split>]`), or a
-reasoning-gym generator (`reasoning_gym:<dataset>?size=N&seed=S&...`, genius.reasoning_gym:
+reasoning-gym generator (`reasoning_gym:<dataset>?size=N&seed=S&...`, genius.data.reasoning_gym:
 its questions only, never its answers).
 Each text is normalised and deduplicated, so a query written twice (extra spaces, a
 decomposed accent) is sampled once. A bad row is dropped with a reason and where it was,
@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from genius import reasoning_gym
+from genius.data import reasoning_gym
 from genius.config import QueriesConfig
 from genius.io import write_atomic, write_json
 

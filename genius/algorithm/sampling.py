@@ -4,10 +4,10 @@ All queries of a batch advance together, timestamp by timestamp, with one engine
 timestamp: it samples N candidate steps for every live beam of every query and rolls each
 out to the end of the response (no rollouts with the `step` score: no look-ahead). The
 decisions in between (scores, F_k, exploration, exploitation, advantages) are the pure
-functions of `genius.foresight`; `selection: greedy` swaps the draws for top-M and
+functions of `genius.algorithm.foresight`; `selection: greedy` swaps the draws for top-M and
 best-vs-worst (the paper's "w/o sampling" ablation).
 
-Each query yields one provenance record (`genius.records.SampleRecord`): every timestamp's
+Each query yields one provenance record (`genius.algorithm.records.SampleRecord`): every timestamp's
 beams, candidates, scores, probabilities and selections, its preference pairs
 (x, T_w, A_w, T_l, A_l), and the final response.
 """
@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from genius.config import SamplingConfig
-from genius.engine import Completion, Continuation, Engine
-from genius.foresight import (
+from genius.engines.transformers_engine import Completion, Continuation, Engine
+from genius.algorithm.foresight import (
     advantage,
     exploit,
     exploit_greedy,
@@ -34,8 +34,8 @@ from genius.foresight import (
     foresight_distribution,
     foresight_score,
 )
-from genius.queries import Query
-from genius.records import PreferencePair, SampleRecord
+from genius.data.queries import Query
+from genius.algorithm.records import PreferencePair, SampleRecord
 
 
 @dataclass
@@ -109,7 +109,7 @@ def foresight_sample_batches(
 ) -> Iterator[list[SampleRecord]]:
     """Yield the records of each batch of `cfg.batch_queries` queries, in input order.
 
-    A batch is the unit of resumable sampling (`genius.shards`): its engine draws are
+    A batch is the unit of resumable sampling (`genius.stages.shards`): its engine draws are
     seeded by its first query's id, not its position, so a resumed run that skips finished
     batches samples the remaining ones exactly as an uninterrupted run would.
     """

@@ -28,7 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from genius.config import ConfigError, load_params, read_yaml, validate
-from genius.registry import RoundEntry, write_registry
+from genius.stages.registry import RoundEntry, write_registry
 
 STAGES = ("ingest", "sample", "pairs", "train", "evaluate")
 SEEDED = ("sampling.seed", "training.seed", "eval.seed", "queries.shuffle_seed")  # what a seed changes

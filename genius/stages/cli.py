@@ -24,9 +24,9 @@ import argparse
 import os
 import sys
 
-from genius import launch
+from genius.training import launch
 from genius.config import ConfigError, load_params, write_overrides
-from genius.queries import QueryError
+from genius.data.queries import QueryError
 
 
 def log(message: str) -> None:
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     if args.command == "import-model":  # needs no params file
-        from genius import models
+        from genius.engines import gguf as models
 
         try:
             gguf = models.packaged_gguf(args.package) if args.package else args.gguf
@@ -114,13 +114,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"genius import-model: error: {e}", file=sys.stderr)
             return 2
         return 0
-    from genius import rounds  # after parsing: --help stays instant
+    from genius.stages import rounds  # after parsing: --help stays instant
 
     try:
         if args.command == "pipeline":
-            from genius.pipeline import sync
+            from genius.stages.pipeline import sync
 
-            from genius.pipeline import file_keys
+            from genius.stages.pipeline import file_keys
 
             params = load_params(args.params, args.set)
             present = file_keys(args.params) | {item.partition("=")[0].strip() for item in args.set}
@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         params = load_params(args.params, args.set)
         if args.command != "report":
-            from genius.pipeline import check_current
+            from genius.stages.pipeline import check_current
 
             check_current(params)  # the registry's lineage and, under DVC, dvc.yaml match the params
         if args.command == "toy":
@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
         elif args.command == "train":
             from genius.tracking import wandb_run
 
-            from genius.train import TrainingDiverged
+            from genius.training.recipe import TrainingDiverged
 
             try:
                 with wandb_run(params.tracking, f"round-{args.round}", params.model_dump(), params.rounds.runs_dir) as track:
@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
                 if track:
                     track(rounds.eval_row(metrics), args.round)
         elif args.command == "report":
-            from genius.report import write_report
+            from genius.stages.report import write_report
 
             print(write_report(params.rounds.runs_dir, params.rounds.num_rounds))
     except (ConfigError, QueryError, FileNotFoundError) as e:

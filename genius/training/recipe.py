@@ -32,9 +32,9 @@ from typing import Callable
 import torch
 
 from genius.config import ModelConfig, TrainingConfig
-from genius.engine import load_model
+from genius.engines.transformers_engine import load_model
 from genius.io import stable_hash
-from genius.records import PreferencePair
+from genius.algorithm.records import PreferencePair
 from genius.threads import torch_threads
 from genius.training.batches import collate, micro_batches, pair_sequences, sequence_logps, step_batches, tokenize_pairs
 from genius.training.objective import NEEDS_REFERENCE, pair_losses, stat_means, stat_sums, w_distribution

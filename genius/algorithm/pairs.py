@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from genius.io import read_jsonl, write_jsonl
-from genius.records import PreferencePair, SampleRecord
+from genius.algorithm.records import PreferencePair, SampleRecord
 
 
 def pair_stats(pairs: list[PreferencePair], num_queries: int) -> dict:

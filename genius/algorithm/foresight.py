@@ -5,7 +5,7 @@ turn the scores into the re-sampling distribution F_k, explore (draw the next be
 F_k), exploit (pick the positive and negative of this timestamp's pair) and compute
 advantages. The paper's two sampling ablations (Table 3) are here too: no foresight
 (`step` score) and no sampling (`explore_greedy`, `exploit_greedy`). No model here:
-`genius.sampling` feeds these functions the engine's log-probs.
+`genius.algorithm.sampling` feeds these functions the engine's log-probs.
 """
 
 from __future__ import annotations

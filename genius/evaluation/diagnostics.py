@@ -11,13 +11,13 @@ above wrong ones:
   correctness, an exact expectation) and against the greedy response; pass@n. best-of-n
   minus greedy is the headroom label-free selection can at most distil (docs/ALGORITHM.md
   section 4).
-- step level: the round's own foresight re-sampling (`genius.sampling`, `sampling` section)
+- step level: the round's own foresight re-sampling (`genius.algorithm.sampling`, `sampling` section)
   on the probe problems. Each candidate step's foresight score f against whether its
   trajectory (beam prefix + step + rollout) ends in the right answer: AUROC, and how often
   the top-scored candidate (the positive T_w) is right against an average candidate.
 
 The numbers are pure functions of scores and labels (`auroc`, `response_level`,
-`step_level`); `diagnose` does the sampling with `genius.engine.TransformersEngine`.
+`step_level`); `diagnose` does the sampling with `genius.engines.transformers_engine.TransformersEngine`.
 
 The probe is a JSONL file, or a `reasoning_gym:` spec (`eval.diagnostics_answer:
 reasoning_gym`): then it is the very test set of the genius_rg tasks (the spec's problems
@@ -36,9 +36,9 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from genius import reasoning_gym
+from genius.data import reasoning_gym
 from genius.config import ConfigError, EvalConfig, ModelConfig, SamplingConfig
-from genius.records import SampleRecord
+from genius.algorithm.records import SampleRecord
 from genius.threads import torch_threads
 
 NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
@@ -130,7 +130,7 @@ def read_answer(response: str, mode: str) -> str | None:
     toy: the number after the last `A:` (genius.toy.task.extract_answer); last_number: the
     last number anywhere, thousands separators dropped ("1,000" -> "1000", "2.50" -> "2.5");
     reasoning_gym: the text after the last `Answer:`, else the last number
-    (genius.reasoning_gym.extract_answer).
+    (genius.data.reasoning_gym.extract_answer).
     """
     if mode == "toy":
         from genius.toy.task import extract_answer
@@ -202,9 +202,9 @@ def diagnose(
     Returns {"summary": flat numbers for metrics.json, "problems": per-problem scores and
     correctness for inspection}.
     """
-    from genius.engine import TransformersEngine
-    from genius.queries import Query
-    from genius.sampling import foresight_sample, prompt_ids
+    from genius.engines.transformers_engine import TransformersEngine
+    from genius.data.queries import Query
+    from genius.algorithm.sampling import foresight_sample, prompt_ids
 
     start = time.perf_counter()
     engine = TransformersEngine(model, tokenizer, sampling.max_batch_sequences)
@@ -251,7 +251,7 @@ def diagnose_checkpoint(
 
     `pool` is `queries.paths`: required when the probe is a `reasoning_gym:` spec.
     """
-    from genius.evaluate import load_for_eval
+    from genius.evaluation.harness import load_for_eval
 
     base_dir = Path(base_dir)
     source, limit = eval_cfg.diagnostics_path or eval_cfg.test_path, eval_cfg.diagnostics_problems

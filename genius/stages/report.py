@@ -11,7 +11,7 @@ import csv
 import json
 from pathlib import Path
 
-# (metrics.json diagnostics key, column title), as genius.diagnostics names them
+# (metrics.json diagnostics key, column title), as genius.evaluation.diagnostics names them
 SIGNAL = [
     ("response_auroc", "response AUROC"),
     ("step_auroc", "step AUROC"),
@@ -95,7 +95,7 @@ def _signal_cell(key: str, value) -> str:
 
 
 def signal_table(rows: list[dict]) -> str | None:
-    """The self-reward diagnostics per round (genius.diagnostics); None when no round has them."""
+    """The self-reward diagnostics per round (genius.evaluation.diagnostics); None when no round has them."""
     rows = [m for m in rows if m.get("diagnostics")]
     if not rows:
         return None

@@ -7,7 +7,7 @@ process: it runs
         [--main_process_ip IP] --main_process_port PORT -m genius --params ... train --round R
 
 and returns its exit code. Each of the P processes (P / N per node, one per GPU) runs the
-trainer (`genius.train`), which takes the world size from accelerate; `training.batch_size`
+trainer (`genius.training.recipe`), which takes the world size from accelerate; `training.batch_size`
 stays the global batch whatever P. Node 0 is where the flow, or DVC, runs `genius train`;
 on node k > 0 run `genius train --round R --machine-rank k` with the same params and the
 same `runs/` (a shared filesystem: every process reads the pairs and rank 0 writes the

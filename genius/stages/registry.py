@@ -7,7 +7,7 @@ decision after evaluating it. A round that made the model worse stays in the reg
 marked, and the next round starts from the last good checkpoint.
 
 The registry also records its lineage: the model it self-trains and the runs folder its
-rounds write to (genius/pipeline.py refuses to switch either under rounds already done).
+rounds write to (genius/stages/pipeline.py refuses to switch either under rounds already done).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The vLLM backend of the engine interface (`sampling.engine: vllm`), on a GPU or on a CPU.
 
-Same contract as `genius.engine.TransformersEngine`: token-id prompts in, `n` Completions per
+Same contract as `genius.engines.transformers_engine.TransformersEngine`: token-id prompts in, `n` Completions per
 prompt out, each with the policy's per-token log-probs at temperature 1 and a finish reason
 (stop / eos / length), rollouts attached as `continuation`. vLLM is imported inside the
 class, never at module import: the library and its tests do without it. On a CPU it is the
@@ -63,7 +63,7 @@ import torch
 from transformers import AutoTokenizer
 
 from genius.config import ConfigError
-from genius.engine import Completion, Continuation, EngineCost, FinishReason, stop_token_mask
+from genius.engines.transformers_engine import Completion, Continuation, EngineCost, FinishReason, stop_token_mask
 
 CPU_KV_CACHE_GIB = 2.0  # the KV cache on a CPU unless set: ~46K tokens of SmolLM2 in fp32
 
