@@ -19,8 +19,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from genius.io import read_jsonl  # noqa: E402
 from genius.algorithm.records import PreferencePair, SampleRecord  # noqa: E402
+from genius.io import read_jsonl  # noqa: E402
 
 ALPHAS = [1.0, 0.1, 0.03, 0.01, 0.003]
 

@@ -37,10 +37,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from genius.config import SamplingConfig, ToyConfig  # noqa: E402
-from genius.engines.transformers_engine import TransformersEngine, load_model  # noqa: E402
-from genius.data.queries import Query  # noqa: E402
 from genius.algorithm.sampling import foresight_sample  # noqa: E402
+from genius.config import SamplingConfig, ToyConfig  # noqa: E402
+from genius.data.queries import Query  # noqa: E402
+from genius.engines.loading import load_model  # noqa: E402
+from genius.engines.transformers_engine import TransformersEngine  # noqa: E402
 from genius.toy import task  # noqa: E402
 
 

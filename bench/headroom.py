@@ -32,9 +32,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from genius.evaluation.diagnostics import response_level
-    from genius.engines.transformers_engine import TransformersEngine, load_model
     from genius.algorithm.sampling import prompt_ids
+    from genius.engines.loading import load_model
+    from genius.engines.transformers_engine import TransformersEngine
+    from genius.evaluation.diagnostics import response_level
     from genius.toy.task import extract_answer
 
     with open(args.test) as f:

@@ -42,10 +42,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from genius.config import SamplingConfig, load_params  # noqa: E402
-from genius.engines.transformers_engine import TransformersEngine, load_model  # noqa: E402
-from genius.data.queries import Query, read_queries  # noqa: E402
 from genius.algorithm.sampling import foresight_sample, prompt_ids  # noqa: E402
+from genius.config import SamplingConfig, load_params  # noqa: E402
+from genius.data.queries import Query, read_queries  # noqa: E402
+from genius.engines.loading import load_model  # noqa: E402
+from genius.engines.transformers_engine import TransformersEngine  # noqa: E402
 
 FALLBACK_TOY = Path("/tmp/genius-bench-toy")
 clock = time.process_time  # --clock wall: time.perf_counter

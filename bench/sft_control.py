@@ -24,10 +24,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from flows.replicate import prepare, run_stage  # noqa: E402
+from genius.algorithm.records import PreferencePair  # noqa: E402
 from genius.config import load_params  # noqa: E402
 from genius.io import read_jsonl, write_jsonl  # noqa: E402
-from genius.algorithm.records import PreferencePair  # noqa: E402
-from genius.stages.replicate import Arm, arm_dir, load_plan, mean_se, overrides, prepare, run_stage  # noqa: E402
+from genius.stages.replicate import Arm, arm_dir, load_plan, mean_se, overrides  # noqa: E402
 from genius.toy.task import extract_answer  # noqa: E402
 
 TASKS = ("genius_toy", "genius_toy_sampled")
@@ -41,8 +42,9 @@ def random_positives(plan, seed: int, pairs: list[PreferencePair]) -> list[Prefe
     """The pairs with each `chosen` replaced by a fresh base-model sample for its query."""
     import torch
 
-    from genius.engines.transformers_engine import TransformersEngine, load_model
     from genius.algorithm.sampling import prompt_ids
+    from genius.engines.loading import load_model
+    from genius.engines.transformers_engine import TransformersEngine
 
     params = load_params(plan.params, overrides(plan, seed, None))
     model, tokenizer = load_model(params.model.path, device="cpu")

@@ -22,8 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from flows.replicate import run_arm, stage_done  # noqa: E402
 from genius.config import load_params  # noqa: E402
-from genius.stages.replicate import arm_dir, load_plan, overrides, run_arm, stage_done, summarise, table  # noqa: E402
+from genius.stages.replicate import arm_dir, load_plan, overrides, summarise, table  # noqa: E402
 
 TASKS = {"genius_toy": "greedy", "genius_toy_sampled": "T=1.0"}
 
@@ -32,8 +33,9 @@ def engine_accuracy(model_path: str, test_path: str, seed: int, limit: int | Non
     """Greedy and T=1.0 accuracy of one sample per test problem."""
     import torch
 
-    from genius.engines.transformers_engine import TransformersEngine, load_model
     from genius.algorithm.sampling import prompt_ids
+    from genius.engines.loading import load_model
+    from genius.engines.transformers_engine import TransformersEngine
     from genius.toy.task import extract_answer
 
     rows = [json.loads(line) for line in open(test_path)][:limit]

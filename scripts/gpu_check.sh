@@ -123,7 +123,7 @@ step_imports() {
     py - <<'EOF'
 import importlib.metadata as md, sys
 import genius.stages.cli, genius.stages.rounds, genius.stages.pipeline, genius.training.launch, genius.tracking  # the CLI's paths
-import genius.training.recipe, genius.evaluation.harness, genius.evaluation.diagnostics, genius.algorithm.sampling
+import genius.training.recipe, genius.evaluation.harness, genius.evaluation.tasks, genius.evaluation.diagnostics, genius.algorithm.sampling
 from lm_eval.models.huggingface import HFLM  # noqa: F401 (what eval.engine: hf builds)
 import datasets, peft, accelerate  # noqa: F401
 for name in ("torch", "transformers", "peft", "accelerate", "lm_eval", "datasets", "tokenizers", "safetensors", "huggingface_hub", "pyarrow", "deepspeed"):

@@ -9,7 +9,7 @@
 # sacrebleu, sympy, pytest. What the check's paths import beyond that (read off sys.modules after a
 # LoRA training, an lm-eval run on the toy tasks and the diagnostics, with genius.stages.cli, rounds,
 # pipeline, launch and tracking imported):
-#   lm-eval           genius/evaluation/harness.py (lazy: imported when a stage evaluates)
+#   lm-eval           genius/evaluation/harness.py, tasks.py (lazy: imported when a stage evaluates)
 #   datasets          lm-eval's task loading (top-level import of lm_eval.api.task)
 #   dill, multiprocess  datasets' hashing and map workers (top-level imports of datasets)
 #   transformers 5.24 pyproject's lower bound ("verified together"); the image has 5.17. Its own

@@ -12,9 +12,17 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from genius.config import EvalConfig, ModelConfig, SamplingConfig
-from genius.evaluation.diagnostics import auroc, diagnose, diagnose_checkpoint, is_right, read_answer, response_level, step_level
 from genius.algorithm.records import SampleRecord
+from genius.config import EvalConfig, ModelConfig, SamplingConfig
+from genius.evaluation.diagnostics import (
+    auroc,
+    diagnose,
+    diagnose_checkpoint,
+    is_right,
+    read_answer,
+    response_level,
+    step_level,
+)
 from genius.toy import task
 from genius.toy.tokenizer import build_tokenizer
 

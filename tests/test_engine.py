@@ -10,7 +10,8 @@ import pytest
 import torch
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-from genius.engines.transformers_engine import Continuation, TransformersEngine, plan_batches
+from genius.engines.base import Continuation
+from genius.engines.transformers_engine import TransformersEngine, plan_batches
 from genius.toy.tokenizer import build_tokenizer
 
 TOKENIZER = build_tokenizer()

@@ -21,7 +21,8 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from genius.config import EvalConfig, ModelConfig
-from genius.evaluation.harness import evaluate, make_task_manager, run_tasks
+from genius.evaluation.harness import evaluate
+from genius.evaluation.tasks import make_task_manager, run_tasks
 
 pytestmark = pytest.mark.e2e  # lm-eval task loading
 

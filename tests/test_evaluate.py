@@ -16,7 +16,8 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from genius.config import EvalConfig, ModelConfig
-from genius.evaluation.harness import EvaluationError, evaluate
+from genius.evaluation.harness import evaluate
+from genius.evaluation.tasks import EvaluationError
 from genius.toy import task
 from genius.toy.tokenizer import build_tokenizer
 
@@ -146,7 +147,8 @@ def test_missing_metric_is_a_clear_error(toy):
 @pytest.mark.parametrize("response", ["3+4=7\nA:7", "A:12\nA:59", "1+2=3\nA:03", "A:0", "5+5=10\n", "A:x"])
 def test_strict_match_reads_the_answer_like_extract_answer(response):
     from lm_eval.filters.extraction import RegexFilter
-    from genius.evaluation.harness import read_task_yaml
+
+    from genius.evaluation.tasks import read_task_yaml
 
     for name in ("genius_toy.yaml", "genius_toy_sampled.yaml"):
         cfg = read_task_yaml(REPO / "eval" / "genius_toy" / name)

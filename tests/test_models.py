@@ -11,8 +11,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from genius.stages.cli import main
 from genius.engines.gguf import ModelImportError, _replace_dir, default_out, import_model, packaged_gguf
+from genius.stages.cli import main
 
 PROMPT = [{"role": "user", "content": "Calculate 12 + 30.\nGive the final answer on the last line, as: Answer: <answer>"}]
 

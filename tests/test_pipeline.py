@@ -56,7 +56,7 @@ def test_cli_errors_name_the_problem(project):
 
 @pytest.mark.e2e
 def test_bad_model_folders_are_one_line_errors(tmp_path):
-    from genius.engines.transformers_engine import check_model
+    from genius.engines.loading import check_model
 
     only_config = tmp_path / "only-config"
     only_config.mkdir()

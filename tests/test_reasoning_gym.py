@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from genius.data import reasoning_gym as rg
 from genius.config import ConfigError, EvalConfig, ModelConfig, QueriesConfig, SamplingConfig
-from genius.evaluation.diagnostics import diagnose_checkpoint, generated_probe, judge, read_answer
-from genius.evaluation.harness import EvaluationError, evaluate
+from genius.data import reasoning_gym as rg
 from genius.data.queries import QueryError, ingest, load_pool
+from genius.evaluation.diagnostics import diagnose_checkpoint, generated_probe, judge, read_answer
+from genius.evaluation.harness import evaluate
+from genius.evaluation.tasks import EvaluationError
 
 ARITH = "reasoning_gym:basic_arithmetic?size={size}&seed={seed}&min_terms=2&max_terms=3"
 POOL = ARITH.format(size=2000, seed=1)
@@ -214,7 +215,7 @@ def test_generated_test_set_needs_its_pool():
 
 def test_task_scores_hand_made_responses():
     """The genius_rg task as lm-eval builds it: its filter then its process_results, no model."""
-    from genius.evaluation.harness import make_task_manager, task_metadata
+    from genius.evaluation.tasks import make_task_manager, task_metadata
 
     metadata = task_metadata(EVAL.test_path, REPO, [POOL, "runs/toy/queries.jsonl"])
     assert metadata == {"test_path": EVAL.test_path, "pool": [POOL]}

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from genius.io import write_jsonl
 from genius.algorithm.pairs import extract_pairs
 from genius.algorithm.records import PreferencePair, SampleRecord
+from genius.io import write_jsonl
 from genius.stages.shards import ShardStore
 
 PAIR = PreferencePair(

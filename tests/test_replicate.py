@@ -8,8 +8,9 @@ import pytest
 import yaml
 from conftest import ROOT, TINY, run
 
-from genius.stages import replicate as rep
+from flows import replicate as flow
 from genius.config import ConfigError
+from genius.stages import replicate as rep
 
 
 def test_mean_se_by_hand():
@@ -66,12 +67,12 @@ def test_bad_plans_name_the_key(tmp_path, arms, top, message):
 
 def test_an_arm_is_params_overrides_per_seed(tmp_path):
     plan = rep.load_plan(plan_file(tmp_path, {"genius": {"rounds": 2}, "dpo": {"pairs_from": "genius", "set": {"training.loss": "dpo"}}}, seeds=[3]))
-    cmd = rep.command(plan, 3, plan.arm("dpo"), "train", 1)
+    cmd = flow.command(plan, 3, plan.arm("dpo"), "train", 1)
     assert cmd[-3:] == ["train", "--round", "1"]
     sets = dict(cmd[i + 1].split("=", 1) for i, c in enumerate(cmd) if c == "-S")
     assert sets["training.loss"] == "dpo" and sets["sampling.seed"] == "3" and sets["training.seed"] == "3"
     assert sets["rounds.runs_dir"] == str(tmp_path / "out" / "seed3" / "dpo")
-    rep.prepare(plan, 3, plan.arm("genius"), "base-model")
+    flow.prepare(plan, 3, plan.arm("genius"), "base-model")
     registry = yaml.safe_load((tmp_path / "out" / "seed3" / "genius" / "rounds.yaml").read_text())["round_list"]
     assert registry["r1"]["policy"] == "base-model"
     assert registry["r2"]["policy"] == str(tmp_path / "out" / "seed3" / "genius" / "r1" / "checkpoint")

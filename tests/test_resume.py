@@ -17,8 +17,8 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from genius.config import SamplingConfig, ToyConfig
 from genius.algorithm.records import SampleRecord
+from genius.config import SamplingConfig, ToyConfig
 from genius.stages.registry import RoundEntry, write_registry
 from genius.stages.shards import ResumeError, ShardStore, config_diff, sampler_config
 

@@ -18,11 +18,11 @@ M = 2, N = 3, K = 2:
 
 import pytest
 
-from genius.config import SamplingConfig
-from genius.engines.transformers_engine import Completion, EngineCost
 from genius.algorithm.pairs import pair_stats
-from genius.data.queries import Query
 from genius.algorithm.sampling import foresight_sample, prompt_ids
+from genius.config import SamplingConfig
+from genius.data.queries import Query
+from genius.engines.base import Completion, EngineCost
 from genius.toy.tokenizer import build_tokenizer
 
 TOKENIZER = build_tokenizer()

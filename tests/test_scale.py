@@ -166,14 +166,20 @@ def test_killed_shard_is_retried_alone_and_resumes(ray_flow, one_process, tmp_pa
 def test_shards_split_the_batches_whatever_their_count():
     import argparse
 
+    from genius.algorithm.sampling import cut_batches
     from genius.stages.cli import shard_arg
-    from genius.stages.shards import shard_batches
+    from genius.stages.shards import shard_plan
 
-    for queries, size in ((24, 2), (25, 4), (3, 64), (0, 8)):
-        batches = list(range(-(-queries // size)))
-        for count in range(1, 6):  # every batch in exactly one shard
-            assert sorted(b for s in range(count) for b in shard_batches(queries, size, s, count)) == batches
-    assert shard_batches(24, 2, 1, 4) == [1, 5, 9]
+    for num_queries, size in ((24, 2), (25, 4), (3, 64), (0, 8)):
+        queries = list(range(num_queries))
+        batches = cut_batches(queries, size)
+        assert [len(b) for b in batches] == [size] * (num_queries // size) + ([num_queries % size] if num_queries % size else [])
+        for count in range(1, 6):  # every batch in exactly one shard, whole
+            plans = [shard_plan(queries, size, s, count) for s in range(count)]
+            assert sorted(b for plan in plans for b in plan) == list(range(len(batches)))
+            assert sorted(q for plan in plans for batch in plan.values() for q in batch) == queries
+    assert list(shard_plan(list(range(24)), 2, 1, 4)) == [1, 5, 9]
+    assert shard_plan(list(range(24)), 2, 1, 4)[5] == [10, 11]
     assert shard_arg("1/4") == (1, 4)
     for bad in ("4/4", "1", "-1/4", "a/b"):
         with pytest.raises(argparse.ArgumentTypeError, match="expected I/S with 0 <= I < S"):

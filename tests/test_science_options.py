@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 import torch
 
-from genius.config import SamplingConfig
-from genius.engines.transformers_engine import Completion, EngineCost
 from genius.algorithm.foresight import exploit, first_unique
 from genius.algorithm.losses import calibration_weight
-from genius.data.queries import Query
 from genius.algorithm.sampling import foresight_sample
+from genius.config import SamplingConfig
+from genius.data.queries import Query
+from genius.engines.base import Completion, EngineCost
 from genius.toy.tokenizer import build_tokenizer
 
 TOKENIZER = build_tokenizer()

@@ -52,7 +52,7 @@ def files_digest(folder) -> dict:
 
 def pair_logps(model_path, pairs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(chosen, rejected) summed response log-probs and chosen lengths of every pair, in one forward."""
-    from genius.engines.transformers_engine import load_model
+    from genius.engines.loading import load_model
     from genius.training.batches import collate, pair_sequences, sequence_logps, tokenize_pairs
 
     model, tokenizer = load_model(str(model_path), device="cpu")
@@ -233,8 +233,8 @@ def test_gradient_accumulation_matches_one_batch(pairs, base, tmp_path):
 def test_first_step_gradient_is_the_batch_mean_gradient(pairs, base, tmp_path, accumulation):
     """The logged gradient norm of step 1 (before clipping) is that of the mean loss over the
     step's 8 pairs, computed here in one plain forward: the micro-batch scaling is exact."""
-    from genius.engines.transformers_engine import load_model
     from genius.algorithm.losses import dpo_loss, sft_loss
+    from genius.engines.loading import load_model
     from genius.training.batches import collate, pair_sequences, sequence_logps, step_batches, tokenize_pairs
 
     cfg = CFG.model_copy(update={"loss": "dpo", "sft_weight": 0.5, "max_grad_norm": 1e9, "gradient_accumulation_steps": accumulation})

@@ -14,8 +14,8 @@ from train_helpers import synthetic_pairs, tiny_model
 
 trl = pytest.importorskip("trl", reason="TRL is not installed: `pip install -e '.[dev]'` brings it")
 
-from genius.engines.transformers_engine import load_model  # noqa: E402
 from genius.algorithm.losses import aco_loss  # noqa: E402
+from genius.engines.loading import load_model  # noqa: E402
 from genius.training.batches import collate, pair_sequences, sequence_logps, tokenize_pairs  # noqa: E402
 
 pytestmark = pytest.mark.e2e  # TRL trainer against ours

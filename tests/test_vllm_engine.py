@@ -29,10 +29,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from genius.config import ConfigError, ModelConfig, SamplingConfig, ToyConfig
-from genius.engines.transformers_engine import Continuation, TransformersEngine, build_engine, eos_ids, load_model, stop_token_mask
-from genius.data.queries import Query
 from genius.algorithm.sampling import foresight_sample, prompt_ids
+from genius.config import ConfigError, ModelConfig, SamplingConfig, ToyConfig
+from genius.data.queries import Query
+from genius.engines import build_engine
+from genius.engines.base import Continuation, stop_token_mask
+from genius.engines.loading import load_model
+from genius.engines.transformers_engine import TransformersEngine, eos_ids
 from genius.toy import task
 from genius.toy.tokenizer import build_tokenizer
 

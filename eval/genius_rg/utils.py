@@ -1,6 +1,6 @@
 """Hooks for the genius_rg tasks: a reasoning-gym test set, disjoint from the query pool, scored by reasoning-gym.
 
-lm-eval calls `load(**metadata)`. `genius.evaluation.harness` passes `test_path`, a
+lm-eval calls `load(**metadata)`. `genius.evaluation.tasks` passes `test_path`, a
 `reasoning_gym:<dataset>?size=N&seed=S&...` spec, and `pool`, the `reasoning_gym:` entries
 of `queries.paths`: the test set is the spec's problems minus every question the pool also
 generates (genius.data.reasoning_gym.held_out), so no test problem was ever a training query.

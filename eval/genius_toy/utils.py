@@ -1,6 +1,6 @@
 """Data hook for the genius_toy tasks: the labelled test set from a path given at run time.
 
-lm-eval calls `load(**metadata, **dataset_kwargs)`; `genius.evaluation.harness` passes
+lm-eval calls `load(**metadata, **dataset_kwargs)`; `genius.evaluation.tasks` passes
 `metadata={"test_path": ...}` through its TaskManager, so the YAMLs hold no path.
 """
 

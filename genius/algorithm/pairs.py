@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from genius.io import read_jsonl, write_jsonl
 from genius.algorithm.records import PreferencePair, SampleRecord
+from genius.io import read_jsonl, write_jsonl
 
 
 def pair_stats(pairs: list[PreferencePair], num_queries: int) -> dict:

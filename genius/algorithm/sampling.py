@@ -22,8 +22,6 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from genius.config import SamplingConfig
-from genius.engines.transformers_engine import Completion, Continuation, Engine
 from genius.algorithm.foresight import (
     advantage,
     exploit,
@@ -34,8 +32,10 @@ from genius.algorithm.foresight import (
     foresight_distribution,
     foresight_score,
 )
-from genius.data.queries import Query
 from genius.algorithm.records import PreferencePair, SampleRecord
+from genius.config import SamplingConfig
+from genius.data.queries import Query
+from genius.engines.base import Completion, Continuation, Engine
 
 
 @dataclass
@@ -96,27 +96,34 @@ def foresight_sample(
     progress: Callable[[str], None] | None = None,
 ) -> Iterator[SampleRecord]:
     """Yield one provenance record per query, in input order, batch by batch."""
-    for batch in foresight_sample_batches(engine, tokenizer, queries, cfg, progress):
+    for batch in foresight_sample_batches(engine, tokenizer, cut_batches(list(queries), cfg.batch_queries), cfg, progress):
         yield from batch
+
+
+def cut_batches(queries: list[Query], size: int) -> list[list[Query]]:
+    """A round's queries, in order, cut into batches of `size` (the last may be shorter).
+
+    The one place batches are cut: batch b is what a shard samples and resumes
+    (`genius.stages.shards`), so every process must cut the same list the same way.
+    """
+    return [queries[b : b + size] for b in range(0, len(queries), size)]
 
 
 def foresight_sample_batches(
     engine: Engine,
     tokenizer,
-    queries: Iterable[Query],
+    batches: list[list[Query]],
     cfg: SamplingConfig,
     progress: Callable[[str], None] | None = None,
 ) -> Iterator[list[SampleRecord]]:
-    """Yield the records of each batch of `cfg.batch_queries` queries, in input order.
+    """Yield the records of each batch, in order; all queries of a batch advance together.
 
     A batch is the unit of resumable sampling (`genius.stages.shards`): its engine draws are
     seeded by its first query's id, not its position, so a resumed run that skips finished
     batches samples the remaining ones exactly as an uninterrupted run would.
     """
-    queries = list(queries)
-    start, done, pairs = time.time(), 0, 0
-    for b in range(0, len(queries), cfg.batch_queries):
-        batch = queries[b : b + cfg.batch_queries]
+    start, done, pairs, total = time.time(), 0, 0, sum(map(len, batches))
+    for batch in batches:
         torch.manual_seed(_seed(cfg.seed, batch[0].id))  # the engine's draws (transformers backend)
         states = [QueryState(q, prompt_ids(tokenizer, q.text), query_rng(cfg.seed, q.id)) for q in batch]
         for k in range(1, cfg.num_foresight_steps + 1):
@@ -132,7 +139,7 @@ def foresight_sample_batches(
         yield records
         if progress:
             rate = done / (time.time() - start)
-            progress(f"sampled {done}/{len(queries)} queries, {pairs} pairs, {rate:.1f} queries/s")
+            progress(f"sampled {done}/{total} queries, {pairs} pairs, {rate:.1f} queries/s")
 
 
 def _expand(engine: Engine, live: list[QueryState], cfg: SamplingConfig) -> list[list[Candidate]]:

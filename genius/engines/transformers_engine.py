@@ -1,134 +1,21 @@
-"""Generation engines: the one interface foresight sampling calls, and its transformers backend.
+"""The transformers backend of the engine interface (`genius.engines.base`): plain torch over an HF causal LM.
 
-An engine takes token-id prompts and returns, for each, `n` sampled continuations with the
-policy's per-token log-probs (at temperature 1, whatever the sampling temperature: the
-foresight score is a log-prob of the policy, not of the tempered sampler). Foresight
-sampling makes one engine call per timestamp for a whole batch of queries: every candidate
-step, each continued to the end of the response by its rollout (`then`), so the rollout
-reuses the step's KV cache instead of re-encoding prompt + prefix + step. Batching across
-queries is worth ~36x on the toy (measured with HF `generate` on one thread: 689 tokens/s
-at batch 1, 24.8K at 128). The vLLM backend lives in `genius.engines.vllm_engine`.
+Foresight sampling makes one engine call per timestamp for a whole batch of queries: every
+candidate step, each continued to the end of the response by its rollout (`then`), so the
+rollout reuses the step's KV cache instead of re-encoding prompt + prefix + step. Batching
+across queries is worth ~36x on the toy (measured with HF `generate` on one thread: 689
+tokens/s at batch 1, 24.8K at 128). The vLLM backend lives in `genius.engines.vllm_engine`;
+`genius.engines.build_engine` picks one, `genius.engines.loading` loads the model.
 """
-
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal, Protocol
-
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+from transformers import DynamicCache
 
-FinishReason = Literal["stop", "eos", "length"]
+from genius.engines.base import Completion, EngineCost, FinishReason, stop_token_mask
+
 _LENGTH, _STOP, _EOS = 0, 1, 2  # finish codes inside the decode loop
 _REASONS: tuple[FinishReason, ...] = ("length", "stop", "eos")
-
-
-@dataclass
-class Completion:
-    token_ids: list[int]  # generated tokens, the EOS token included when one was generated
-    logprobs: list[float]  # log pi(token | context), one per token
-    finish_reason: FinishReason  # stop: a token containing the step delimiter; eos; length
-    continuation: Completion | None = None  # with `then` and no EOS: the rest of the response
-
-
-@dataclass(frozen=True)
-class Continuation:
-    """Keep sampling a completion that did not end the response (it stopped at `stop` or at
-    its limit) to the end of the response: the foresight rollout a'_>k of a step a_k."""
-
-    temperature: float
-    max_new_tokens: int
-
-
-@dataclass
-class EngineCost:
-    """What an engine spent, summed over its calls (a round's cost accounting)."""
-
-    calls: int = 0  # generate() calls
-    generated_tokens: int = 0  # sampled tokens returned, continuations included
-    prefill_tokens: int = 0  # prompt tokens run through the model (a prompt shared by n samples counts once)
-
-
-class Engine(Protocol):
-    cost: EngineCost
-    num_parameters: int | None  # for the FLOPs estimate; None when unknown
-
-    def generate(
-        self,
-        prompts: list[list[int]],
-        *,
-        n: int,
-        temperature: float,
-        max_new_tokens: int,
-        stop: str | None,
-        then: Continuation | None = None,
-    ) -> list[list[Completion]]:
-        """`n` completions per prompt; generation ends at EOS, at `stop`, or at the limit;
-        with `then`, each completion not ended by EOS carries its `continuation`."""
-        ...
-
-
-def check_model(path: str) -> None:
-    """A one-line FileNotFoundError for a model that cannot load, before transformers' long tracebacks.
-
-    A path that does not exist is a hub name only when it looks like one (`org/name`) and the
-    hub may be reached (HF_HUB_OFFLINE is not 1).
-    """
-    p = Path(path).expanduser()
-    if not p.exists():
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-        if offline or p.is_absolute() or path.startswith((".", "~")) or path.count("/") != 1:
-            why = "; HF_HUB_OFFLINE=1, so it is not looked up on the hub" if offline else ""
-            raise FileNotFoundError(f"model {path} does not exist{why}")
-        return  # a hub name: transformers fetches it
-    if (p / "adapter_config.json").is_file():  # a LoRA checkpoint: the adapter on its base model
-        return
-    if not (p / "config.json").is_file():
-        ggufs = sorted(p.glob("*.gguf")) if p.is_dir() else [p] if p.suffix == ".gguf" else []
-        hint = f" (a GGUF file: `genius import-model --gguf {ggufs[0]}` turns it into one)" if ggufs else ""
-        raise FileNotFoundError(f"model {path} is not an HF model folder: no config.json{hint}")
-    if not any(p.glob("*.safetensors")):
-        pickled = [f.name for f in p.glob("*.bin")]
-        why = f" (only {', '.join(pickled)}: pickled weights are never loaded; save them as safetensors)" if pickled else ""
-        raise FileNotFoundError(f"model {path} has no *.safetensors weights{why}")
-    from safetensors import SafetensorError, safe_open
-
-    for f in sorted(p.glob("*.safetensors")):
-        try:
-            with safe_open(f, "pt"):  # reads and checks the header only
-                pass
-        except SafetensorError as e:
-            raise FileNotFoundError(f"model {path}: {f.name} is corrupt or truncated ({e})") from None
-    if not any((p / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
-        raise FileNotFoundError(f"model {path} has no tokenizer (tokenizer.json or tokenizer_config.json)")
-
-
-def load_model(path: str, dtype: str = "float32", device: str = "auto", trust_remote_code: bool = False):
-    """(model, tokenizer) from an HF folder or hub name, safetensors only, no remote code by default."""
-    check_model(path)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code, use_safetensors=True
-    )
-    return model.to(device).eval(), tokenizer
-
-
-def build_engine(path: str, sampling, model) -> tuple[Engine, object]:
-    """(engine, tokenizer) for the policy at `path`, as `sampling.engine` names it.
-
-    `sampling` is a SamplingConfig, `model` a ModelConfig (dtype, device, remote code).
-    """
-    check_model(path)
-    if sampling.engine == "vllm":
-        from genius.engines.vllm_engine import VLLMEngine  # vllm itself is imported inside the class
-
-        engine = VLLMEngine.from_config(path, sampling, model)
-        return engine, engine.tokenizer
-    policy, tokenizer = load_model(path, model.dtype, model.device, model.trust_remote_code)
-    return TransformersEngine(policy, tokenizer, sampling.max_batch_sequences, sampling.max_batch_tokens), tokenizer
 
 
 def eos_ids(model, tokenizer) -> list[int]:
@@ -136,17 +23,6 @@ def eos_ids(model, tokenizer) -> list[int]:
     eos = model.generation_config.eos_token_id
     eos = eos if eos is not None else tokenizer.eos_token_id
     return list(eos) if isinstance(eos, (list, tuple)) else [eos]
-
-
-def stop_token_mask(tokenizer, stop: str, size: int) -> torch.Tensor:
-    """(size,) bool: tokens whose text contains `stop` (a step ends on such a token).
-
-    `size` is the model's output vocabulary, which may exceed len(tokenizer) (padded
-    embeddings); the extra ids never stop.
-    """
-    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
-    mask = torch.tensor([stop in t for t in texts])
-    return torch.nn.functional.pad(mask, (0, max(0, size - len(mask))))
 
 
 def plan_batches(

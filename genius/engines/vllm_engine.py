@@ -63,7 +63,7 @@ import torch
 from transformers import AutoTokenizer
 
 from genius.config import ConfigError
-from genius.engines.transformers_engine import Completion, Continuation, EngineCost, FinishReason, stop_token_mask
+from genius.engines.base import Completion, Continuation, EngineCost, FinishReason, stop_token_mask
 
 CPU_KV_CACHE_GIB = 2.0  # the KV cache on a CPU unless set: ~46K tokens of SmolLM2 in fp32
 

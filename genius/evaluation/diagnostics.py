@@ -36,9 +36,9 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from genius.data import reasoning_gym
-from genius.config import ConfigError, EvalConfig, ModelConfig, SamplingConfig
 from genius.algorithm.records import SampleRecord
+from genius.config import ConfigError, EvalConfig, ModelConfig, SamplingConfig
+from genius.data import reasoning_gym
 from genius.threads import torch_threads
 
 NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
@@ -202,9 +202,9 @@ def diagnose(
     Returns {"summary": flat numbers for metrics.json, "problems": per-problem scores and
     correctness for inspection}.
     """
-    from genius.engines.transformers_engine import TransformersEngine
-    from genius.data.queries import Query
     from genius.algorithm.sampling import foresight_sample, prompt_ids
+    from genius.data.queries import Query
+    from genius.engines.transformers_engine import TransformersEngine
 
     start = time.perf_counter()
     engine = TransformersEngine(model, tokenizer, sampling.max_batch_sequences)

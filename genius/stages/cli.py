@@ -24,9 +24,9 @@ import argparse
 import os
 import sys
 
-from genius.training import launch
 from genius.config import ConfigError, load_params, write_overrides
 from genius.data.queries import QueryError
+from genius.training import launch
 
 
 def log(message: str) -> None:
@@ -118,9 +118,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         if args.command == "pipeline":
-            from genius.stages.pipeline import sync
-
-            from genius.stages.pipeline import file_keys
+            from genius.stages.pipeline import file_keys, sync
 
             params = load_params(args.params, args.set)
             present = file_keys(args.params) | {item.partition("=")[0].strip() for item in args.set}
@@ -150,7 +148,6 @@ def run(args: argparse.Namespace) -> int:
             rounds.run_pairs(params, args.round, log)
         elif args.command == "train":
             from genius.tracking import wandb_run
-
             from genius.training.recipe import TrainingDiverged
 
             try:

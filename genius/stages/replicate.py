@@ -1,34 +1,26 @@
-"""`make replicate`: the shape of the paper's Tables 1, 3 and 4 at toy scale, over seeds.
+"""`make replicate`'s plan and results: the shape of the paper's Tables 1, 3 and 4 at toy scale, over seeds.
 
 A plan (configs/replicate.yaml) names arms: Genius itself, run for some rounds, and its
 ablations, each a set of params overrides on top of params.yaml. Every (seed, arm) lives in
 its own folder, `<out_dir>/seed<s>/<arm>/`, with the usual round layout (r1/, r2/, base/) and
-its own round registry, and runs the ordinary stages through the `genius` CLI: ingest ->
-sample -> pairs -> train -> evaluate (lm-eval). An arm with `pairs_from` trains on another
-arm's round-1 pairs (the paper's Table 4: the same data, another loss). A seed changes the
-query slice, the sampler's and the trainer's randomness and lm-eval's sampling; the base
-model is one, built once.
+its own round registry (flows/replicate.py runs the stages). An arm with `pairs_from` trains
+on another arm's round-1 pairs (the paper's Table 4: the same data, another loss). A seed
+changes the query slice, the sampler's and the trainer's randomness and lm-eval's sampling;
+the base model is one, built once.
 
-The stages skip work already done (a stage whose output file exists), so an interrupted
-replicate resumes. `summarise` turns the arms' metrics into mean +- standard error over
-seeds, with each arm's change against the base paired by seed; `write_results` writes the
-markdown table and the plot.
+`summarise` turns the arms' metrics into mean +- standard error over seeds, with each arm's
+change against the base paired by seed; `write_results` writes the markdown table and the plot.
 """
 
 from __future__ import annotations
 
 import math
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from genius.config import ConfigError, load_params, read_yaml, validate
-from genius.stages.registry import RoundEntry, write_registry
 
 STAGES = ("ingest", "sample", "pairs", "train", "evaluate")
 SEEDED = ("sampling.seed", "training.seed", "eval.seed", "queries.shuffle_seed")  # what a seed changes
@@ -109,87 +101,6 @@ def overrides(plan: Plan, seed: int, arm: Arm | None) -> dict[str, Any]:
         "rounds.registry": str(d / "rounds.yaml"),
         "tracking.wandb_mode": "disabled",  # one run per stage of 20 arms: use the results table
     }
-
-
-def command(plan: Plan, seed: int, arm: Arm | None, stage: str, r: int | None = None) -> list[str]:
-    """The `genius` CLI call that runs one stage of one (seed, arm)."""
-    sets = [x for k, v in overrides(plan, seed, arm).items() for x in ("-S", f"{k}={_yaml(v)}")]
-    return [sys.executable, "-m", "genius", "--params", str(plan.params), *sets, stage, *(["--round", str(r)] if r is not None else [])]
-
-
-def _yaml(value: Any) -> str:
-    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
-
-
-def prepare(plan: Plan, seed: int, arm: Arm, policy: str) -> None:
-    """Write the arm's registry: round r starts from round r-1's checkpoint, round 1 from `policy`.
-
-    Unconditionally chained, as in the paper: the replicate measures every round, it does not
-    gate them (the product's flow promotes; see flows/genius.py).
-    """
-    d = arm_dir(plan, seed, arm.name)
-    d.mkdir(parents=True, exist_ok=True)
-    entries = {1: RoundEntry(1, policy)}
-    for r in range(2, arm.rounds + 1):
-        entries[r] = RoundEntry(r, str(d / f"r{r - 1}" / "checkpoint"))
-    write_registry(d / "rounds.yaml", entries)
-
-
-def stage_done(plan: Plan, seed: int, arm: Arm | None, stage: str, r: int) -> bool:
-    """Whether a stage's last output exists (the stages write it atomically, last)."""
-    d = arm_dir(plan, seed, arm.name if arm else "base") / ("base" if r == 0 else f"r{r}")
-    last = {"ingest": "queries.jsonl", "sample": "sampling.json", "pairs": "pairs.json", "train": "train.json"}
-    return (d / last.get(stage, "metrics.json")).exists()
-
-
-def borrow_pairs(plan: Plan, seed: int, arm: Arm) -> None:
-    """Copy the round-1 queries and pairs of `arm.pairs_from` into this arm's r1/."""
-    src = arm_dir(plan, seed, arm.pairs_from) / "r1"
-    dst = arm_dir(plan, seed, arm.name) / "r1"
-    dst.mkdir(parents=True, exist_ok=True)
-    for name in ("ingest_report.json", "queries.jsonl", "sampling.json", "pairs.jsonl", "pairs.json"):
-        shutil.copyfile(src / name, dst / name)
-
-
-def run_stage(plan: Plan, seed: int, arm: Arm | None, stage: str, r: int, log=print) -> bool:
-    """Run one stage through the CLI unless its output exists; True if it ran.
-
-    The stage's output goes to `stages.log` in the arm's folder; a failure raises with its tail.
-    """
-    if stage_done(plan, seed, arm, stage, r):
-        return False
-    d = arm_dir(plan, seed, arm.name if arm else "base")
-    d.mkdir(parents=True, exist_ok=True)
-    name = f"seed{seed}/{arm.name if arm else 'base'} {stage}" + (f" r{r}" if r else "")
-    log(f"{name}: running")
-    with open(d / "stages.log", "a") as out:
-        out.write(f"\n==== {stage} r{r}\n")
-        out.flush()
-        done = subprocess.run(command(plan, seed, arm, stage, r), stdout=out, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
-        tail = (d / "stages.log").read_text().splitlines()[-15:]
-        raise RuntimeError(f"{name} failed (exit {done.returncode}); {d / 'stages.log'} ends:\n" + "\n".join(tail))
-    return True
-
-
-def start_arm(plan: Plan, seed: int, arm: Arm) -> None:
-    """Before an arm's first stage: its round registry and, for `pairs_from`, the borrowed pairs."""
-    prepare(plan, seed, arm, str(load_params(plan.params, overrides(plan, seed, arm)).model.path))
-    if arm.pairs_from:
-        borrow_pairs(plan, seed, arm)
-
-
-def run_arm(plan: Plan, seed: int, arm: Arm, evaluate: bool = True, log=print) -> None:
-    """All rounds of one (seed, arm), each stage skipped if already done."""
-    start_arm(plan, seed, arm)
-    for r in range(1, arm.rounds + 1):
-        stages = ("train", "evaluate") if arm.pairs_from else STAGES
-        for stage in stages:
-            if stage != "evaluate" or evaluate:
-                run_stage(plan, seed, arm, stage, r, log)
-
-
-# ---------------------------------------------------------------------------- results
 
 
 def read_accuracy(plan: Plan) -> list[dict]:

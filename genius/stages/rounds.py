@@ -15,24 +15,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-
-from genius.config import Params
-from genius.engines.transformers_engine import build_engine, check_model
-from genius.stages.pipeline import is_library_source
-from genius.io import read_jsonl, write_json, write_jsonl
 from genius.algorithm.pairs import extract_pairs
-from genius.data.queries import ingest, read_queries
 from genius.algorithm.records import PreferencePair
+from genius.config import Params
+from genius.data.queries import ingest, read_queries
+from genius.engines import build_engine
+from genius.engines.loading import check_model
+from genius.io import read_jsonl, write_json, write_jsonl
+from genius.stages.pipeline import is_library_source
 from genius.stages.registry import read_registry
 from genius.stages.shards import (
     ShardStore,
-    batch_members,
     config_hash,
     sample_in_shards,
     sampler_config,
     sampling_cost,
-    shard_batches,
-    todo_batches,
+    shard_plan,
 )
 from genius.threads import torch_threads
 
@@ -130,7 +128,7 @@ def run_sample_shard(params: Params, r: int, shard: int, num_shards: int, log: L
     queries = read_queries(require(round_paths(params, r).queries, "ingest", r))
     store = _open_store(params, r, policy, queries)
     resumed = _sample(params, r, policy, queries, store, log, shard, num_shards)
-    batches = len(shard_batches(len(queries), params.sampling.batch_queries, shard, num_shards))
+    batches = len(shard_plan(queries, params.sampling.batch_queries, shard, num_shards))
     log(f"round {r}: shard {shard}/{num_shards} done: {batches} batch(es), {resumed} queries sampled before this run")
     return {"shard": shard, "num_shards": num_shards, "batches": batches, "queries_resumed": resumed}
 
@@ -147,14 +145,15 @@ def _sample(
 ) -> int:
     """Sample the shard's unfinished batches; the model loads only if there are some. Returns the queries resumed."""
     cfg = params.sampling
-    mine = batch_members(queries, cfg.batch_queries, shard_batches(len(queries), cfg.batch_queries, shard, num_shards))
+    mine = shard_plan(queries, cfg.batch_queries, shard, num_shards)
+    count = sum(map(len, mine.values()))
     which = f"round {r}" + (f", shard {shard}/{num_shards}" if num_shards > 1 else "")
-    if not todo_batches(store, len(queries), cfg, shard, num_shards):
-        log(f"{which}: all {len(mine)} queries sampled already")
-        return len(mine)
+    if set(mine) <= store.done():
+        log(f"{which}: all {count} queries sampled already")
+        return count
     with torch_threads(cfg.threads):
         engine, tokenizer = build_engine(policy, cfg, params.model)
-        log(f"{which}: foresight sampling {len(mine)} of {len(queries)} queries with {policy} ({cfg.engine})")
+        log(f"{which}: foresight sampling {count} of {len(queries)} queries with {policy} ({cfg.engine})")
         return sample_in_shards(engine, tokenizer, queries, cfg, store, log, shard, num_shards)
 
 

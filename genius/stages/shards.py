@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import shutil
 import socket
@@ -32,12 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from genius.config import SPEED_ONLY, ConfigError, SamplingConfig
-from genius.engines.transformers_engine import Engine, EngineCost
-from genius.io import stable_hash, write_atomic
-from genius.data.queries import Query
 from genius.algorithm.records import SampleRecord
-from genius.algorithm.sampling import foresight_sample_batches
+from genius.algorithm.sampling import cut_batches, foresight_sample_batches
+from genius.config import SPEED_ONLY, ConfigError, SamplingConfig
+from genius.data.queries import Query
+from genius.engines.base import Engine, EngineCost
+from genius.io import stable_hash, write_atomic
 
 # Keys that change how fast sampling runs, not what it samples: resuming on a machine
 # with other threads, GPUs or memory is allowed.
@@ -69,7 +68,7 @@ def config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
     return keys
 
 
-def shard_batches(num_queries: int, batch_queries: int, shard: int = 0, num_shards: int = 1) -> list[int]:
+def shard_batches(num_batches: int, shard: int = 0, num_shards: int = 1) -> list[int]:
     """The batches shard `shard` of `num_shards` samples: every num_shards-th, from `shard`.
 
     Round-robin rather than contiguous ranges: shards differ by at most one batch, and a
@@ -77,7 +76,13 @@ def shard_batches(num_queries: int, batch_queries: int, shard: int = 0, num_shar
     """
     if not 0 <= shard < num_shards:
         raise ValueError(f"shard {shard} of {num_shards}: expected 0 <= shard < num_shards")
-    return list(range(shard, math.ceil(num_queries / batch_queries), num_shards))
+    return list(range(shard, num_batches, num_shards))
+
+
+def shard_plan(queries: list[Query], batch_queries: int, shard: int = 0, num_shards: int = 1) -> dict[int, list[Query]]:
+    """This shard's batches, by index: the round's batches (`cut_batches`), every num_shards-th."""
+    batches = cut_batches(queries, batch_queries)
+    return {b: batches[b] for b in shard_batches(len(batches), shard, num_shards)}
 
 
 @dataclass(frozen=True)
@@ -177,19 +182,6 @@ def _get(config: dict, dotted: str):
     return config
 
 
-def todo_batches(
-    store: ShardStore, num_queries: int, cfg: SamplingConfig, shard: int = 0, num_shards: int = 1
-) -> list[int]:
-    """This shard's batches that are not finished yet."""
-    done = store.done()
-    return [b for b in shard_batches(num_queries, cfg.batch_queries, shard, num_shards) if b not in done]
-
-
-def batch_members(queries: list[Query], batch_queries: int, batches: list[int]) -> list[Query]:
-    """The queries of `batches`, batch after batch."""
-    return [q for b in batches for q in queries[b * batch_queries : (b + 1) * batch_queries]]
-
-
 def sample_in_shards(
     engine: Engine,
     tokenizer,
@@ -204,21 +196,18 @@ def sample_in_shards(
 
     `store.open` must have accepted this run's config and query list.
     """
-    size = cfg.batch_queries
-    mine = shard_batches(len(queries), size, shard, num_shards)
-    todo = todo_batches(store, len(queries), cfg, shard, num_shards)
-    skipped = len(batch_members(queries, size, [b for b in mine if b not in todo]))
-    # every batch but the round's last is full, so these queries back to back re-form exactly these batches
-    selected = batch_members(queries, size, todo)
+    mine, done = shard_plan(queries, cfg.batch_queries, shard, num_shards), store.done()
+    todo = [b for b in mine if b not in done]
+    skipped = sum(len(mine[b]) for b in mine if b in done)
     if skipped:
-        log(f"resuming: {skipped} queries already sampled in {len(mine) - len(todo)} batch(es), {len(selected)} to go")
+        to_go = sum(len(mine[b]) for b in todo)
+        log(f"resuming: {skipped} queries already sampled in {len(mine) - len(todo)} batch(es), {to_go} to go")
     for b in todo:
         for leftover in store.dir.glob(f".batch-{b:05d}.*.tmp"):  # a write of this batch cut short by a kill
             leftover.unlink()
     before, start = dataclasses.replace(engine.cost), time.perf_counter()
     where = {"host": socket.gethostname(), "pid": os.getpid(), "shard": shard, "num_shards": num_shards}
-    for b, records in zip(todo, foresight_sample_batches(engine, tokenizer, selected, cfg, progress=log), strict=True):
-        assert records[0].query_id == queries[b * size].id, "batches out of step"  # a bug, not bad input
+    for b, records in zip(todo, foresight_sample_batches(engine, tokenizer, [mine[b] for b in todo], cfg, progress=log), strict=True):
         now = time.perf_counter()
         cost = {k: v - getattr(before, k) for k, v in dataclasses.asdict(engine.cost).items()}
         cost |= {"queries": len(records), "seconds": now - start, "parameters": engine.num_parameters} | where

@@ -21,7 +21,9 @@ import shlex
 import subprocess
 import sys
 
-from genius.config import ConfigError, TrainingConfig
+import torch
+
+from genius.config import ConfigError, ModelConfig, TrainingConfig
 
 LAUNCHED = "GENIUS_LAUNCHED"  # set in the launched processes' environment
 
@@ -61,3 +63,32 @@ def run_accelerate(cfg: TrainingConfig, params_path: str, overrides: list[str], 
     cmd = accelerate_command(cfg, params_path, overrides, r, machine_rank)
     print(f"launching {cfg.num_processes} training process(es) on {cfg.num_machines} machine(s): {shlex.join(cmd)}")
     return subprocess.run(cmd, env=os.environ | {LAUNCHED: "1"}).returncode
+
+
+def make_accelerator(cfg: TrainingConfig, model_cfg: ModelConfig):
+    """The round's `Accelerator`: this process alone, or one of those `accelerate launch` started."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedType
+
+    precision = cfg.mixed_precision
+    if precision == "auto":
+        on_gpu = model_cfg.device != "cpu" and torch.cuda.is_available()
+        # under `accelerate launch` the launch config decides; alone, bf16 autocast where the GPU has it
+        precision = (
+            None
+            if "ACCELERATE_MIXED_PRECISION" in os.environ
+            else ("bf16" if on_gpu and torch.cuda.is_bf16_supported() else "no")
+        )
+    accelerator = Accelerator(
+        cpu=model_cfg.device == "cpu",
+        mixed_precision=precision,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+    )
+    sharded = accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
+    if sharded and (cfg.finetune == "lora" or cfg.save_every):
+        # unsupported: merging sharded adapters, and sharded optimizer state without pickle
+        raise ValueError(
+            "training.finetune: lora and training.save_every > 0 are not supported under DeepSpeed/FSDP; "
+            "use training.finetune: full and training.save_every: 0"
+        )
+    return accelerator

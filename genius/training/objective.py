@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from genius.config import TrainingConfig
 from genius.algorithm.losses import aco_loss, calibration_weight, dpo_loss, ipo_loss, ropo_loss, sft_loss, simpo_loss
 from genius.algorithm.records import PreferencePair
+from genius.config import TrainingConfig
 
 NEEDS_REFERENCE = {"aco", "dpo", "ipo", "ropo"}  # SimPO and SFT are reference-free
 STATS = (

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from genius.config import ModelConfig, TrainingConfig
-from genius.engines.transformers_engine import load_model
+from genius.engines.loading import load_model
 
 
 def load_policy(path: str, model_cfg: ModelConfig, cfg: TrainingConfig):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import resource
 import shutil
 import time
@@ -31,22 +30,15 @@ from typing import Callable
 
 import torch
 
-from genius.config import ModelConfig, TrainingConfig
-from genius.engines.transformers_engine import load_model
-from genius.io import stable_hash
 from genius.algorithm.records import PreferencePair
+from genius.config import ModelConfig, TrainingConfig
+from genius.io import stable_hash
 from genius.threads import torch_threads
 from genius.training.batches import collate, micro_batches, pair_sequences, sequence_logps, step_batches, tokenize_pairs
+from genius.training.launch import make_accelerator
 from genius.training.objective import NEEDS_REFERENCE, pair_losses, stat_means, stat_sums, w_distribution
-from genius.training.policy import adapters_off, load_policy, save_checkpoint
-from genius.training.reference import (
-    compute_reference,
-    load_reference,
-    model_fingerprint,
-    reference_key,
-    save_reference,
-    tokens_fingerprint,
-)
+from genius.training.policy import load_policy, save_checkpoint
+from genius.training.reference import model_fingerprint, round_reference, tokens_fingerprint
 from genius.training.state import find_state, load_state, save_state
 
 LENGTH_BUCKETS = 4  # micro-batches per accumulation step: less padding, a quarter of the activations
@@ -76,7 +68,7 @@ def train_round(
 
 def _train(pairs, policy_path, out_dir, cfg, model_cfg, reference_path, log, track, work_dir) -> dict:
     start = time.time()
-    accelerator = _accelerator(cfg, model_cfg)
+    accelerator = make_accelerator(cfg, model_cfg)
     torch.manual_seed(cfg.seed)
     model, tokenizer = load_policy(policy_path, model_cfg, cfg)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -109,7 +101,7 @@ def _train(pairs, policy_path, out_dir, cfg, model_cfg, reference_path, log, tra
         "tokens": tokens_fingerprint(examples),
         "policy": model_fingerprint(policy_path) if needs_policy_hash else None,
     }
-    ref, ref_source = _reference(
+    ref, ref_source = round_reference(
         model, examples, cfg, model_cfg, reference_path, fingerprints, micro_size, pad_id, accelerator, work_dir
     )
     log(f"reference log-probs: {ref_source}")
@@ -166,64 +158,6 @@ def linear_warmup_decay(step: int, warmup: int, total: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
     return max(0.0, (total - step) / max(1, total - warmup))
-
-
-def _accelerator(cfg: TrainingConfig, model_cfg: ModelConfig):
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedType
-
-    precision = cfg.mixed_precision
-    if precision == "auto":
-        on_gpu = model_cfg.device != "cpu" and torch.cuda.is_available()
-        # under `accelerate launch` the launch config decides; alone, bf16 autocast where the GPU has it
-        precision = (
-            None
-            if "ACCELERATE_MIXED_PRECISION" in os.environ
-            else ("bf16" if on_gpu and torch.cuda.is_bf16_supported() else "no")
-        )
-    accelerator = Accelerator(
-        cpu=model_cfg.device == "cpu",
-        mixed_precision=precision,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-    )
-    sharded = accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
-    if sharded and (cfg.finetune == "lora" or cfg.save_every):
-        # unsupported: merging sharded adapters, and sharded optimizer state without pickle
-        raise ValueError(
-            "training.finetune: lora and training.save_every > 0 are not supported under DeepSpeed/FSDP; "
-            "use training.finetune: full and training.save_every: 0"
-        )
-    return accelerator
-
-
-def _reference(
-    model, examples, cfg, model_cfg, reference_path, fingerprints, batch_size, pad_id, accelerator, work_dir
-):
-    """(P, 2) reference log-probs on the device (None when the loss needs none), and where they came from."""
-    if cfg.loss not in NEEDS_REFERENCE or not examples:
-        return None, "not needed"
-    model_fp = fingerprints["policy"] if reference_path is None else model_fingerprint(reference_path)
-    key, parts = reference_key(fingerprints["tokens"], model_fp, model_cfg.dtype, str(accelerator.mixed_precision))
-    cache = work_dir / "reference_logps.safetensors"
-    ref = load_reference(cache, key)
-    source = f"reused {cache}"
-    if ref is None:
-        started = time.time()
-        with accelerator.autocast():
-            if reference_path is None:  # the policy before any update; with LoRA, its base
-                with adapters_off(accelerator.unwrap_model(model)):
-                    ref = compute_reference(model, examples, batch_size, pad_id, accelerator)
-            else:
-                reference, _ = load_model(
-                    reference_path, model_cfg.dtype, str(accelerator.device), model_cfg.trust_remote_code
-                )
-                ref = compute_reference(reference, examples, batch_size, pad_id, accelerator)
-                del reference
-        if accelerator.is_main_process:
-            work_dir.mkdir(parents=True, exist_ok=True)
-            save_reference(cache, key, ref, parts | {"reference": reference_path or "policy"})
-        source = f"computed in {time.time() - started:.1f}s, saved to {cache}"
-    return ref.to(accelerator.device), source
 
 
 def _run_key(fingerprints: dict, cfg: TrainingConfig, model_cfg: ModelConfig, reference_path) -> str:

@@ -13,14 +13,18 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from genius.training.batches import Example, collate, pair_sequences, pair_width, sequence_logps
+from genius.engines.loading import load_model
 from genius.io import stable_hash, write_atomic
+from genius.training.batches import Example, collate, pair_sequences, pair_width, sequence_logps
+from genius.training.objective import NEEDS_REFERENCE
+from genius.training.policy import adapters_off
 
 
 def tokens_fingerprint(examples: list[Example]) -> str:
@@ -91,3 +95,33 @@ def compute_reference(model, examples: list[Example], batch_size: int, pad_id: i
     result = torch.zeros(n, 2)
     result[torch.tensor([i for s in shares for i in s])] = gathered.float()
     return result
+
+
+def round_reference(
+    model, examples, cfg, model_cfg, reference_path, fingerprints, batch_size, pad_id, accelerator, work_dir
+):
+    """(P, 2) reference log-probs on the device (None when the loss needs none), and where they came from."""
+    if cfg.loss not in NEEDS_REFERENCE or not examples:
+        return None, "not needed"
+    model_fp = fingerprints["policy"] if reference_path is None else model_fingerprint(reference_path)
+    key, parts = reference_key(fingerprints["tokens"], model_fp, model_cfg.dtype, str(accelerator.mixed_precision))
+    cache = work_dir / "reference_logps.safetensors"
+    ref = load_reference(cache, key)
+    source = f"reused {cache}"
+    if ref is None:
+        started = time.time()
+        with accelerator.autocast():
+            if reference_path is None:  # the policy before any update; with LoRA, its base
+                with adapters_off(accelerator.unwrap_model(model)):
+                    ref = compute_reference(model, examples, batch_size, pad_id, accelerator)
+            else:
+                reference, _ = load_model(
+                    reference_path, model_cfg.dtype, str(accelerator.device), model_cfg.trust_remote_code
+                )
+                ref = compute_reference(reference, examples, batch_size, pad_id, accelerator)
+                del reference
+        if accelerator.is_main_process:
+            work_dir.mkdir(parents=True, exist_ok=True)
+            save_reference(cache, key, ref, parts | {"reference": reference_path or "policy"})
+        source = f"computed in {time.time() - started:.1f}s, saved to {cache}"
+    return ref.to(accelerator.device), source
