@@ -35,6 +35,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from sklearn.metrics import roc_auc_score
 
 from genius.algorithm.records import SampleRecord
 from genius.config import ConfigError, EvalConfig, ModelConfig, SamplingConfig
@@ -48,24 +49,12 @@ NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 
 def auroc(scores, labels) -> float | None:
-    """P(a random positive scores above a random negative), a tie counting one half.
-
-    The Mann-Whitney form with average ranks for ties: (R_pos - n_pos (n_pos + 1) / 2) /
-    (n_pos n_neg), R_pos the sum of the positives' ranks. None when a class is empty.
-    """
-    s = np.asarray(scores, dtype=np.float64)
+    """P(a random positive scores above a random negative), a tie counting one half: scikit-learn's
+    ROC AUC. None when a class is empty (the area is undefined)."""
     y = np.asarray(labels, dtype=bool)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
+    if y.all() or not y.any():
         return None
-    order = np.argsort(s, kind="stable")
-    ranks = np.empty(len(s))
-    sorted_s = s[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_s)) + 1]  # first index of each run of equal scores
-    ends = np.r_[starts[1:], len(s)]
-    for a, b in zip(starts, ends):
-        ranks[order[a:b]] = (a + 1 + b) / 2  # the mean of ranks a+1 .. b
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(roc_auc_score(y, np.asarray(scores, dtype=np.float64)))
 
 
 def _mean(values) -> float | None:
