@@ -61,7 +61,7 @@ def table(rows: list[dict]) -> str:
             str(m.get("sampling", {}).get("queries", "-")),
             str(m.get("pairs", {}).get("pairs", "-")),
             *(_pct(m["accuracy"].get(t)) for t in tasks),
-            f"{m.get('seconds_total', m['seconds']):.0f}",
+            f"{m.get('seconds_total', m['seconds']):.0f}",  # evaluation and diagnostics; a round's stages too
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

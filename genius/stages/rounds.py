@@ -202,6 +202,7 @@ def run_evaluate(params: Params, r: int, log: Log = print) -> dict:
     else:
         diagnostics = {"summary": None, "problems": []}
     write_json(paths.diagnostics, diagnostics)  # always written: a DVC output
+    metrics["seconds_total"] = result["seconds"] + (diagnostics["summary"] or {}).get("seconds", 0.0)
     if diagnostics["summary"]:
         metrics["diagnostics"] = d = diagnostics["summary"]
         auc = "n/a" if d["response_auroc"] is None else f"{d['response_auroc']:.2f}"  # n/a: all right or all wrong
@@ -215,7 +216,7 @@ def run_evaluate(params: Params, r: int, log: Log = print) -> dict:
             "training": _read_json(paths.training),
         }
         metrics |= stages
-        metrics["seconds_total"] = result["seconds"] + sum(s.get("seconds", 0.0) for s in stages.values())
+        metrics["seconds_total"] += sum(s.get("seconds", 0.0) for s in stages.values())  # the round's stages, this one included
     write_json(paths.metrics, metrics)
     log(f"round {r}: " + ", ".join(f"{t} {a:.1%}" for t, a in result["accuracy"].items()))
     write_report(params.rounds.runs_dir, len(read_registry(params.rounds.registry)))
