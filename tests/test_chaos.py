@@ -81,20 +81,25 @@ def metrics(project: Path) -> list[dict]:
     return [json.loads((project / "runs" / d / "metrics.json").read_text())["accuracy"] for d in ("base", "r1", "r2")]
 
 
+def toy_project(path: Path, wandb_mode: str) -> Path:
+    """The project's pipeline files at CHAOS_SIZES in `path`, a git + DVC repo."""
+    path.mkdir(parents=True)
+    for name in ("params.yaml", "dvc.yaml", "rounds.yaml", ".dvcignore"):
+        shutil.copy(ROOT / name, path / name)
+    for name in ("eval", "genius"):  # dvc.yaml lists the library's files as deps
+        shutil.copytree(ROOT / name, path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    tiny_params(path / "params.yaml", [f"tracking.wandb_mode={wandb_mode}", *CHAOS_SIZES])
+    git_dvc_init(path, registry="round_list: {}\n")
+    return path
+
+
 @pytest.fixture(scope="module")
 def journey(tmp_path_factory):
-    """One toy project, twice: `finished` after an uninterrupted 2-round flow, `pristine` as it
-    was before (the chaos run starts from it and must end where `finished` did)."""
-    finished = tmp_path_factory.mktemp("uninterrupted") / "project"
-    finished.mkdir()
-    for name in ("params.yaml", "dvc.yaml", "rounds.yaml", ".dvcignore"):
-        shutil.copy(ROOT / name, finished / name)
-    for name in ("eval", "genius"):  # dvc.yaml lists the library's files as deps
-        shutil.copytree(ROOT / name, finished / name, ignore=shutil.ignore_patterns("__pycache__"))
-    tiny_params(finished / "params.yaml", ["tracking.wandb_mode=offline", *CHAOS_SIZES])
-    git_dvc_init(finished, registry="round_list: {}\n")
-    pristine = tmp_path_factory.mktemp("chaos") / "project"
-    shutil.copytree(finished, pristine)
+    """One toy project run straight through (`finished`, with wandb offline), and a twin not
+    run yet (`pristine`, wandb off: no files to race on; the metrics are alike): the chaos run
+    starts from it and must end where `finished` did."""
+    finished = toy_project(tmp_path_factory.mktemp("uninterrupted") / "project", "offline")
+    pristine = toy_project(tmp_path_factory.mktemp("chaos") / "project", "disabled")
     start = time.time()
     done = run(FLOW, finished)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -129,8 +134,6 @@ def test_flow_runs_rounds_and_checkpoint_loads(journey):
 
 def test_flow_killed_at_random_moments_loses_nothing(journey):
     reference, project, _, full = journey
-    tiny_params(project / "params.yaml", ["tracking.wandb_mode=disabled"])  # no wandb files to race on; metrics alike
-
     rng = np.random.default_rng(SEED)
     kills, kept = 0, {}
     for attempt in range(KILLS + 1):
