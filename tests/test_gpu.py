@@ -44,16 +44,26 @@ def weights(folder) -> dict:
     return load_file(str(Path(folder) / "model.safetensors"))
 
 
+def fresh_accelerator_state() -> None:
+    """accelerate keeps one device and precision per process; a stage trains once per process, this
+    test switches between GPU and CPU, so it starts accelerate's state afresh at each switch."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
 def test_bf16_autocast_training_on_cuda(pairs, base, tmp_path):
     logs = []
     gpu = train_round(pairs, base, tmp_path / "gpu" / "checkpoint", CFG, CUDA, log=logs.append)
     assert gpu["precision"] == "bf16", logs  # auto: bf16 autocast on a GPU that has it
     assert gpu["steps"] == 6 and all(math.isfinite(gpu[k]) for k in ("loss_first", "loss_last"))
     assert any(not torch.equal(weights(tmp_path / "gpu" / "checkpoint")[k], v) for k, v in weights(base).items())
+    fresh_accelerator_state()
     cpu = train_round(pairs, base, tmp_path / "cpu" / "checkpoint", CFG, CPU)
     # step 1's loss is the same maths: bf16 matmuls agree with fp32 to a few parts in a thousand
     assert gpu["loss_first"] == pytest.approx(cpu["loss_first"], rel=2e-2)
     # bf16 weights (model.dtype: bfloat16) train too, in bf16 throughout
+    fresh_accelerator_state()
     half = train_round(pairs, base, tmp_path / "bf16" / "checkpoint", CFG, CUDA.model_copy(update={"dtype": "bfloat16"}))
     assert half["steps"] == 6 and math.isfinite(half["loss_last"])
 
@@ -99,7 +109,8 @@ def test_killed_run_resumes_on_cuda(tmp_path):
         tests=str(ROOT / "tests"), pairs=str(tmp_path / "pairs.json"), base=base,
         out=str(killed / "checkpoint"), cfg=RESUME_CFG.__dict__,
     )  # fmt: skip
-    run_until_killed(code, KILL_AT, os.environ | {"PYTHONPATH": str(ROOT)}, timeout=120)
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))  # gpu_check.sh's wheels stay on it
+    run_until_killed(code, KILL_AT, os.environ | {"PYTHONPATH": path}, timeout=120)
     assert json.loads((killed / "train_state" / "state.json").read_text())["step"] == 12
 
     logs = []
