@@ -42,15 +42,22 @@ TINY = [
 ]
 
 
+def copy_project(path: Path) -> Path:
+    """The project's pipeline files (params, dvc.yaml, registry, eval/ and genius/) copied into `path`."""
+    import shutil
+
+    path.mkdir(parents=True, exist_ok=True)
+    for name in ("params.yaml", "dvc.yaml", "rounds.yaml", ".dvcignore"):
+        shutil.copy(ROOT / name, path / name)
+    for name in ("eval", "genius"):  # dvc.yaml lists the library's files as deps
+        shutil.copytree(ROOT / name, path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return path
+
+
 @pytest.fixture
 def project(tmp_path, monkeypatch):
     """A copy of the project's pipeline files in a temp dir, as cwd."""
-    import shutil
-
-    for name in ("params.yaml", "dvc.yaml", "rounds.yaml", ".dvcignore"):
-        shutil.copy(ROOT / name, tmp_path / name)
-    for name in ("eval", "genius"):  # dvc.yaml lists the library's files as deps
-        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    copy_project(tmp_path)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

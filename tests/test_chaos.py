@@ -11,7 +11,6 @@ metrics equal the straight run's.
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import ROOT, git_dvc_init, run, tiny_params
+from conftest import copy_project, git_dvc_init, run, tiny_params
 from test_operations import popen
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -83,11 +82,7 @@ def metrics(project: Path) -> list[dict]:
 
 def toy_project(path: Path, wandb_mode: str) -> Path:
     """The project's pipeline files at CHAOS_SIZES in `path`, a git + DVC repo."""
-    path.mkdir(parents=True)
-    for name in ("params.yaml", "dvc.yaml", "rounds.yaml", ".dvcignore"):
-        shutil.copy(ROOT / name, path / name)
-    for name in ("eval", "genius"):  # dvc.yaml lists the library's files as deps
-        shutil.copytree(ROOT / name, path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    copy_project(path)
     tiny_params(path / "params.yaml", [f"tracking.wandb_mode={wandb_mode}", *CHAOS_SIZES])
     git_dvc_init(path, registry="round_list: {}\n")
     return path

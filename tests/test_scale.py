@@ -17,7 +17,7 @@ from uuid import uuid4
 
 import pytest
 import yaml
-from conftest import ROOT, git_dvc_init, run, tiny_params
+from conftest import ROOT, copy_project, git_dvc_init, run, tiny_params
 
 import tasks
 from genius.config import ConfigError, TrainingConfig, load_params
@@ -32,11 +32,7 @@ NUM_QUERIES, BATCH, SHARDS = 12, 1, 4  # 12 batches: shard s samples batches s, 
 @pytest.fixture(scope="module")
 def ray_flow(tmp_path_factory):
     """One round of the flow `genius`, its sampling in 4 shards on a local 2-CPU Ray cluster."""
-    project = tmp_path_factory.mktemp("ray-flow")
-    for name in ("params.yaml", "dvc.yaml", ".dvcignore"):
-        shutil.copy(ROOT / name, project / name)
-    for name in ("eval", "genius"):  # dvc.yaml lists the library's files as deps
-        shutil.copytree(ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+    project = copy_project(tmp_path_factory.mktemp("ray-flow"))
     tiny_params(
         project / "params.yaml",
         [
