@@ -1,9 +1,10 @@
 """`make replicate`'s plan and results: the shape of the paper's Tables 1, 3 and 4 at toy scale, over seeds.
 
 A plan (configs/replicate.yaml) names arms: Genius itself, run for some rounds, and its
-ablations, each a set of params overrides on top of params.yaml. Every (seed, arm) lives in
-its own folder, `<out_dir>/seed<s>/<arm>/`, with the usual round layout (r1/, r2/, base/) and
-its own round registry (flows/replicate.py runs the stages). An arm with `pairs_from` trains
+ablations, each a set of params overrides on top of params.yaml. Every (seed, arm) is a
+lineage in its own folder, `<out_dir>/seed<s>/<arm>/`, with the usual round layout
+(genius.layout) and its own round registry (flows/replicate.py runs each with the flow's
+round loop). An arm with `pairs_from` trains
 on another arm's round-1 pairs (the paper's Table 4: the same data, another loss). A seed
 changes the query slice, the sampler's and the trainer's randomness and lm-eval's sampling;
 the base model is one, built once.

@@ -101,9 +101,10 @@ class Stage:
         """Run it from the CLI, holding its round (io.hold: a second process on the round is refused, naming
         the first): its `main`, or its function on --round."""
         r = getattr(args, "round", None)
-        mode = _lock_mode(args) if self.rounds != NONE else None
-        lock = self.paths(params.rounds.runs_dir, r).lock
-        with hold(lock, " ".join(["genius", *self.argv(r)]), mode == "shared") if mode else nullcontext():
+        mode = _lock_mode(args) if self.rounds != NONE else None  # a stage without a round holds none
+        holder = " ".join(["genius", *self.argv(r)])
+        held = hold(self.paths(params.rounds.runs_dir, r).lock, holder, mode == "shared") if mode else nullcontext()
+        with held:
             if self.main:
                 return _resolve(self.main)(params, args, log) or 0
             function = _resolve(self.function)
