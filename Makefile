@@ -45,28 +45,32 @@ install: $(VENV)/.installed
 # compile; requirements/extras.in and overrides.txt say what pip alone could not resolve).
 # `make install` installs exactly it with uv (`uv pip sync`: what is not in the lock is
 # removed), so a fresh machine gets the versions README's numbers were measured with.
-# uv is bootstrapped with pip into the venv at the version the lock pins: nothing global is
-# needed, and the tool that reads the lock is locked too. It reads neither pip.conf nor PIP_*
-# variables, so pip's configured indexes and find-links are handed to it (scripts/lock.py indexes).
+# uv is bootstrapped into the venv at the version the lock pins, by the system's pip (a venv
+# without pip is made in a second; ensurepip took ~15 s, and pip comes from the lock like the
+# rest): nothing global is installed, and the tool that reads the lock is locked too. uv reads
+# neither pip.conf nor PIP_* variables, so pip's configured indexes and find-links are handed to
+# it (scripts/lock.py indexes); installing takes a pinned file from the first index that has it
+# (local mirrors before PyPI: a cold install here took 75 s instead of 159 s with best-match).
 LOCK := requirements/lock.txt
 UV := $(VENV)/bin/uv
-UV_INDEXES = $(shell $(PY) scripts/lock.py indexes)
+UV_INDEXES = $(shell $(PYTHON) scripts/lock.py indexes)
+UV_VERSION = $(shell sed -n 's/^uv==\([^ ]*\).*/\1/p' $(LOCK))
 
 $(UV):
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q uv==$$(sed -n 's/^uv==\([^ ]*\).*/\1/p' $(LOCK))
+	$(PYTHON) -m venv --without-pip $(VENV)
+	$(PYTHON) -m pip --python $(PY) install -q uv==$(UV_VERSION) || { $(PY) -m ensurepip -q && $(PY) -m pip install -q uv==$(UV_VERSION); }
 
 $(VENV)/.installed: $(LOCK) pyproject.toml requirements/extras.in requirements/overrides.txt | $(UV)
-	$(PY) scripts/lock.py check  # pyproject.toml or requirements/ edited without `make lock`: stop here
-	$(UV) pip sync -q --python $(PY) $(UV_INDEXES) $(LOCK)
+	$(PYTHON) scripts/lock.py check  # pyproject.toml or requirements/ edited without `make lock`: stop here
+	$(UV) pip sync -q --python $(PY) $(UV_INDEXES) --index-strategy unsafe-first-match $(LOCK)
 	$(UV) pip install -q --python $(PY) --no-deps -e .
 	touch $@
 
 lock: | $(UV)  ## re-resolve requirements/lock.txt (keeps every pin it can; UPGRADE=1: the newest versions)
-	$(UV) pip compile -q --python $(PY) $(UV_INDEXES) pyproject.toml requirements/extras.in --extra dev --extra bench \
+	$(UV) pip compile -q --python $(PY) $(UV_INDEXES) --index-strategy unsafe-best-match pyproject.toml requirements/extras.in --extra dev --extra bench \
 		--override requirements/overrides.txt --generate-hashes --custom-compile-command "make lock" \
 		$(if $(UPGRADE),--upgrade) -o $(LOCK)
-	$(PY) scripts/lock.py stamp
+	$(PYTHON) scripts/lock.py stamp
 
 clean:  ## remove run outputs (not the venv)
 	rm -rf runs .prefect

