@@ -19,6 +19,10 @@ export WANDB_CACHE_DIR ?= $(CURDIR)/.cache/wandb
 export WANDB_CONFIG_DIR ?= $(CURDIR)/.cache/wandb
 export WANDB_DATA_DIR ?= $(CURDIR)/.cache/wandb
 export TOKENIZERS_PARALLELISM := false
+# uv installs no .pyc files (pip compiled all of them, a third of its install time): Python
+# writes them on first import instead, unless told not to. Without them every process (a
+# test suite starts hundreds) compiles torch, transformers and vLLM again: 2x the import time.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: run test serve install lock repro replicate clean
 
