@@ -47,7 +47,10 @@ class ToyConfig(Section):
     seed: int = 0
     num_queries: int = Field(4000, gt=0)
     num_test: int = Field(500, gt=0)
-    pretrain_steps: int = Field(600, gt=0)
+    pretrain_steps: int = Field(1000, gt=0)  # the most steps; with dev_target, pre-training may stop sooner
+    num_dev: int = Field(500, ge=0)  # labelled dev problems, disjoint from pool, test and pre-training: the stopping rule's
+    dev_target: Number | None = Field(0.45, gt=0, le=1)  # stop at the first check whose dev greedy accuracy reaches this; None: run all pretrain_steps
+    dev_every: int = Field(25, gt=0)  # steps between dev checks
     batch_size: int = Field(128, gt=0)
     learning_rate: Number = Field(3e-3, gt=0)
     hidden_size: int = Field(64, gt=0)

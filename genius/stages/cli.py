@@ -103,6 +103,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _warn_numerics() -> None:
+    """One line on stderr when torch does not run the pinned CPU arithmetic (genius/numerics.py)."""
+    import torch
+
+    from genius.numerics import mismatch
+
+    why = mismatch(torch.backends.cpu.get_cpu_capability())
+    if why:
+        print(f"genius: warning: {why}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.command == "import-model":  # needs no params file
         from genius.engines import gguf as models
@@ -134,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
             from genius.stages.pipeline import check_current
 
             check_current(params)  # the registry's lineage and, under DVC, dvc.yaml match the params
+            _warn_numerics()
         if args.command == "toy":
             rounds.run_toy(params, log)
         elif args.command == "ingest":
@@ -147,11 +159,14 @@ def run(args: argparse.Namespace) -> int:
         elif args.command == "pairs":
             rounds.run_pairs(params, args.round, log)
         elif args.command == "train":
+            from genius.environment import environment
             from genius.tracking import wandb_run
             from genius.training.recipe import TrainingDiverged
 
             try:
-                with wandb_run(params.tracking, f"round-{args.round}", params.model_dump(), params.rounds.runs_dir) as track:
+                setting = environment(params.training.threads, params.model.dtype, params.model.device)
+                config = params.model_dump() | {"environment": setting}
+                with wandb_run(params.tracking, f"round-{args.round}", config, params.rounds.runs_dir) as track:
                     rounds.run_train(params, args.round, log, track)
             except TrainingDiverged as e:
                 print(f"genius train: error: round {args.round}: {e}", file=sys.stderr)
@@ -161,7 +176,8 @@ def run(args: argparse.Namespace) -> int:
 
             name = "base-eval" if args.round == 0 else f"round-{args.round}-eval"
             metrics = rounds.run_evaluate(params, args.round, log)
-            with wandb_run(params.tracking, name, params.model_dump(), params.rounds.runs_dir) as track:
+            config = params.model_dump() | {"environment": metrics["environment"]}
+            with wandb_run(params.tracking, name, config, params.rounds.runs_dir) as track:
                 if track:
                     track(rounds.eval_row(metrics), args.round)
         elif args.command == "report":

@@ -8,7 +8,10 @@ and `make repro` run first). What follows the params:
 - every local file among `queries.paths`, `model.path`, `eval.test_path` and
   `eval.diagnostics_path` is a dependency, so editing one reruns what read it (library
   sources such as `reasoning_gym:...` and `hf:...` are params, tracked through `params:`);
-- every output lives under `rounds.runs_dir`, and the rounds come from `rounds.registry`.
+- every output lives under `rounds.runs_dir`, and the rounds come from `rounds.registry`;
+- every stage depends on the lock file (requirements/lock.txt) and the pinned arithmetic
+  (genius/numerics.py), so a new environment shows every stage as changed in `dvc status`
+  instead of mixing two in one lineage.
 
 The registry is the lineage: which model it self-trains, in which runs folder, and the
 policy each round started from. A lineage never switches models: with rounds already done,
@@ -38,6 +41,9 @@ HEADER = """\
 # runs, one per step and round (ingest@r1, sample@r1, ..., evaluate@r2); every local model,
 # query and test file named in the params is a dependency, every output lives in {runs}/.
 """
+# What every stage's numbers depend on beside its own inputs: the installed environment (the
+# Makefile's `make install` installs exactly the lock) and the CPU arithmetic genius pins
+ENVIRONMENT = ["requirements/lock.txt", "genius/numerics.py"]
 SCHEME = re.compile(r"^[A-Za-z][\w+.-]*:(?!//)")  # hf:<name>, reasoning_gym:<name>?..., not C:\ or s3://
 
 
@@ -123,7 +129,8 @@ def stages(params: Params, present: set[str]) -> dict:
     round_dir = f"{runs}/${{key}}"
     table: dict = {}
     if params.toy.enabled:
-        table["toy"] = {"cmd": "genius toy", "deps": ["genius/toy"], "params": keys(params, present, "toy"), "outs": [params.toy.out_dir]}
+        toy_deps = ["genius/toy", "genius/engines/transformers_engine.py"]  # the engine decodes the dev checks
+        table["toy"] = {"cmd": "genius toy", "deps": toy_deps, "params": keys(params, present, "toy"), "outs": [params.toy.out_dir]}
     table["evaluate_base"] = {
         "cmd": "genius evaluate --round 0",
         "deps": [*model, *eval_files, "genius/evaluation"],
@@ -179,6 +186,9 @@ def stages(params: Params, present: set[str]) -> dict:
     for stage in [table["evaluate_base"], *(s["do"] for s in table.values() if "do" in s)]:
         # a moved runs folder invalidates every stage (which then asks for `genius pipeline`)
         stage["params"] = [*stage.get("params", []), "rounds.runs_dir"]
+    environment = [path for path in ENVIRONMENT if Path(path).exists()]
+    for stage in (s.get("do", s) for s in table.values()):  # a new environment reruns every stage: a lineage never mixes two
+        stage["deps"] += environment
     return table
 
 
