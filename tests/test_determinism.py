@@ -36,6 +36,7 @@ print(hashlib.sha256((out / "model" / "model.safetensors").read_bytes()).hexdige
 """
 
 
+@pytest.mark.e2e  # five processes, ~10 s of imports each
 @pytest.mark.skipif(not {"avx2", "fma"} <= numerics.cpu_flags(), reason="simulating an AVX2 machine needs an AVX2 CPU")
 def test_the_toy_is_byte_identical_across_processes_and_pinned_to_avx2(tmp_path):
     base = {k: v for k, v in os.environ.items() if k not in numerics.PINNED} | {"PYTHONPATH": str(ROOT)}
