@@ -50,13 +50,13 @@ def toy_model(path: str | None, workdir: Path) -> str:
 
     tokenizer = build_tokenizer()
     cfg = ToyConfig(pretrain_steps=200, batch_size=64)  # the default toy's shape: hidden 64, 2 heads of 32, 3 layers
-    model, loss = pretrain(cfg, tokenizer, set(), log=lambda _: None)
+    model, record = pretrain(cfg, tokenizer, set(), [], log=lambda _: None)  # no dev split: all pretrain_steps
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     out = workdir / "toy"
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    print(f"toy: trained 200 steps (loss {loss:.2f}) -> {out}", flush=True)
+    print(f"toy: trained {record['steps']} steps (loss {record['final_loss']:.2f}) -> {out}", flush=True)
     return str(out)
 
 

@@ -157,7 +157,8 @@ def publish_report(params: Params) -> str:
     plot = base64.b64encode(runs.accuracy_png.read_bytes()).decode()
     markdown = text.replace(f"]({runs.accuracy_png.name})", f"](data:image/png;base64,{plot})") + f"\n## Promotion\n\n{decisions}\n"
     create_markdown_artifact(key="genius-report", markdown=markdown, description="Genius rounds")
-    return text.split("\n\n")[1] + f"\n\n{decisions}"
+    summary = text.split("\n\n", 1)[1].split("\n\n![")[0]  # the round table and the environment under it
+    return f"{summary}\n\n{decisions}"
 
 
 @contextmanager

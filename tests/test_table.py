@@ -38,7 +38,8 @@ def test_a_stage_added_to_the_table_is_everywhere(monkeypatch, tmp_path):
     params = load_params(ROOT / "params.yaml")
     stages = yaml.safe_load(render(params, file_keys(ROOT / "params.yaml")))["stages"]
     assert "pairs" not in stages and stages["vote"]["do"]["cmd"] == "genius vote --round ${item.round}"
-    assert stages["vote"]["do"]["deps"] == ["runs/${key}/samples.jsonl", "genius/algorithm"]
+    # its own reads and code, then what every stage depends on (table.SHARED_CODE: the environment, issue 21)
+    assert stages["vote"]["do"]["deps"] == ["runs/${key}/samples.jsonl", "genius/algorithm", "requirements/lock.txt", "genius/numerics.py"]
     assert stages["vote"]["do"]["outs"] == ["runs/${key}/pairs.json"] and "sampling.tau" in stages["vote"]["do"]["params"]
     args = parser().parse_args(["vote", "--round", "2"])
     assert args.command == "vote" and args.round == 2

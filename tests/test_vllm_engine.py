@@ -62,8 +62,8 @@ def toy_dir(tmp_path_factory):
     from genius.toy.build import pretrain
 
     tokenizer = build_tokenizer()
-    cfg = ToyConfig(pretrain_steps=60, batch_size=32, hidden_size=64, num_layers=2, num_heads=2, threads=THREADS)
-    model, _ = pretrain(cfg, tokenizer, set(), log=lambda _: None)
+    cfg = ToyConfig(pretrain_steps=60, num_dev=16, batch_size=32, hidden_size=64, num_layers=2, num_heads=2, threads=THREADS)
+    model, _ = pretrain(cfg, tokenizer, set(), [], log=lambda _: None)  # no dev split: all pretrain_steps
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     out = tmp_path_factory.mktemp("toy") / "model"

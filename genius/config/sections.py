@@ -55,15 +55,25 @@ class ToyConfig(Section):
 
     enabled: bool = Field(True, description="build it before round 1; set false when model.path is your own model")
     out_dir: str = Field(
-        "runs/toy", description="model/, queries.jsonl (unlabelled pool), test.jsonl (labelled held-out)"
+        "runs/toy",
+        description="model/, queries.jsonl (unlabelled pool), test.jsonl (labelled held-out), dev.jsonl (pre-training's stopping rule)",
     )
     seed: int = Field(0, description="task and pre-training seed; another seed moves base accuracy by tens of points")
     num_queries: int = Field(4000, gt=0, description="size of the unlabelled pool; rounds take disjoint slices of it")
     num_test: int = Field(500, gt=0, description="labelled held-out problems, disjoint from the pool")
     pretrain_steps: int = Field(
-        600, gt=0,
-        description="fixed steps, fixed seed; the skill appears suddenly, and where moves with the machine's arithmetic (README)",
+        1000, gt=0, description="at most; pre-training stops at the first dev check that reaches dev_target"
     )
+    num_dev: int = Field(
+        500, ge=0,
+        description="labelled dev problems, disjoint from pool, test and pre-training: what dev_target is measured on",
+    )
+    dev_target: Number | None = Field(
+        0.45, gt=0, le=1,
+        description="greedy dev accuracy to stop at: the skill appears suddenly, and a fixed step count put the base "
+        "at 30% or 45% depending on the CPU's arithmetic (issue 21); null: all pretrain_steps",
+    )
+    dev_every: int = Field(25, gt=0, description="pre-training steps between dev checks")
     batch_size: int = Field(128, gt=0, description="sequences per pre-training step")
     learning_rate: Number = Field(3e-3, gt=0, description="AdamW peak, cosine decay to 10%")
     hidden_size: int = Field(64, gt=0, description="Llama width")

@@ -88,6 +88,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _warn_numerics() -> None:
+    """One line on stderr when torch does not run the pinned CPU arithmetic (genius/numerics.py)."""
+    import torch
+
+    from genius.numerics import mismatch
+
+    why = mismatch(torch.backends.cpu.get_cpu_capability())
+    if why:
+        print(f"genius: warning: {why}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     """Dispatch: a command that needs no params, `pipeline`, `report`, or a stage of the table."""
     if args.command == "import-model":
@@ -104,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         from genius.stages.pipeline import check_current
 
         check_current(params)  # the registry's lineage and, under DVC, dvc.yaml match the params
+        _warn_numerics()
         return for_command(args.command, getattr(args, "round", None)).call(params, args, log)
     except (ConfigError, QueryError, FileNotFoundError, Busy) as e:
         if args.debug:

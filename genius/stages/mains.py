@@ -1,7 +1,8 @@
 """The thin `main` of the stages whose command line does more than call the stage's function.
 
 `genius sample --shard I/S` samples one shard; `genius train` may hand itself to `accelerate
-launch` and logs to wandb; `genius evaluate` logs its accuracies to wandb. Each takes the
+launch` and logs to wandb; `genius evaluate` logs its accuracies to wandb. Both give wandb the
+environment the stage ran in (genius/environment.py) with the params. Each takes the
 parsed command line and returns an exit code (genius/stages/table.py names them).
 """
 
@@ -24,6 +25,7 @@ def sample(params: Params, args: argparse.Namespace, log: Log) -> int:
 
 
 def train(params: Params, args: argparse.Namespace, log: Log) -> int:
+    from genius.environment import environment
     from genius.tracking import wandb_run
     from genius.training import launch
     from genius.training.recipe import TrainingDiverged
@@ -31,7 +33,9 @@ def train(params: Params, args: argparse.Namespace, log: Log) -> int:
     if params.training.launch == "accelerate" and not launch.launched():
         return launch.run_accelerate(params.training, args.params, args.set, args.round, args.machine_rank)
     try:
-        with wandb_run(params.tracking, f"round-{args.round}", params.model_dump(), params.rounds.runs_dir) as track:
+        setting = environment(params.training.threads, params.model.dtype, params.model.device)
+        config = params.model_dump() | {"environment": setting}
+        with wandb_run(params.tracking, f"round-{args.round}", config, params.rounds.runs_dir) as track:
             rounds.run_train(params, args.round, log, track)
     except TrainingDiverged as e:
         print(f"genius train: error: round {args.round}: {e}", file=sys.stderr)
@@ -44,7 +48,8 @@ def evaluate(params: Params, args: argparse.Namespace, log: Log) -> int:
 
     name = "base-eval" if args.round == 0 else f"round-{args.round}-eval"
     metrics = rounds.run_evaluate(params, args.round, log)
-    with wandb_run(params.tracking, name, params.model_dump(), params.rounds.runs_dir) as track:
+    config = params.model_dump() | {"environment": metrics["environment"]}
+    with wandb_run(params.tracking, name, config, params.rounds.runs_dir) as track:
         if track:
             track(rounds.eval_row(metrics), args.round)
     return 0

@@ -8,7 +8,10 @@ and `make repro` run first). What follows the params:
 - every local file among `queries.paths`, `model.path`, `eval.test_path` and
   `eval.diagnostics_path` is a dependency, so editing one reruns what read it (library
   sources such as `reasoning_gym:...` and `hf:...` are params, tracked through `params:`);
-- every output lives under `rounds.runs_dir`, and the rounds come from `rounds.registry`.
+- every output lives under `rounds.runs_dir`, and the rounds come from `rounds.registry`;
+- every stage depends on the lock file (requirements/lock.txt) and the pinned arithmetic
+  (genius/numerics.py), the table's SHARED_CODE, so a new environment shows every stage as
+  changed in `dvc status` instead of mixing two in one lineage.
 
 The registry is the lineage: which model it self-trains, in which runs folder, and the
 policy each round started from. A lineage never switches models: with rounds already done,
@@ -32,7 +35,7 @@ from genius.config import SPEED_ONLY, ConfigError, Params
 from genius.io import write_atomic
 from genius.layout import RoundPaths, RunsPaths, summary_path
 from genius.stages.registry import Lineage, RoundEntry, read_lineage, read_registry, write_registry
-from genius.stages.table import EACH, NONE, STAGES, Stage, round_stages
+from genius.stages.table import EACH, NONE, SHARED_CODE, STAGES, Stage, round_stages
 
 HEADER = """\
 # Written by `genius pipeline` from params.yaml and {registry}: do not edit by hand, edit
@@ -141,6 +144,7 @@ def dvc_stage(stage: Stage, params: Params, present: set[str]) -> dict:
             *_local_files(params, *stage.inputs(params)),
             *stage.code,
             *files(stats),  # evaluate: the round's other statistics go into its metrics.json
+            *SHARED_CODE,  # the environment: a new lock or arithmetic reruns every stage
         ],
     }
     keys_ = keys(params, present, *stage.params) + (["rounds.runs_dir"] if stage.rounds != NONE else [])

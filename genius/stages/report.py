@@ -3,7 +3,9 @@
 Reads every round's metrics.json (the base's included); writes `report.md`, `accuracy.csv`
 (for `dvc plots`) and `accuracy.png` beside them (genius.layout.RunsPaths), and the
 lineage's headline beside its registry, DVC's metric (`write_summary`). The round table
-comes first in report.md: the Prefect flow publishes it as the run's summary.
+comes first in report.md, the environment the stages ran in right under it (`summary`): the
+Prefect flow publishes the two as the run's summary, and README's default table is a copy
+of them (tests/test_report.py checks the layout).
 """
 
 from __future__ import annotations
@@ -66,6 +68,58 @@ def table(rows: list[dict]) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _stage_environments(rows: list[dict]) -> list[tuple[str, dict]]:
+    """(where, environment record) of every stage that recorded one: evaluation, sampling, training per round."""
+    found = []
+    for m in rows:
+        for stage, record in (("evaluation", m), ("sampling", m.get("sampling", {})), ("training", m.get("training", {}))):
+            if record.get("environment"):
+                found.append((f"{_name(m)} {stage}", record["environment"]))
+    return found
+
+
+def describe_environment(env: dict) -> str:
+    """One environment record (genius.environment) in words, threads aside."""
+    return (
+        f"Python {env['python']}, torch {env['torch']}, transformers {env['transformers']}, "
+        f"vLLM {env['vllm'] or 'none'}, lm-eval {env['lm_eval']}; {_lock_phrase(env['lock'])}; "
+        f"{env['device'] if env['device'] != 'cpu' else 'CPU'} {env['cpu_numerics']}; {env['dtype']}"
+    )
+
+
+def _lock_phrase(lock: dict) -> str:
+    if lock["hash"] is None:
+        return "no lock file"
+    if not lock["drift"]:
+        return f"lock {lock['hash']} (installed exactly)"
+    return f"lock {lock['hash']} ({len(lock['drift'])} package(s) differ, first {lock['drift'][0]})"
+
+
+def environment_text(rows: list[dict]) -> str | None:
+    """The environment the rounds ran in, one line when every stage shared it (threads per stage aside)."""
+    found = _stage_environments(rows)
+    if not found:
+        return None
+    described = {}
+    for where, env in found:
+        described.setdefault(describe_environment(env), []).append(where)
+    threads = {}
+    for where, env in found:
+        threads.setdefault(where.split()[-1], env["threads"])
+    per_stage = ", ".join(f"{stage} {n}" for stage, n in threads.items())
+    if len(described) == 1:
+        return f"Environment: {next(iter(described))}; threads: {per_stage}."
+    lines = ["Environments (the stages did not all run in one):"]
+    lines += [f"- {text}: {', '.join(where)}" for text, where in described.items()]
+    return "\n".join(lines)
+
+
+def summary(rows: list[dict]) -> str:
+    """The round table and, under it, the environment: what the flow prints and README quotes."""
+    env = environment_text(rows)
+    return table(rows) + (f"\n\n{env}" if env else "")
 
 
 def benchmark_table(rows: list[dict]) -> str:
@@ -181,19 +235,19 @@ def write_summary(runs_dir: str | Path, registry: str | Path) -> dict:
     from genius.stages.registry import read_registry
 
     entries = read_registry(registry)
-    summary = headline(collect(runs_dir, len(entries)), entries)
-    if summary:
-        write_json(summary_path(registry), summary)
-    return summary
+    numbers = headline(collect(runs_dir, len(entries)), entries)
+    if numbers:
+        write_json(summary_path(registry), numbers)
+    return numbers
 
 
 def write_report(runs_dir: str | Path, num_rounds: int) -> str:
-    """Write report.md, accuracy.csv and accuracy.png into runs_dir; return the round table."""
+    """Write report.md, accuracy.csv and accuracy.png into runs_dir; return the round table and environment."""
     runs = RunsPaths(Path(runs_dir))
     rows = collect(runs.dir, num_rounds)
     if not rows:
         raise FileNotFoundError(f"no {runs.round(0).metrics.name} under {runs.dir}: run the rounds first")
-    text = table(rows)
+    text = summary(rows)
     keys = benchmarks(rows)
     with open(runs.accuracy_csv, "w", newline="") as f:
         writer = csv.writer(f)

@@ -20,6 +20,7 @@ from genius.config import Params
 from genius.data.queries import ingest, read_queries
 from genius.engines import build_engine
 from genius.engines.loading import check_model
+from genius.environment import environment
 from genius.io import read_jsonl, write_json, write_jsonl
 from genius.layout import RoundPaths, round_name
 from genius.progress import Progress
@@ -94,6 +95,7 @@ def run_sample(params: Params, r: int, log: Log = print) -> dict:
         "seconds": time.time() - start,  # this run's wall time
         "config_hash": params.hash("sampling"),
         "sampler_hash": config_hash(sampler_config(params.sampling, policy, params.model.dtype)),  # what resuming checks
+        "environment": environment(params.sampling.threads, params.model.dtype, params.model.device),
     }
     store.remove()  # samples.jsonl is whole: the next run of this round starts afresh
     write_json(paths.sampling, stats)
@@ -161,6 +163,7 @@ def run_train(params: Params, r: int, log: Log = print, track=None) -> dict:
         log(f"round {r}: no preference pairs; the checkpoint is the unchanged policy")
     reference = None if params.training.reference == "previous" else params.model.path
     metrics = train_round(pairs, policy_path(params, r), paths.checkpoint, params.training, params.model, reference, log, track)
+    metrics["environment"] = environment(params.training.threads, params.model.dtype, params.model.device)
     if os.environ.get("RANK", "0") == "0":  # under `accelerate launch` every GPU runs this; one writes
         write_json(paths.training, metrics)
     return metrics
@@ -180,6 +183,7 @@ def run_evaluate(params: Params, r: int, log: Log = print) -> dict:
     result = evaluate(model, params.eval, params.model, pool=params.queries.paths, done=progress)  # a generated test set leaves the pool out
     write_jsonl(paths.eval_samples, ({"task": t, **s} for t, rows in result.pop("samples").items() for s in rows))
     metrics = {"round": r, "model": model, **result}
+    metrics["environment"] = environment(params.eval.threads, params.model.dtype, params.model.device)
     if params.eval.diagnostics:  # does the self-reward still track correctness? (genius.evaluation.diagnostics)
         from genius.evaluation.diagnostics import diagnose_checkpoint
 

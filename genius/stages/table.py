@@ -53,7 +53,7 @@ class Stage:
     inputs: Callable[[Any], list[str | None]] = lambda params: []  # files the params name; the local ones are deps
     outputs: Callable[[Any], list[str]] = lambda params: []  # folders the params name, for a stage without a round
     params: tuple[str, ...] = ()  # params sections whose keys decide its outputs (less SPEED_ONLY)
-    code: tuple[str, ...] = ()  # the library code it runs: DVC deps
+    code: tuple[str, ...] = ()  # the library code it runs: DVC deps (with SHARED_CODE, which every stage runs)
     # its statistics, for the round's metrics.json: (key there, RoundPaths field, the keys kept (lists
     # counted); () keeps the file whole)
     stats: tuple[str, str, tuple[str, ...]] | None = None
@@ -130,12 +130,18 @@ def _evaluation_files(params) -> list[str | None]:
 
 
 STAGE_FUNCTIONS = "genius.stages.rounds"
+# The code every stage runs beside its own, listed in each stage's DVC deps: the installed environment
+# (`make install` installs exactly the lock) and the CPU arithmetic genius pins before torch loads. A new
+# lock or arithmetic shows every stage as changed in `dvc status`: a lineage never mixes two (issue 21).
+SHARED_CODE = ("requirements/lock.txt", "genius/numerics.py")
 STAGES: dict[str, Stage] = {
     s.name: s
     for s in [
         Stage(
             "toy", f"{STAGE_FUNCTIONS}:run_toy", task="build-toy", rounds=NONE, help="build the embedded default model, query pool and test set",
-            outputs=lambda p: [p.toy.out_dir], params=("toy",), code=("genius/toy",), enabled=lambda p: p.toy.enabled,
+            outputs=lambda p: [p.toy.out_dir], params=("toy",),
+            code=("genius/toy", "genius/engines/transformers_engine.py"),  # the engine decodes pre-training's dev checks
+            enabled=lambda p: p.toy.enabled,
             retry_delay_seconds=0,
         ),
         Stage(
