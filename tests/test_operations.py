@@ -42,6 +42,14 @@ def gone(pgid: int, within: float = 15.0) -> bool:
     return False
 
 
+def api_post(api: str, path: str, body: dict) -> list[dict]:
+    import httpx
+
+    reply = httpx.post(f"{api}/{path}", json=body, timeout=30)
+    reply.raise_for_status()
+    return reply.json()
+
+
 def popen(cmd, cwd, **env):
     env = os.environ | {"PATH": f"{sys.executable.rsplit('/', 1)[0]}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT)} | env
     return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -73,6 +81,13 @@ def test_served_deployment_runs_a_round_and_stops_cleanly(project, tmp_path_fact
         assert triggered.returncode == 0 and "Completed" in triggered.stdout, triggered.stdout[-3000:] + triggered.stderr[-3000:]
         artifacts = run(["prefect", "artifact", "ls"], project, timeout=60, env_extra={"PREFECT_API_URL": api, "COLUMNS": "250"})
         assert "genius-round-1" in artifacts.stdout and "genius-report" in artifacts.stdout, artifacts.stdout
+        # what a stage prints reaches its task's log, and its progress lines move a progress artifact
+        logs = [row["message"] for row in api_post(api, "logs/filter", {"limit": 200})]
+        assert any("foresight sampling 4 of 4 queries" in m for m in logs), logs[-20:]
+        assert any(m.startswith("round 1: genius_toy ") for m in logs), logs[-20:]
+        bars = api_post(api, "artifacts/filter", {"artifacts": {"type": {"any_": ["progress"]}}})
+        assert bars and all(bar["data"] == 100.0 for bar in bars), bars  # every stage's bar ends full
+        assert {bar["description"].split(":")[0] for bar in bars} >= {"sample@r1", "train@r1"}, bars
     finally:
         serve.send_signal(signal.SIGTERM)
         serve.wait(60)
