@@ -42,7 +42,9 @@ def start_server(port: int, ui: bool = True, temporary: bool = False) -> subproc
     else:
         cmd = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port), "--analytics-off"]
         cmd += [] if ui else ["--no-ui"]
-        env = None
+        # the UI's pages call the API at PREFECT_UI_API_URL, port 4200 unless told: on any other port
+        # they would show "Oops. Something went wrong"
+        env = {"PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api"} | os.environ
     # own session: background processes of a non-interactive shell ignore SIGINT, and we
     # must be able to stop the server and everything it started in one signal
     server = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=dies_with_this_process())
