@@ -11,7 +11,8 @@
 # project's imports; pytest on tests/test_gpu.py (-m gpu), on tests/test_engine.py with
 # GENIUS_TEST_DEVICE=cuda and on the test files of bf16 training, LoRA, resume, lm-eval's HF model
 # and the diagnostics; one Genius round on the toy through the CLI at model.dtype bfloat16, full
-# fine-tuning, then LoRA; a training run at bf16 killed (SIGKILL) and resumed; `accelerate launch`
+# fine-tuning, then LoRA; a training run at bf16 killed (SIGKILL) and resumed; the round's sampling,
+# pairs and training twice, saying which files are byte-identical on the device; `accelerate launch`
 # with configs/accelerate/fsdp.yaml and zero3.yaml at one process; bench/engine_throughput.py small.
 # Each step ends PASS, FAIL or SKIP (with the reason); a table closes the run; the exit status is
 # 1 if any step FAILED.
@@ -193,6 +194,7 @@ open("params.yaml", "w").write(yaml.safe_dump(data))
 EOF
     genius toy
     genius ingest --round 1
+    cp -r "$WORK/full" "$WORK/ingested"  # the round up to its queries: the determinism step starts here
     genius sample --round 1
     genius pairs --round 1
     cp -r "$WORK/full" "$WORK/pairs"  # the round up to its pairs: LoRA, resume and FSDP start here
@@ -275,6 +277,41 @@ EOF
     py -c "import json; t = json.load(open('runs/r1/train.json')); print(t['resumed_from_step'], t['steps'], t['precision']); assert t['resumed_from_step'] == 2"
 }
 
+step_determinism() {
+    # the round's sampling, pairs and training twice from the same queries, in two processes: which
+    # files are byte-identical on this device (CPU: all of them, tests/test_determinism.py; CUDA: what
+    # the kernels make so, reported, since bf16 reductions on a GPU need not be order-stable)
+    [ -d "$WORK/ingested" ] || { echo "no ingested round: the full round's step failed before it"; exit 1; }
+    local run
+    for run in a b; do
+        rm -rf "$WORK/det-$run"
+        cp -r "$WORK/ingested" "$WORK/det-$run"
+        (cd "$WORK/det-$run" && genius sample --round 1 && genius pairs --round 1 && genius train --round 1) >"$WORK/det-$run.txt"
+    done
+    py - "$WORK/det-a/runs/r1" "$WORK/det-b/runs/r1" <<'EOF2'
+import pathlib, sys
+from safetensors.torch import load_file
+a, b = map(pathlib.Path, sys.argv[1:])
+files = ["samples.jsonl", "pairs.jsonl", "reference_logps.safetensors", "checkpoint/model.safetensors"]
+
+def equal(x, y):  # tensors bit for bit (a .safetensors header may carry how long it took); other files byte for byte
+    if x.suffix != ".safetensors":
+        return x.read_bytes() == y.read_bytes()
+    tx, ty = load_file(x), load_file(y)
+    return tx.keys() == ty.keys() and all(tx[k].view(-1).view(torch.uint8).equal(ty[k].view(-1).view(torch.uint8)) for k in tx)
+
+import torch
+same = {}
+for name in files:
+    if (a / name).exists():
+        same[name] = equal(a / name, b / name)
+        print(f"{name:32} {'byte-identical' if same[name] else 'DIFFERS'}")
+    else:
+        print(f"{name:32} (not written)")
+assert same.get("samples.jsonl") is not None and same.get("checkpoint/model.safetensors") is not None
+EOF2
+}
+
 accelerate_train() {  # accelerate_train CONFIG: `genius train` runs `accelerate launch --config_file CONFIG --num_processes 1`
     if [ "$CUDA" = 1 ] || [ "$QUICK" != 1 ]; then  # what the launched process is given
         printf 'from accelerate import Accelerator\na = Accelerator()\nprint("launched:", a.distributed_type, a.mixed_precision, a.device)\n' >"$WORK/dist.py"
@@ -327,6 +364,7 @@ main() {
     run_step round-bf16-full any step_round_full
     run_step round-bf16-lora any step_round_lora
     run_step kill-resume-bf16 any step_kill_resume
+    run_step determinism-bf16 any step_determinism
     run_step accelerate-fsdp-1proc any step_fsdp
     run_step accelerate-zero3-1proc any step_zero3
     run_step bench-engine-throughput any step_bench
