@@ -98,6 +98,8 @@ def run_rounds(new_rounds: int, overrides: list[str] | None) -> str:
     if intact:
         print(f"rounds 1-{intact}: finished and intact (dvc status), not rerun")
     for r in range(intact + 1, last + 1):
+        if r in entries and entries[r].retired:  # genius gc took it out of the pipeline: history now
+            continue
         register(params, r)
         tasks.ingest(r)
         sample(params, r)
@@ -106,6 +108,8 @@ def run_rounds(new_rounds: int, overrides: list[str] | None) -> str:
         metrics = tasks.evaluate(r, params.rounds.runs_dir)
         promote(params, r, metrics, base)
     tasks.push()
+    if params.rounds.gc:
+        tasks.gc(params)
     return publish_report(params)
 
 

@@ -164,6 +164,14 @@ class EvalConfig(Section):
     diagnostics_answer: Literal["toy", "last_number", "reasoning_gym"] = "toy"  # how a response's answer is read
 
 
+class KeepConfig(Section):
+    """What `genius gc` keeps whole (genius/stages/retention.py); the latest promoted round, rounds not
+    judged yet and every checkpoint a kept round's policy is made of are kept whatever these say."""
+
+    last: int = Field(5, gt=0)  # the last N rounds
+    pinned: list[Annotated[int, Field(gt=0)]] = []  # round numbers kept whatever else
+
+
 class RoundsConfig(Section):
     num_rounds: int = Field(2, gt=0)
     runs_dir: str = "runs"
@@ -173,6 +181,8 @@ class RoundsConfig(Section):
     cron: str = "0 2 * * *"
     timezone: str = "UTC"
     new_rounds: int = Field(1, ge=0)
+    keep: KeepConfig = KeepConfig()
+    gc: bool = True  # run `genius gc` at the end of every flow run
 
 
 class OrchestrationConfig(Section):

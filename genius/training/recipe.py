@@ -5,7 +5,8 @@ exactly as the chat model sees them; take the frozen reference's sequence log-pr
 cache beside the pairs, or compute them once (with the policy itself before its first update,
 or the LoRA base with adapters off: no second model in memory); resume from the last saved
 state if a previous attempt was killed; minimise the chosen loss (ACO by default, or a
-Table 4 baseline) plus an optional SFT term; save a merged checkpoint with `save_pretrained`.
+Table 4 baseline) plus an optional SFT term; save the checkpoint: the whole model with
+`save_pretrained`, or with LoRA the adapter and its lineage (genius/training/policy.py).
 
 Runs under `accelerate`: one process on CPU or one GPU (bf16 autocast on GPUs), or many
 with `accelerate launch --config_file configs/accelerate/<zero3|fsdp>.yaml` (README,
@@ -32,7 +33,8 @@ import torch
 
 from genius.algorithm.records import PreferencePair
 from genius.config import ModelConfig, TrainingConfig
-from genius.io import stable_hash
+from genius.engines.lineage import lineage_record
+from genius.io import stable_hash, write_jsonl
 from genius.threads import torch_threads
 from genius.training.batches import collate, micro_batches, pair_sequences, sequence_logps, step_batches, tokenize_pairs
 from genius.training.launch import make_accelerator
@@ -71,6 +73,8 @@ def _train(pairs, policy_path, out_dir, cfg, model_cfg, reference_path, log, tra
     accelerator = make_accelerator(cfg, model_cfg)
     torch.manual_seed(cfg.seed)
     model, tokenizer = load_policy(policy_path, model_cfg, cfg)
+    # what a LoRA round's adapter extends, hashed as loaded (not as it may be at the end)
+    lineage = lineage_record(policy_path) if cfg.finetune == "lora" and accelerator.is_main_process else None
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     examples = tokenize_pairs(tokenizer, pairs)
     adv = torch.tensor([[p.adv_chosen, p.adv_rejected] for p in pairs], dtype=torch.float32).reshape(-1, 2)
@@ -140,12 +144,11 @@ def _train(pairs, policy_path, out_dir, cfg, model_cfg, reference_path, log, tra
             save_state(state_dir, step + 1, run_key, accelerator.unwrap_model(model), optimizer, schedule, history)
     loop_seconds = time.time() - loop_start
 
-    save_checkpoint(model, tokenizer, out_dir, accelerator)
+    save_checkpoint(model, tokenizer, out_dir, accelerator, lineage)
     metrics = _summary(history, pairs, cfg, ref_source, first, time.time() - start, loop_seconds, accelerator)
     if accelerator.is_main_process:
         shutil.rmtree(state_dir, ignore_errors=True)  # the round is done: its resumable state is spent
-        with open(work_dir / "train_steps.jsonl", "w") as f:
-            f.writelines(json.dumps(row) + "\n" for row in history)
+        write_jsonl(work_dir / "train_steps.jsonl", history)  # replaced, not rewritten: it may be a link into DVC's cache
         (out_dir / "genius_training.json").write_text(
             json.dumps({"config": cfg.model_dump(), "metrics": metrics}, indent=2)
         )
