@@ -59,21 +59,24 @@ def test_a_lora_chain_keeps_every_adapter_it_is_made_of():
     assert (plan.kept, plan.retire, plan.anchors) == ((5,), (1, 2, 3, 4), (1, 2, 3, 4))
 
 
-def test_latest_promoted_pinned_and_unjudged_rounds_stay():
-    """Round 4 fell (not promoted): round 5 started from round 3, the latest promoted is 5... unless
-    round 5 is not judged yet (a crashed run): then 3 is the latest promoted and 5 stays too."""
+def test_the_latest_promoted_and_pinned_rounds_stay():
+    """Round 4 fell (not promoted): round 5 started from round 3. With round 5 promoted it is the
+    latest; while round 5 is not judged (a crashed run, the DVC-only path), 3 is and stays."""
     entries = lineage(5, promoted=lambda r: r != 4)
     assert entries[5].policy == ckpt(3)
     plan = plan_retention(entries, KeepConfig(last=1, pinned=[1]), full_ft, ckpt)
     assert (plan.kept, plan.retire, plan.anchors) == ((1, 5), (2, 3, 4), (3,))
     entries[5].promoted = None
     plan = plan_retention(entries, KeepConfig(last=1), full_ft, ckpt)
-    assert (plan.kept, plan.anchors) == ((3, 5), (2,))  # 3: the latest promoted; 2: what 3 started from
+    assert (plan.kept, plan.anchors) == ((3, 5), (2,))  # 2: what 3 started from
     # a round retired before is never planned again; its checkpoint stays only while needed
     for r in (1, 2):
         entries[r].retired = True
     plan = plan_retention(entries, KeepConfig(last=1), full_ft, ckpt)
     assert (plan.retire, plan.anchors) == ((4,), (2,))
+    entries[3].promoted = False  # now nothing is promoted: the base is current, the last round stays
+    plan = plan_retention(entries, KeepConfig(last=1), full_ft, ckpt)
+    assert (plan.kept, plan.retire, plan.anchors) == ((5,), (3, 4), (3,))
 
 
 def test_keep_is_a_params_section():

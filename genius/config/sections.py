@@ -165,8 +165,8 @@ class EvalConfig(Section):
 
 
 class KeepConfig(Section):
-    """What `genius gc` keeps whole (genius/stages/retention.py); the latest promoted round, rounds not
-    judged yet and every checkpoint a kept round's policy is made of are kept whatever these say."""
+    """What `genius gc` keeps whole (genius/stages/retention.py); the latest promoted round and every
+    checkpoint a kept round's policy is made of are kept whatever these say."""
 
     last: int = Field(5, gt=0)  # the last N rounds
     pinned: list[Annotated[int, Field(gt=0)]] = []  # round numbers kept whatever else

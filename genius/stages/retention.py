@@ -1,8 +1,8 @@
 """What a lineage keeps on disk (`rounds.keep`), and `genius gc`, which removes the rest.
 
 A round stays whole (every file, its stages in dvc.yaml) when it is the latest promoted
-round (the next round starts from it), one of the last `rounds.keep.last` rounds, pinned in
-`rounds.keep.pinned`, or not judged yet (running, or stopped half-way). Every other round is
+round (the next round starts from it), one of the last `rounds.keep.last` rounds (a round
+running or stopped half-way is the last), or pinned in `rounds.keep.pinned`. Every other round is
 retired: its stages leave the pipeline (the registry lists it under `retired:`, outside the
 `round_list` that dvc.yaml's stages iterate) and its files leave the workspace and DVC's
 cache, but for
@@ -69,11 +69,7 @@ def plan_retention(
     live = [r for r in sorted(entries) if not entries[r].retired]
     newest = max(entries, default=0)
     current = latest_promoted(entries, before=newest + 1)
-    kept = {
-        r
-        for r in live
-        if r > newest - keep.last or r in keep.pinned or r == current or entries[r].promoted is None
-    }
+    kept = {r for r in live if r > newest - keep.last or r in keep.pinned or r == current}
     needed = {os.path.normpath(p) for r in kept for p in needs(entries[r].policy)}
     anchors = {r for r in entries if r not in kept and os.path.normpath(checkpoint(r)) in needed}
     return Plan(tuple(sorted(kept)), tuple(r for r in live if r not in kept), tuple(sorted(anchors)))
