@@ -30,8 +30,8 @@ def check_model(path: str) -> None:
             why = "; HF_HUB_OFFLINE=1, so it is not looked up on the hub" if offline else ""
             raise FileNotFoundError(f"model {path} does not exist{why}")
         return  # a hub name: transformers fetches it
-    if is_adapter(p):  # a LoRA round: its chain, hashes checked, down to a base checked as below
-        resolve_chain(path)
+    if is_adapter(p):  # a LoRA round: its chain's hashes, then its base as any model
+        check_model(resolve_chain(path).base)
         return
     if not (p / "config.json").is_file():
         ggufs = sorted(p.glob("*.gguf")) if p.is_dir() else [p] if p.suffix == ".gguf" else []
