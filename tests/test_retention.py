@@ -24,6 +24,7 @@ from genius.stages.registry import Lineage, RoundEntry, read_registry, write_reg
 from genius.stages.retention import LOCK, GcError, collect, plan_retention
 
 ckpt = lambda r: f"runs/r{r}/checkpoint"  # noqa: E731
+DONE = set(range(1, 100))  # rounds with results
 
 
 def full_ft(policy: str) -> list[str]:
@@ -50,12 +51,12 @@ def lineage(n: int, promoted=lambda r: True) -> dict[int, RoundEntry]:
 
 
 def test_full_fine_tuning_keeps_the_last_rounds_and_the_checkpoint_they_started_from():
-    plan = plan_retention(lineage(5), KeepConfig(last=2), full_ft, ckpt)
+    plan = plan_retention(lineage(5), KeepConfig(last=2), full_ft, ckpt, DONE)
     assert (plan.kept, plan.retire, plan.anchors) == ((4, 5), (1, 2, 3), (3,))
 
 
 def test_a_lora_chain_keeps_every_adapter_it_is_made_of():
-    plan = plan_retention(lineage(5), KeepConfig(last=1), lora, ckpt)
+    plan = plan_retention(lineage(5), KeepConfig(last=1), lora, ckpt, DONE)
     assert (plan.kept, plan.retire, plan.anchors) == ((5,), (1, 2, 3, 4), (1, 2, 3, 4))
 
 
@@ -64,19 +65,26 @@ def test_the_latest_promoted_and_pinned_rounds_stay():
     latest; while round 5 is not judged (a crashed run, the DVC-only path), 3 is and stays."""
     entries = lineage(5, promoted=lambda r: r != 4)
     assert entries[5].policy == ckpt(3)
-    plan = plan_retention(entries, KeepConfig(last=1, pinned=[1]), full_ft, ckpt)
+    plan = plan_retention(entries, KeepConfig(last=1, pinned=[1]), full_ft, ckpt, DONE)
     assert (plan.kept, plan.retire, plan.anchors) == ((1, 5), (2, 3, 4), (3,))
     entries[5].promoted = None
-    plan = plan_retention(entries, KeepConfig(last=1), full_ft, ckpt)
+    plan = plan_retention(entries, KeepConfig(last=1), full_ft, ckpt, DONE)
     assert (plan.kept, plan.anchors) == ((3, 5), (2,))  # 2: what 3 started from
     # a round retired before is never planned again; its checkpoint stays only while needed
     for r in (1, 2):
         entries[r].retired = True
-    plan = plan_retention(entries, KeepConfig(last=1), full_ft, ckpt)
+    plan = plan_retention(entries, KeepConfig(last=1), full_ft, ckpt, DONE)
     assert (plan.retire, plan.anchors) == ((4,), (2,))
     entries[3].promoted = False  # now nothing is promoted: the base is current, the last round stays
-    plan = plan_retention(entries, KeepConfig(last=1), full_ft, ckpt)
+    plan = plan_retention(entries, KeepConfig(last=1), full_ft, ckpt, DONE)
     assert (plan.kept, plan.retire, plan.anchors) == ((5,), (3, 4), (3,))
+
+
+def test_rounds_without_results_stay_with_the_round_they_start_from():
+    """`genius pipeline` registers rounds 1..3 ahead; only round 1 ran. Round 2 is work to do, and
+    starts from round 1's checkpoint: gc retires round 1 and keeps that checkpoint."""
+    plan = plan_retention(lineage(3), KeepConfig(last=1), full_ft, ckpt, finished={1})
+    assert (plan.kept, plan.retire, plan.anchors) == ((2, 3), (1,), (1,))
 
 
 def test_keep_is_a_params_section():

@@ -1,8 +1,9 @@
 """What a lineage keeps on disk (`rounds.keep`), and `genius gc`, which removes the rest.
 
 A round stays whole (every file, its stages in dvc.yaml) when it is the latest promoted
-round (the next round starts from it), one of the last `rounds.keep.last` rounds (a round
-running or stopped half-way is the last), or pinned in `rounds.keep.pinned`. Every other round is
+round (the next round starts from it), one of the last `rounds.keep.last` rounds, pinned in
+`rounds.keep.pinned`, or without results yet (registered ahead, running, stopped half-way).
+Every other round is
 retired: its stages leave the pipeline (the registry lists it under `retired:`, outside the
 `round_list` that dvc.yaml's stages iterate) and its files leave the workspace and DVC's
 cache, but for
@@ -59,18 +60,24 @@ class Plan:
 
 
 def plan_retention(
-    entries: dict[int, RoundEntry], keep: KeepConfig, needs: Callable[[str], list[str]], checkpoint: Callable[[int], str]
+    entries: dict[int, RoundEntry],
+    keep: KeepConfig,
+    needs: Callable[[str], list[str]],
+    checkpoint: Callable[[int], str],
+    finished: set[int],
 ) -> Plan:
     """Which rounds stay, go, or leave only their checkpoint behind.
 
     `needs(policy)`: the folders a policy is read from (`genius.engines.lineage.chain_paths`);
-    `checkpoint(r)`: round r's checkpoint folder.
+    `checkpoint(r)`: round r's checkpoint folder; `finished`: the rounds with results (metrics.json).
+    A round without results is work to do (registered ahead by `genius pipeline`, running, or
+    stopped half-way) and stays, and so does the round its policy will come from.
     """
     live = [r for r in sorted(entries) if not entries[r].retired]
     newest = max(entries, default=0)
     current = latest_promoted(entries, before=newest + 1)
-    kept = {r for r in live if r > newest - keep.last or r in keep.pinned or r == current}
-    needed = {os.path.normpath(p) for r in kept for p in needs(entries[r].policy)}
+    kept = {r for r in live if r > newest - keep.last or r in keep.pinned or r == current or r not in finished}
+    needed = {os.path.normpath(p) for r in kept for p in [entries[r].policy, *needs(entries[r].policy)]}
     anchors = {r for r in entries if r not in kept and os.path.normpath(checkpoint(r)) in needed}
     return Plan(tuple(sorted(kept)), tuple(r for r in live if r not in kept), tuple(sorted(anchors)))
 
@@ -84,7 +91,10 @@ def collect(params: Params, log: Callable[[str], None] = print, dry_run: bool = 
     from genius.stages.rounds import round_paths
 
     entries = read_registry(params.rounds.registry)
-    plan = plan_retention(entries, params.rounds.keep, chain_paths, lambda r: str(round_paths(params, r).checkpoint))
+    finished = {r for r in entries if round_paths(params, r).metrics.exists()}
+    plan = plan_retention(
+        entries, params.rounds.keep, chain_paths, lambda r: str(round_paths(params, r).checkpoint), finished
+    )
     gone = [r for r in entries if entries[r].retired or r in plan.retire]
     doomed = [p for r in gone for p in _round_files(round_paths(params, r).dir, r in plan.anchors)]
     for r in params.rounds.keep.pinned:
