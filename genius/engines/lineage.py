@@ -71,7 +71,8 @@ def folder_hash(path: str | Path) -> str:
     unchanged is not read again in this process (stages load a policy more than once).
     """
     folder = Path(path)
-    files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".") and f.suffix != ".md" and f.name != METRICS)
+    skip = lambda f: f.name.startswith(".") or f.suffix == ".md" or f.name == METRICS  # noqa: E731
+    files = sorted(f for f in folder.iterdir() if f.is_file() and not skip(f))
     key = (str(folder.resolve()), *((f.name, s.st_size, s.st_mtime_ns, s.st_ino) for f in files for s in [f.stat()]))
     if key not in _hashes:
         digest = hashlib.sha256()
@@ -106,8 +107,7 @@ def resolve_chain(path: str) -> Chain:
             raise LineageError(f"model {path}: its lineage files form a cycle through {current}")
         current = parent
     links.reverse()
-    if links and links[0][1] is not None:
-        _check_hashes(path, current, links)
+    _check_hashes(path, current, links)
     return Chain(current, tuple(adapter for adapter, _ in links))
 
 
@@ -118,13 +118,14 @@ def _named_base(adapter: str) -> str:
     return base
 
 
-def _check_hashes(path: str, base: str, links: list[tuple[str, dict]]) -> None:
-    """The base, and each link's parent, hash as they did when the link was trained."""
-    if not Path(base).is_dir():  # a hub name (its files are the hub's to version), or missing: check_model says
-        return
+def _check_hashes(path: str, base: str, links: list[tuple[str, dict | None]]) -> None:
+    """The base, and each link's parent, hash as they did when the link was trained (a foreign adapter: unchecked)."""
+    if not Path(base).is_dir() or not any(record for _, record in links):  # a hub name, a missing base (check_model says)
         return
     now = folder_hash(base)
     for i, (adapter, record) in enumerate(links):
+        if record is None:
+            continue
         if record["base_sha256"] != now:
             raise LineageError(
                 f"model {path}: its base {base} changed since {adapter} was trained on it (sha256 "
