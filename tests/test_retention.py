@@ -18,7 +18,7 @@ import pytest
 import yaml
 from conftest import ROOT, git_dvc_init, run
 
-from genius.config import load_params
+from genius.config import load_params, write_overrides
 from genius.config.sections import KeepConfig
 from genius.stages.registry import Lineage, RoundEntry, read_registry, write_registry
 from genius.stages.retention import LOCK, GcError, collect, plan_retention
@@ -111,6 +111,7 @@ stages:
     do:
       cmd: python make.py ${item.round} ${item.policy}
       deps: [make.py, "${item.policy}"]
+      params: [training.learning_rate]
       outs: ["runs/${key}/checkpoint", "runs/${key}/samples.jsonl"]
       metrics: ["runs/${key}/metrics.json"]
 """
@@ -138,6 +139,8 @@ def rounds_project(tmp_path, monkeypatch):
     params["rounds"] |= {"keep": {"last": 2}}
     params["model"]["path"] = "m"
     (project / "params.yaml").write_text(yaml.safe_dump(params))
+    # as the flow's -S writes it: "1e-3", a string to PyYAML's YAML 1.1, a float to DVC's YAML 1.2
+    write_overrides(project / "params.yaml", ["training.learning_rate=1e-3"])
     write_registry(project / "rounds.yaml", lineage(4), Lineage("m", "runs"))
     git_dvc_init(project, registry=None)
     repro = run(["dvc", "repro"], project)

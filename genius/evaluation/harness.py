@@ -27,6 +27,7 @@ from genius.engines.loading import load_model
 from genius.evaluation.tasks import EvaluationError, make_task_manager, run_tasks, task_metadata
 from genius.threads import torch_threads
 
+
 def evaluate(
     model_path: str,
     eval_cfg: EvalConfig,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import json
 import os
 import shutil
@@ -142,15 +143,21 @@ def _drop_cache(rounds: list[int], lock_path: Path = Path("dvc.lock")) -> int:
     doomed = _lock_entries(rounds, lock_path)
     if not doomed:
         return 0
-    lock = yaml.safe_load(lock_path.read_text())
+    from ruamel.yaml import YAML  # DVC's own YAML (1.2): PyYAML would write the string '1e-3' bare, a float to DVC
+
+    yaml_rt = YAML()
+    lock = yaml_rt.load(lock_path.read_text())
     stages = lock["stages"]
     cache = Path(_dvc("cache", "dir").stdout.strip() or ".dvc/cache") / "files" / "md5"
     objects = lambda names: {o for n in names for out in stages[n].get("outs", []) for o in _objects(out, cache)}  # noqa: E731
     unused = objects(doomed) - objects([n for n in stages if n not in doomed])
     for oid in sorted(unused, key=lambda o: o.endswith(".dir")):  # listings last: a rerun after a crash still finds their files
         (cache / oid[:2] / oid[2:]).unlink(missing_ok=True)
-    lock["stages"] = {n: s for n, s in stages.items() if n not in doomed}
-    write_atomic(lock_path, yaml.safe_dump(lock, sort_keys=False, width=1000))
+    for name in doomed:
+        del stages[name]
+    text = io.StringIO()
+    yaml_rt.dump(lock, text)
+    write_atomic(lock_path, text.getvalue())
     return len(unused)
 
 
