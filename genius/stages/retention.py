@@ -88,6 +88,11 @@ def collect(params: Params, log: Callable[[str], None] = print, dry_run: bool = 
 
     `hold_lock`: take the flow's lock (False when the flow, which holds it, calls).
     """
+    with _flow_lock() if hold_lock and not dry_run else contextlib.nullcontext():  # the registry is read, then written
+        return _collect(params, log, dry_run)
+
+
+def _collect(params: Params, log: Callable[[str], None], dry_run: bool) -> Plan:
     from genius.engines.lineage import chain_paths
     from genius.stages.rounds import round_paths
 
@@ -110,19 +115,18 @@ def collect(params: Params, log: Callable[[str], None] = print, dry_run: bool = 
         for path in doomed:
             log(f"  would remove {path}")
         return plan
-    with _flow_lock() if hold_lock else contextlib.nullcontext():
-        dvc = Path(".dvc").is_dir()
-        if dvc and plan.retire and _dvc("remote", "default").returncode == 0:  # retired outputs leave the pipeline: push them first
-            pushed = _dvc("push", "-q")
-            if pushed.returncode:
-                raise GcError(f"dvc push failed, so nothing was removed: {_last_line(pushed)}")
-        for r in plan.retire:
-            entries[r].retired = True
-        write_registry(params.rounds.registry, entries)
-        for path in doomed:
-            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink(missing_ok=True)
-        if dvc:
-            log(f"gc: {_drop_cache(gone)} object(s) removed from DVC's cache")
+    dvc = Path(".dvc").is_dir()
+    if dvc and plan.retire and _dvc("remote", "default").returncode == 0:  # retired outputs leave the pipeline: push them first
+        pushed = _dvc("push", "-q")
+        if pushed.returncode:
+            raise GcError(f"dvc push failed, so nothing was removed: {_last_line(pushed)}")
+    for r in plan.retire:
+        entries[r].retired = True
+    write_registry(params.rounds.registry, entries)
+    for path in doomed:
+        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink(missing_ok=True)
+    if dvc:
+        log(f"gc: {_drop_cache(gone)} object(s) removed from DVC's cache")
     return plan
 
 
