@@ -30,14 +30,15 @@ pytestmark = [pytest.mark.e2e, pytest.mark.vllm]
 
 LOGPROB_ATOL = 1e-3  # nats per token; see the module docstring
 
-# configs/smollm2-rg.yaml at CI size: two LoRA rounds of 4 queries, a step or two of training,
-# 8 test problems; every round promoted, and gc keeps the last round (and what it is made of)
+# configs/smollm2-rg.yaml at CI size: two LoRA rounds of 4 queries, one foresight step each (a pair
+# per query at most), a step or two of training, 8 test problems; every round promoted, and gc
+# keeps the last round (and what it is made of)
 SIZES = [
     "queries.per_round=4",
     "sampling.engine=vllm",
-    "sampling.num_foresight_steps=2",
+    "sampling.num_foresight_steps=1",
     "sampling.max_step_tokens=24",
-    "sampling.max_rollout_tokens=48",
+    "sampling.max_rollout_tokens=32",
     "sampling.batch_queries=4",
     "training.batch_size=2",
     "training.epochs=1",
@@ -109,7 +110,9 @@ def test_smollm2_reasoning_gym_vllm_lora_rounds_through_the_flow(project, smollm
     print(f"round 2 merged vs unmerged: max |d log p| = {(merged - unmerged).abs().max():.2e} nats")
     assert (merged - unmerged).abs().max() < LOGPROB_ATOL
     stacked.base_model.set_adapter(["r1"])  # round 1's policy: adapter 2 matters
-    assert (token_logps(stacked, ids) - merged).abs().max() > 10 * LOGPROB_ATOL
+    moved = (token_logps(stacked, ids) - merged).abs().max()
+    print(f"adapter 2 moves log-probs by up to {moved:.2e} nats")
+    assert moved > 10 * LOGPROB_ATOL
 
     # gc at the end of the flow, rounds.keep.last=1: round 2 stays whole; round 1 left the pipeline
     # with its record and its adapter, which round 2's policy is made of
