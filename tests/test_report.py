@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,106 @@ def test_genius_report_command(tmp_path, capsys):
     assert main(["--params", str(ROOT / "params.yaml"), "-S", f"rounds.runs_dir={runs}", "report"]) == 0
     assert "| 1 | 1000 | 2800 | 42.5% | 95 |" in capsys.readouterr().out
     assert (runs / "report.md").exists() and (runs / "accuracy.png").exists()
+
+
+def test_headline_is_base_latest_unrefused_round_and_change(tmp_path):
+    """DVC's metric: per task, the base, the latest round the gate did not refuse, the change.
+
+    Base 0.40, round 1 0.45 (promoted), round 2 0.30 (refused), round 3 0.47 (not judged yet: counts):
+    latest is round 3, change +0.07; with round 3 gone, round 1 (+0.05), not the refused round 2.
+    """
+    from genius.stages.registry import RoundEntry, write_registry
+    from genius.stages.report import write_summary
+
+    runs = tmp_path / "runs"
+    for r, acc in ((0, 0.40), (1, 0.45), (2, 0.30), (3, 0.47)):
+        (runs / ("base" if r == 0 else f"r{r}")).mkdir(parents=True)
+        (runs / ("base" if r == 0 else f"r{r}") / "metrics.json").write_text(json.dumps(metrics(r, acc, acc)))
+    registry = tmp_path / "rounds.yaml"
+    write_registry(registry, {1: RoundEntry(1, "m", True), 2: RoundEntry(2, "r1", False), 3: RoundEntry(3, "r1")})
+    summary = write_summary(runs, registry)
+    assert summary == {"round": 3, "genius_reasoning": {"base": 0.40, "latest": 0.47, "change": 0.07}}
+    assert json.loads((tmp_path / "rounds.metrics.json").read_text()) == summary  # beside the registry
+    (runs / "r3" / "metrics.json").unlink()
+    assert write_summary(runs, registry)["genius_reasoning"] == {"base": 0.40, "latest": 0.45, "change": 0.05}
+
+
+ENV = {
+    "python": "3.11.7", "torch": "2.13.0+cpu", "transformers": "5.25.0", "vllm": "0.30.0", "lm_eval": "0.4.13",
+    "lock": {"hash": "0123456789ab", "drift": []}, "device": "cpu", "cpu_numerics": "AVX2 (pinned, MKL_CBWR=AVX2)",
+    "threads": 2, "dtype": "float32",
+}  # fmt: skip
+
+
+def with_environment(m: dict, env: dict = ENV, training_threads=1) -> dict:
+    """A round's metrics with the environment records its stages write (genius.environment)."""
+    m = m | {"environment": env}
+    if m["round"] > 0:
+        training = {"environment": env | {"threads": training_threads}}
+        m |= {"sampling": m["sampling"] | {"environment": env}, "training": training}
+    return m
+
+
+def test_the_environment_is_printed_under_the_round_table(tmp_path):
+    runs = write_runs(tmp_path, [with_environment(metrics(0, 0.5, 0.2)), with_environment(metrics(1, 0.6, 0.2))])
+    summary = write_report(runs, num_rounds=1)
+    table, env = summary.split("\n\n")
+    assert table.startswith("| round |") and env == (
+        "Environment: Python 3.11.7, torch 2.13.0+cpu, transformers 5.25.0, vLLM 0.30.0, lm-eval 0.4.13; "
+        "lock 0123456789ab (installed exactly); CPU AVX2 (pinned, MKL_CBWR=AVX2); float32; "
+        "threads: evaluation 2, sampling 2, training 1."
+    )
+    report = (runs / "report.md").read_text()
+    assert report.split("\n\n![")[0].split("\n\n", 1)[1] == summary  # what the flow publishes (flows/genius.py)
+
+
+def test_stages_in_different_environments_are_each_named(tmp_path):
+    gpu = ENV | {"device": "NVIDIA H200", "dtype": "bfloat16", "lock": {"hash": "ffffffffffff", "drift": ["torch 2.13.0+cpu -> 2.13.0"]}}
+    rounds = [with_environment(metrics(0, 0.5, 0.2)), with_environment(metrics(1, 0.6, 0.2), gpu)]
+    summary = write_report(write_runs(tmp_path, rounds), num_rounds=1)
+    lines = summary.split("\n\n")[1].splitlines()
+    assert lines[0] == "Environments (the stages did not all run in one):"
+    assert lines[1].endswith("(installed exactly); CPU AVX2 (pinned, MKL_CBWR=AVX2); float32: base evaluation")
+    assert "lock ffffffffffff (1 package(s) differ, first torch 2.13.0+cpu -> 2.13.0); NVIDIA H200 AVX2" in lines[2]
+    assert lines[2].endswith(": r1 evaluation, r1 sampling, r1 training")
+
+
+def readme_default_run() -> tuple[str, str]:
+    """README's "What the default run shows": its round table and the environment line under it."""
+    text = (ROOT / "README.md").read_text().split("## What the default run shows", 1)[1].split("\n## ", 1)[0]
+    table = "\n".join(line for line in text.splitlines() if line.startswith("|"))
+    env = next((line for line in text.splitlines() if line.startswith("Environment")), "")
+    return table, env
+
+
+def test_readmes_default_table_has_the_layout_of_the_runs_report():
+    """README's table is runs/report.md's summary of a `make run`, copied: rebuilt from its own
+    cells by the report's code, it comes out the same, and its environment line has the
+    report's form. The numbers are checked by tests/test_determinism.py, not here."""
+    from genius.stages.report import environment_text, summary
+
+    table, env = readme_default_run()
+    header, _, *lines = table.splitlines()
+    tasks = header.strip("| ").split(" | ")[3:-1]
+    assert tasks == load_default_tasks(), "README's table has other columns than the default run's report"
+    rows = []
+    for line in lines:
+        name, queries, pairs, *accuracy, wall = line.strip("| ").split(" | ")
+        m = {"round": 0 if name == "base" else int(name), "accuracy": {}, "seconds": float(wall)}
+        m["accuracy"] = {t: float(a.rstrip("%")) / 100 for t, a in zip(tasks, accuracy)}
+        if name != "base":
+            m |= {"sampling": {"queries": int(queries)}, "pairs": {"pairs": int(pairs)}, "seconds_total": float(wall)}
+        rows.append(m)
+    assert summary(rows) == table, "README's table is not in the layout runs/report.md writes"
+    placeholders = ENV | {k: f"<{k}>" for k in ("python", "torch", "transformers", "vllm", "lm_eval", "cpu_numerics", "threads", "dtype")}
+    placeholders["lock"] = {"hash": "<lock>", "drift": []}
+    rounds = [with_environment(metrics(r, 0, 0), placeholders, "<threads>") for r in (0, 1)]
+    pattern = re.escape(environment_text(rounds)).replace(re.escape("lock <lock> (installed exactly)"), "<lock>")
+    pattern = re.sub(r"<[a-z_]+>", r"[^,;]+", pattern)  # re.escape leaves < > _ alone; the lock: any of its phrases
+    assert re.fullmatch(pattern, env), f"README's environment line is not in the report's form:\n{env}"
+
+
+def load_default_tasks() -> list[str]:
+    from genius.config import load_params
+
+    return load_params(ROOT / "params.yaml").eval.tasks

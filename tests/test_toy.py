@@ -14,7 +14,7 @@ from genius.config import ToyConfig
 from genius.toy import build, task
 from genius.toy.build import build_toy
 
-TINY = ToyConfig(seed=3, num_queries=50, num_test=20, pretrain_steps=20, batch_size=16, hidden_size=32, num_layers=2)
+TINY = ToyConfig(seed=3, num_queries=50, num_test=20, num_dev=30, pretrain_steps=20, batch_size=16, hidden_size=32, num_layers=2)
 
 
 def multiset(p: task.Problem) -> tuple[int, ...]:
@@ -77,6 +77,55 @@ def test_build_writes_unlabelled_pool_and_labelled_test(tiny):
     assert test == [{"id": f"t{i:05d}", "query": p.query, "answer": str(p.answer)} for i, p in enumerate(held_out)]
     info = json.loads((out / "toy.json").read_text())
     assert info["config"]["pretrain_steps"] == 20 and info["num_parameters"] > 0 and info["wall_seconds"] >= 0
+    assert info["steps"] == 20 and info["dev_curve"] == [] and 0 <= info["dev_accuracy"] <= 1  # no target: every step
+    assert info["environment"]["threads"] == TINY.threads and info["environment"]["device"] == "cpu"
+
+
+def test_the_dev_split_is_held_out_from_everything_and_moves_nothing(tiny):
+    out, _ = tiny
+    dev = read_jsonl(out / "dev.jsonl")
+    pool, held_out = task.generate_splits(TINY.seed, TINY.num_queries, TINY.num_test + TINY.num_dev)
+    assert task.generate_splits(TINY.seed, TINY.num_queries, TINY.num_test) == (pool, held_out[: TINY.num_test])
+    assert dev == [{"id": f"d{i:05d}", "query": p.query, "answer": str(p.answer)} for i, p in enumerate(held_out[TINY.num_test :])]
+    assert not {multiset(p) for p in held_out[TINY.num_test :]} & {multiset(p) for p in pool + held_out[: TINY.num_test]}
+
+
+def test_pretraining_never_sees_a_dev_pool_or_test_problem(tmp_path, monkeypatch):
+    seen = {}
+
+    def capture(cfg, tokenizer, excluded, dev, log):
+        seen["excluded"], seen["dev"] = excluded, dev
+        raise KeyboardInterrupt  # enough: the build stops here and leaves nothing behind
+
+    monkeypatch.setattr(build, "pretrain", capture)
+    with pytest.raises(KeyboardInterrupt):
+        build_toy(TINY, tmp_path / "toy")
+    pool, held_out = task.generate_splits(TINY.seed, TINY.num_queries, TINY.num_test + TINY.num_dev)
+    assert seen["dev"] == held_out[TINY.num_test :]
+    assert seen["excluded"] == {multiset(p) for p in pool + held_out}  # _training_batch skips these
+
+
+def test_pretraining_stops_at_the_first_check_that_reaches_the_dev_target(tmp_path, monkeypatch):
+    """The stopping rule alone: the dev accuracies are scripted (the real ones: tests/test_determinism.py)."""
+    scripted = iter([0.10, 0.30, 0.44, 0.45, 0.90])
+    monkeypatch.setattr(build, "dev_accuracy", lambda model, tokenizer, dev: next(scripted))
+    cfg = TINY.model_copy(update={"pretrain_steps": 40, "dev_target": 0.45, "dev_every": 5})
+    logged: list[str] = []
+    build_toy(cfg, tmp_path / "toy", log=logged.append)
+    info = json.loads((tmp_path / "toy" / "toy.json").read_text())
+    assert info["steps"] == 20 and info["dev_accuracy"] == 0.45  # the 4th check, at step 4 x 5
+    assert info["dev_curve"] == [[5, 0.10], [10, 0.30], [15, 0.44], [20, 0.45]]
+    assert "pretrain step 20: dev accuracy 45.0% reached the target 45.0%" in logged
+
+
+def test_a_target_never_reached_runs_every_step_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(build, "dev_accuracy", lambda model, tokenizer, dev: 0.2)
+    cfg = TINY.model_copy(update={"pretrain_steps": 10, "dev_target": 0.45, "dev_every": 5})
+    logged: list[str] = []
+    build_toy(cfg, tmp_path / "toy", log=logged.append)
+    info = json.loads((tmp_path / "toy" / "toy.json").read_text())
+    assert info["steps"] == 10 and info["dev_accuracy"] == 0.2 and len(info["dev_curve"]) == 2
+    assert "pretrain: dev accuracy never reached 45.0% in 10 steps" in logged
 
 
 def test_build_is_atomic_and_logs(tiny):

@@ -62,8 +62,8 @@ def toy_dir(tmp_path_factory):
     from genius.toy.build import pretrain
 
     tokenizer = build_tokenizer()
-    cfg = ToyConfig(pretrain_steps=60, batch_size=32, hidden_size=64, num_layers=2, num_heads=2, threads=THREADS)
-    model, _ = pretrain(cfg, tokenizer, set(), log=lambda _: None)
+    cfg = ToyConfig(pretrain_steps=60, num_dev=16, batch_size=32, hidden_size=64, num_layers=2, num_heads=2, threads=THREADS)
+    model, _ = pretrain(cfg, tokenizer, set(), [], log=lambda _: None)  # no dev split: all pretrain_steps
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     out = tmp_path_factory.mktemp("toy") / "model"
@@ -319,6 +319,51 @@ def test_request_seeds_follow_the_batch_seed_not_the_engine_history(toy):
     other = run(4)
     assert run(3) == first != other
     assert first[0][0] != first[0][1]  # n samples of one prompt are not copies
+
+
+@pytest.mark.vllm
+def test_samples_are_whole_and_seeded_when_prefills_queue_and_requests_are_preempted(toy, toy_dir):
+    """The regimes real sizes reach and CI sizes do not, forced at toy size: a batch whose
+    prompts exceed one step's token budget (`max_num_batched_tokens` 128 here: 24 requests of
+    ~20 prompt tokens; SmolLM2's preset queues ~100 x 64 against 4,096), and a KV cache too
+    small for the batch (20 blocks of 32 tokens), so that running requests are preempted and
+    recomputed. Every sample must still be complete, and equal to what the roomy engine of the
+    `toy` fixture draws from the same torch seed: a request's draws depend on its seed alone.
+
+    With vLLM's chunked prefill on (its default) the same call dies with "CPU Generator does
+    not use offset" (vLLM rewinds the seeded generator of a discarded chunk; a CPU generator
+    cannot): checked by hand with `enable_chunked_prefill=True` passed to VLLMEngine.
+    """
+    from genius.engines.vllm_engine import VLLMEngine
+
+    budget, block, blocks = 128, 32, 20
+    tight = VLLMEngine(
+        str(toy_dir), dtype="float32", seed=0, kv_cache_gib=blocks * block * 1024 / 2**30,  # toy: 1 KiB of KV per token
+        max_num_batched_tokens=budget, block_size=block,
+    )  # fmt: skip
+    scheduler = tight.llm.llm_engine.engine_core.engine_core.scheduler
+    preempted, preempt = [], scheduler._preempt_request
+    scheduler._preempt_request = lambda request, *a, **k: (preempted.append(request.request_id), preempt(request, *a, **k))[1]
+    n, prompts = 4, toy.prompts
+    assert n * sum(map(len, prompts)) > budget  # queued prompt tokens: more than one step takes
+
+    def run(engine):
+        torch.manual_seed(7)
+        return engine.generate(prompts, n=n, temperature=1.0, max_new_tokens=16, stop="\n", then=Continuation(1.0, 48))
+
+    def tokens(out):
+        return [[(c.token_ids, c.finish_reason, c.continuation and c.continuation.token_ids) for c in cs] for cs in out]
+
+    out = run(tight)
+    assert preempted, "the KV cache was meant to be too small for the batch"
+    for cs in out:
+        assert len(cs) == n
+        for c in cs:
+            assert c.token_ids and len(c.logprobs) == len(c.token_ids) and c.finish_reason in ("stop", "eos", "length")
+            assert (c.continuation is None) == (c.finish_reason == "eos")
+            if c.continuation:
+                assert len(c.continuation.logprobs) == len(c.continuation.token_ids)
+    assert tokens(out) == tokens(run(toy.vllm))
 
 
 @pytest.mark.vllm

@@ -1,8 +1,11 @@
 """The run's report: tables of rounds, benchmarks and self-reward signal, and a plot, from metrics.json files.
 
-Reads `runs/base/metrics.json` and `runs/r<k>/metrics.json`; writes `report.md`,
-`accuracy.csv` (for `dvc plots`) and `accuracy.png` next to them. The round table comes
-first in report.md: the Prefect flow publishes it as the run's summary.
+Reads every round's metrics.json (the base's included); writes `report.md`, `accuracy.csv`
+(for `dvc plots`) and `accuracy.png` beside them (genius.layout.RunsPaths), and the
+lineage's headline beside its registry, DVC's metric (`write_summary`). The round table
+comes first in report.md, the environment the stages ran in right under it (`summary`): the
+Prefect flow publishes the two as the run's summary, and README's default table is a copy
+of them (tests/test_report.py checks the layout).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 from pathlib import Path
 
 from genius.io import write_atomic
+from genius.layout import BASE, RoundPaths, RunsPaths, round_name, summary_path
 
 # (metrics.json diagnostics key, column title), as genius.evaluation.diagnostics names them
 SIGNAL = [
@@ -30,14 +34,12 @@ SIGNAL = [
 
 def collect(runs_dir: str | Path, num_rounds: int) -> list[dict]:
     """Metrics of the base (round 0) and of rounds 1..num_rounds that exist."""
-    runs_dir = Path(runs_dir)
-    folders = [runs_dir / "base"] + [runs_dir / f"r{r}" for r in range(1, num_rounds + 1)]
-    paths = [folder / "metrics.json" for folder in folders]
+    paths = [RoundPaths.of(runs_dir, r).metrics for r in range(num_rounds + 1)]
     return [json.loads(p.read_text()) for p in paths if p.exists()]
 
 
 def _name(m: dict) -> str:
-    return "base" if m["round"] == 0 else f"r{m['round']}"
+    return round_name(m["round"])
 
 
 def benchmarks(rows: list[dict]) -> list[str]:
@@ -60,7 +62,7 @@ def table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for m in rows:
         cells = [
-            "base" if m["round"] == 0 else str(m["round"]),
+            BASE if m["round"] == 0 else str(m["round"]),
             str(m.get("sampling", {}).get("queries", "-")),
             str(m.get("pairs", {}).get("pairs", "-")),
             *(_pct(m["accuracy"].get(t)) for t in tasks),
@@ -68,6 +70,58 @@ def table(rows: list[dict]) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _stage_environments(rows: list[dict]) -> list[tuple[str, dict]]:
+    """(where, environment record) of every stage that recorded one: evaluation, sampling, training per round."""
+    found = []
+    for m in rows:
+        for stage, record in (("evaluation", m), ("sampling", m.get("sampling", {})), ("training", m.get("training", {}))):
+            if record.get("environment"):
+                found.append((f"{_name(m)} {stage}", record["environment"]))
+    return found
+
+
+def describe_environment(env: dict) -> str:
+    """One environment record (genius.environment) in words, threads aside."""
+    return (
+        f"Python {env['python']}, torch {env['torch']}, transformers {env['transformers']}, "
+        f"vLLM {env['vllm'] or 'none'}, lm-eval {env['lm_eval']}; {_lock_phrase(env['lock'])}; "
+        f"{env['device'] if env['device'] != 'cpu' else 'CPU'} {env['cpu_numerics']}; {env['dtype']}"
+    )
+
+
+def _lock_phrase(lock: dict) -> str:
+    if lock["hash"] is None:
+        return "no lock file"
+    if not lock["drift"]:
+        return f"lock {lock['hash']} (installed exactly)"
+    return f"lock {lock['hash']} ({len(lock['drift'])} package(s) differ, first {lock['drift'][0]})"
+
+
+def environment_text(rows: list[dict]) -> str | None:
+    """The environment the rounds ran in, one line when every stage shared it (threads per stage aside)."""
+    found = _stage_environments(rows)
+    if not found:
+        return None
+    described = {}
+    for where, env in found:
+        described.setdefault(describe_environment(env), []).append(where)
+    threads = {}
+    for where, env in found:
+        threads.setdefault(where.split()[-1], env["threads"])
+    per_stage = ", ".join(f"{stage} {n}" for stage, n in threads.items())
+    if len(described) == 1:
+        return f"Environment: {next(iter(described))}; threads: {per_stage}."
+    lines = ["Environments (the stages did not all run in one):"]
+    lines += [f"- {text}: {', '.join(where)}" for text, where in described.items()]
+    return "\n".join(lines)
+
+
+def summary(rows: list[dict]) -> str:
+    """The round table and, under it, the environment: what the flow prints and README quotes."""
+    env = environment_text(rows)
+    return table(rows) + (f"\n\n{env}" if env else "")
 
 
 def benchmark_table(rows: list[dict]) -> str:
@@ -159,25 +213,55 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def headline(rows: list[dict], entries: dict) -> dict:
+    """Per headline task: its accuracy on the base, on the latest round, and the change; and which round that is.
+
+    The latest round is the last evaluated one the promotion gate did not refuse (`entries`: the
+    registry; a round DVC ran without the flow is not judged, and counts).
+    """
+    base = next((m for m in rows if m["round"] == 0), None)
+    if base is None:
+        return {}
+    judged = [m for m in rows if m["round"] > 0 and getattr(entries.get(m["round"]), "promoted", None) is not False]
+    latest = judged[-1] if judged else base
+    out: dict = {"round": latest["round"]}
+    for task in (k for k in base["accuracy"] if "/" not in k):
+        first, last = base["accuracy"][task], latest["accuracy"].get(task)
+        out[task] = {"base": first, "latest": last, "change": None if last is None else round(last - first, 6)}
+    return out
+
+
+def write_summary(runs_dir: str | Path, registry: str | Path) -> dict:
+    """The lineage's headline (`headline`) into its summary file, DVC's metric (genius.layout.summary_path)."""
+    from genius.io import write_json
+    from genius.stages.registry import read_registry
+
+    entries = read_registry(registry)
+    numbers = headline(collect(runs_dir, len(entries)), entries)
+    if numbers:
+        write_json(summary_path(registry), numbers)
+    return numbers
+
+
 def write_report(runs_dir: str | Path, num_rounds: int) -> str:
-    """Write report.md, accuracy.csv and accuracy.png into runs_dir; return the round table."""
-    runs_dir = Path(runs_dir)
-    rows = collect(runs_dir, num_rounds)
+    """Write report.md, accuracy.csv and accuracy.png into runs_dir; return the round table and environment."""
+    runs = RunsPaths(Path(runs_dir))
+    rows = collect(runs.dir, num_rounds)
     if not rows:
-        raise FileNotFoundError(f"no metrics.json under {runs_dir}: run the rounds first")
-    text = table(rows)
+        raise FileNotFoundError(f"no {runs.round(0).metrics.name} under {runs.dir}: run the rounds first")
+    text = summary(rows)
     keys = benchmarks(rows)
     csv_text = io.StringIO(newline="")
     writer = csv.writer(csv_text)
     writer.writerow(["round", *keys])
     writer.writerows([m["round"], *(m["accuracy"].get(k, "") for k in keys)] for m in rows)
     # every file here is replaced, never rewritten in place: one may be a link into DVC's cache
-    write_atomic(runs_dir / "accuracy.csv", csv_text.getvalue())
-    plot(rows, runs_dir / "accuracy.png")
+    write_atomic(runs.accuracy_csv, csv_text.getvalue())
+    plot(rows, runs.accuracy_png)
     sections = [
         "# Genius run",
         text,
-        "![accuracy per round](accuracy.png)",
+        f"![accuracy per round]({runs.accuracy_png.name})",
         "## Accuracy per benchmark",
         benchmark_table(rows),
     ]
@@ -193,5 +277,5 @@ def write_report(runs_dir: str | Path, num_rounds: int) -> str:
             "candidate drawn uniformly.",
             signal,
         ]
-    write_atomic(runs_dir / "report.md", "\n\n".join(sections) + "\n")
+    write_atomic(runs.report, "\n\n".join(sections) + "\n")
     return text

@@ -43,9 +43,9 @@ import yaml
 from genius.config import Params
 from genius.config.sections import KeepConfig
 from genius.io import write_atomic
+from genius.layout import RoundPaths, round_name
 from genius.stages.registry import RoundEntry, latest_promoted, read_registry, write_registry
 
-RECORD = "metrics.json"  # what a retired round keeps
 LOCK = ".genius-flow.lock"  # the flow's lock (flows/genius.py): gc never runs beside a flow
 
 
@@ -94,18 +94,16 @@ def collect(params: Params, log: Callable[[str], None] = print, dry_run: bool = 
 
 def _collect(params: Params, log: Callable[[str], None], dry_run: bool) -> Plan:
     from genius.engines.lineage import chain_paths
-    from genius.stages.rounds import round_paths
 
+    paths = lambda r: RoundPaths.of(params.rounds.runs_dir, r)  # noqa: E731
     entries = read_registry(params.rounds.registry)
-    finished = {r for r in entries if round_paths(params, r).metrics.exists()}
-    plan = plan_retention(
-        entries, params.rounds.keep, chain_paths, lambda r: str(round_paths(params, r).checkpoint), finished
-    )
+    finished = {r for r in entries if paths(r).metrics.exists()}
+    plan = plan_retention(entries, params.rounds.keep, chain_paths, lambda r: str(paths(r).checkpoint), finished)
     gone = [r for r in entries if entries[r].retired or r in plan.retire]
-    doomed = [p for r in gone for p in _round_files(round_paths(params, r).dir, r in plan.anchors)]
+    doomed = [p for r in gone for p in _round_files(paths(r), r in plan.anchors)]
     for r in params.rounds.keep.pinned:
         if entries.get(r) and entries[r].retired:
-            log(f"gc: round {r} is pinned, but an earlier gc retired it: only its {RECORD} is left")
+            log(f"gc: round {r} is pinned, but an earlier gc retired it: only its {paths(r).metrics.name} is left")
     summary = f"keeps round(s) {_span(plan.kept)}" + (f" and the checkpoint(s) of {_span(plan.anchors)}" if plan.anchors else "")
     if not (plan.retire or doomed or _lock_entries(gone)):
         log(f"gc: {summary}; nothing to remove")
@@ -130,16 +128,16 @@ def _collect(params: Params, log: Callable[[str], None], dry_run: bool) -> Plan:
     return plan
 
 
-def _round_files(folder: Path, anchor: bool) -> list[Path]:
-    """A retired round's files but its record (and its checkpoint, when a kept round needs it)."""
-    spared = {RECORD} | ({"checkpoint"} if anchor else set())
-    return sorted(p for p in folder.iterdir() if p.name not in spared) if folder.is_dir() else []
+def _round_files(paths: RoundPaths, anchor: bool) -> list[Path]:
+    """A retired round's files but its record, metrics.json (and its checkpoint, when a kept round needs it)."""
+    spared = {paths.metrics} | ({paths.checkpoint} if anchor else set())
+    return sorted(p for p in paths.dir.iterdir() if p not in spared) if paths.dir.is_dir() else []
 
 
 def _lock_entries(rounds: list[int], lock_path: Path = Path("dvc.lock")) -> list[str]:
     """The dvc.lock entries of these rounds' stages (`<stage>@r<k>`)."""
     stages = ((yaml.safe_load(lock_path.read_text()) or {}).get("stages") or {}) if lock_path.exists() else {}
-    return [name for name in stages if name.endswith(tuple(f"@r{r}" for r in rounds))] if rounds else []
+    return [name for name in stages if name.endswith(tuple(f"@{round_name(r)}" for r in rounds))] if rounds else []
 
 
 def _drop_cache(rounds: list[int], lock_path: Path = Path("dvc.lock")) -> int:

@@ -3,9 +3,15 @@
 `build_toy` writes, into one folder, everything a self-training run needs when the user has
 no model of their own: an unlabelled query pool (`queries.jsonl`), a labelled held-out set
 (`test.jsonl`), and a char-level Llama in HF format (`model/`) pre-trained on gold solutions
-of *other* problems, so later stages load it like any hub model. The pre-training is pinned
-by seed and step count: a prototype of the task measured 35.8% greedy at 900 steps and 96.3% (no headroom
-left for self-training) at 1,500, so wall time must not decide when it stops.
+of *other* problems, so later stages load it like any hub model.
+
+When pre-training stops decides the base's accuracy, and wall time must not decide it. The
+skill appears suddenly: at a fixed 600 steps the same seed scored 30.0% greedy under AVX2
+arithmetic and 44.8% under AVX-512 (issue 21), because rounding moved the jump by a few
+steps. So with `dev_target` set, pre-training stops at the first check (every `dev_every`
+steps) whose greedy accuracy on a labelled dev split reaches the target: the base lands
+near the target whatever the arithmetic, and the step it took is recorded in toy.json. The
+dev split is disjoint from the pool, the test set and every pre-training problem.
 """
 
 from __future__ import annotations
@@ -22,11 +28,14 @@ import torch
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
 from genius.config import ToyConfig
+from genius.engines.transformers_engine import TransformersEngine
+from genius.environment import environment
 from genius.threads import torch_threads
 from genius.toy import task
 from genius.toy.tokenizer import build_tokenizer
 
 MAX_POSITIONS = 128  # longest prompt + response is ~60 tokens (5 numbers, total <= 99)
+MAX_RESPONSE_TOKENS = 64  # as eval/genius_toy's max_gen_toks: the longest gold response is 40 characters
 WARMUP_STEPS = 50
 FINAL_LR_FRACTION = 0.1  # cosine decays to 10% of the peak, not to 0
 LOG_EVERY = 100
@@ -44,17 +53,20 @@ def build_toy(cfg: ToyConfig, out_dir: str | Path, log=print) -> Path:
     tmp.chmod(0o755)  # mkdtemp makes it owner-only; the result is an ordinary shared folder
     try:
         start = time.perf_counter()
-        pool, test = task.generate_splits(cfg.seed, cfg.num_queries, cfg.num_test)
+        # dev problems follow the test problems in the same stream: pool and test do not depend on num_dev
+        pool, held_out = task.generate_splits(cfg.seed, cfg.num_queries, cfg.num_test + cfg.num_dev)
+        test, dev = held_out[: cfg.num_test], held_out[cfg.num_test :]
         _write_jsonl(tmp / "queries.jsonl", [{"id": f"q{i:05d}", "query": p.query} for i, p in enumerate(pool)])
         _write_jsonl(
             tmp / "test.jsonl", [{"id": f"t{i:05d}", "query": p.query, "answer": str(p.answer)} for i, p in enumerate(test)]
         )
+        _write_jsonl(tmp / "dev.jsonl", [{"id": f"d{i:05d}", "query": p.query, "answer": str(p.answer)} for i, p in enumerate(dev)])
         tokenizer = build_tokenizer()
-        # Pre-training problems must not be reorderings of pool or test problems: the pool is
-        # what self-training claims to learn from without labels, the test set what it is
-        # judged on.
-        excluded = {tuple(sorted(p.numbers)) for p in pool + test}
-        model, final_loss = pretrain(cfg, tokenizer, excluded, log)
+        # Pre-training problems must not be reorderings of pool, test or dev problems: the pool
+        # is what self-training claims to learn from without labels, the test set what it is
+        # judged on, the dev set what decides when pre-training stops.
+        excluded = {tuple(sorted(p.numbers)) for p in pool + held_out}
+        model, record = pretrain(cfg, tokenizer, excluded, dev, log)
         model.generation_config = GenerationConfig(
             bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
         )
@@ -64,7 +76,8 @@ def build_toy(cfg: ToyConfig, out_dir: str | Path, log=print) -> Path:
         info = {
             "config": cfg.model_copy(update={"out_dir": str(out_dir)}).model_dump(),  # where it really went
             "num_parameters": sum(p.numel() for p in model.parameters()),
-            "final_loss": final_loss,
+            **record,
+            "environment": environment(cfg.threads, "float32", "cpu"),
             "wall_seconds": round(wall, 1),
         }
         (tmp / "toy.json").write_text(json.dumps(info, indent=2) + "\n")
@@ -76,8 +89,14 @@ def build_toy(cfg: ToyConfig, out_dir: str | Path, log=print) -> Path:
     return out_dir
 
 
-def pretrain(cfg: ToyConfig, tokenizer, excluded: set[tuple[int, ...]], log=print) -> tuple[LlamaForCausalLM, float]:
-    """Train a fresh tiny Llama for exactly `cfg.pretrain_steps` steps; return it and its last loss."""
+def pretrain(
+    cfg: ToyConfig, tokenizer, excluded: set[tuple[int, ...]], dev: list[task.Problem], log=print
+) -> tuple[LlamaForCausalLM, dict]:
+    """Train a fresh tiny Llama; return it and what happened (steps, last loss, dev accuracy per check).
+
+    Runs `cfg.pretrain_steps` steps, or, with `cfg.dev_target`, stops at the first check whose
+    dev accuracy reaches it. The learning-rate schedule is laid over `pretrain_steps` either way.
+    """
     with torch_threads(cfg.threads):
         torch.manual_seed(cfg.seed)
         model = LlamaForCausalLM(
@@ -100,9 +119,9 @@ def pretrain(cfg: ToyConfig, tokenizer, excluded: set[tuple[int, ...]], log=prin
         warmup = min(WARMUP_STEPS, max(1, cfg.pretrain_steps // 10))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, warmup, cfg.pretrain_steps))
         rng = random.Random(f"toy-pretrain-{cfg.seed}")  # its own stream: the splits use random.Random(seed)
-        model.train()
-        start, loss = time.perf_counter(), torch.tensor(float("nan"))
+        start, loss, curve = time.perf_counter(), torch.tensor(float("nan")), []
         for step in range(1, cfg.pretrain_steps + 1):
+            model.train()
             batch = _training_batch(tokenizer, rng, excluded, cfg.batch_size)
             loss = model(**batch).loss
             optimizer.zero_grad(set_to_none=True)
@@ -111,8 +130,28 @@ def pretrain(cfg: ToyConfig, tokenizer, excluded: set[tuple[int, ...]], log=prin
             scheduler.step()
             if step % LOG_EVERY == 0 or step == cfg.pretrain_steps:
                 log(f"pretrain step {step}/{cfg.pretrain_steps} loss {loss.item():.4f} {time.perf_counter() - start:.0f}s")
+            if cfg.dev_target is not None and dev and step % cfg.dev_every == 0:
+                curve.append((step, dev_accuracy(model, tokenizer, dev)))
+                if curve[-1][1] >= cfg.dev_target:
+                    log(f"pretrain step {step}: dev accuracy {curve[-1][1]:.1%} reached the target {cfg.dev_target:.1%}")
+                    break
+        else:
+            if cfg.dev_target is not None:
+                log(f"pretrain: dev accuracy never reached {cfg.dev_target:.1%} in {cfg.pretrain_steps} steps")
         model.eval()
-        return model, loss.item()
+        final_dev = curve[-1][1] if curve and curve[-1][0] == step else dev_accuracy(model, tokenizer, dev) if dev else None
+        record = {"steps": step, "final_loss": loss.item(), "dev_accuracy": final_dev, "dev_curve": curve}
+        return model, record
+
+
+def dev_accuracy(model, tokenizer, dev: list[task.Problem]) -> float:
+    """Greedy accuracy on `dev`, decoded by the engine that samples in every round."""
+    engine = TransformersEngine(model, tokenizer)  # puts the model in eval mode
+    chats = [[{"role": "user", "content": p.query}] for p in dev]
+    prompts = tokenizer.apply_chat_template(chats, add_generation_prompt=True, tokenize=True, return_dict=False)
+    outputs = engine.generate(prompts, n=1, temperature=0.0, max_new_tokens=MAX_RESPONSE_TOKENS, stop=None)
+    answers = [task.extract_answer(tokenizer.decode(out[0].token_ids, skip_special_tokens=True)) for out in outputs]
+    return sum(a == p.answer for a, p in zip(answers, dev)) / len(dev)
 
 
 def _lr_factor(step: int, warmup: int, total: int) -> float:
