@@ -94,6 +94,8 @@ def run_rounds(new_rounds: int, overrides: list[str] | None) -> str:
     # the rounds, each judged against the latest promoted one: genius/stages/lineage.py
     lineage.run_rounds(params, range(intact + 1, last + 1), lambda stage, r: run_stage(params, stage, r), base, judged)
     tasks.push()
+    if params.rounds.gc:  # after the push: with a remote, nothing leaves the cache unpushed
+        tasks.gc(params)
     return publish_report(params)
 
 

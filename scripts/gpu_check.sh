@@ -222,18 +222,19 @@ step_round_lora() {
     local lora=(-S training.finetune=lora -S training.lora_r=8 -S training.learning_rate=1e-3)
     genius "${lora[@]}" train --round 1
     if [ "$QUICK" = 1 ]; then
-        echo "--quick: no evaluation of the LoRA round (the full round's step evaluated; this checkpoint is saved merged)"
+        echo "--quick: no evaluation of the LoRA round (the full round's step evaluated; this checkpoint is the adapter)"
     else
         genius "${lora[@]}" evaluate --round 1
     fi
     py - <<'EOF'
-import json, safetensors
+import json, os
 t = json.load(open("runs/r1/train.json"))
 print({k: t.get(k) for k in ("finetune", "precision", "reference", "steps", "loss_first", "loss_last")})
 assert t["finetune"] == "lora" and t["steps"] > 0
-with safetensors.safe_open("runs/r1/checkpoint/model.safetensors", "pt") as f:
-    assert not any("lora" in k for k in f.keys()), "the checkpoint is saved merged, in plain HF keys"
-import os
+files = set(os.listdir("runs/r1/checkpoint"))  # the adapter and its lineage (genius/engines/lineage.py), no weights
+assert {"adapter_model.safetensors", "genius_lineage.json"} <= files and "model.safetensors" not in files, files
+from genius.engines.loading import load_model
+load_model("runs/r1/checkpoint", "float32", "cpu")  # the base with the adapter merged
 if os.path.exists("runs/r1/metrics.json"):
     print(json.load(open("runs/r1/metrics.json"))["accuracy"])
 EOF

@@ -144,3 +144,12 @@ def push() -> int:
         pushed = repo.push()
     get_run_logger().info(f"pushed {pushed} files to the DVC remote")
     return pushed
+
+
+@task(name="gc")
+def gc(params) -> None:
+    """Retire the rounds `rounds.keep` does not keep and free their disk (genius/stages/retention.py),
+    after the push; the flow holds the project's lock already."""
+    from genius.stages.retention import collect
+
+    collect(params, get_run_logger().info, hold_lock=False)

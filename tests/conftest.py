@@ -89,12 +89,17 @@ def tiny_params(path: Path, extra=()):
 
 
 def git_dvc_init(path: Path, registry: str | None = None) -> None:
-    """Make `path` a git repo with DVC, everything committed; optionally replace rounds.yaml."""
+    """Make `path` a git repo with DVC configured as the project's (.dvc/config), everything
+    committed; optionally replace rounds.yaml."""
     if registry is not None:
         (path / "rounds.yaml").write_text(registry)
     (path / ".gitignore").write_text("/runs/\n")
-    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"], ["git", "add", "-A"]):
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"]):
         assert run(cmd, path).returncode == 0, cmd
+    import shutil
+
+    shutil.copy(ROOT / ".dvc" / "config", path / ".dvc" / "config")  # the project's: links, not copies, from the cache
+    assert run(["git", "add", "-A"], path).returncode == 0
     commit = run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], path)
     assert commit.returncode == 0, commit.stderr
 

@@ -121,11 +121,13 @@ def test_params_yaml_comments_are_the_schema():
 # the sampler's resume check): a change to the schema must not change them. The toy section's
 # defaults changed on purpose with issue 21 (pre-training to a dev target: pretrain_steps 1000,
 # num_dev, dev_target, dev_every), which moved these from 12c1fa6b440d, 0a0dc41fc673 and
-# 2022f8108a64; every other section's hash, sampling's included, stayed as it was.
+# 2022f8108a64; every other section's hash, sampling's included, stayed as it was. The rounds
+# section gained `keep` and `gc` with issue 24 (retention: what stays on disk, never what a stage
+# writes), which moved them from 7f1ffc16c712, bb20213b9882 and 2fee70b9e619; sampling's stayed.
 PRESET_HASHES = {
-    "params.yaml": "7f1ffc16c712",
-    "configs/paper-8b.yaml": "bb20213b9882",
-    "configs/smollm2-rg.yaml": "2fee70b9e619",
+    "params.yaml": "11f45a013b7e",
+    "configs/paper-8b.yaml": "4e7c565ab903",
+    "configs/smollm2-rg.yaml": "30f28991eaaa",
 }
 
 

@@ -211,7 +211,8 @@ def lora_adapter(model_dir: Path, out: Path, rank: int = 4):
     return out, model.merge_and_unload()
 
 
-def test_lora_adapter_is_evaluated_on_its_base_without_merging(toy, tmp_path):
+def test_a_foreign_lora_adapter_is_evaluated_on_the_base_it_names(toy, tmp_path):
+    """An adapter saved by peft elsewhere (no lineage file) goes on the base its config names."""
     model_dir, test_path, _ = toy
     adapter, merged = lora_adapter(model_dir, tmp_path / "adapter")
     merged.save_pretrained(tmp_path / "merged")
@@ -225,25 +226,27 @@ def test_lora_adapter_is_evaluated_on_its_base_without_merging(toy, tmp_path):
 
 
 def test_vllm_model_args(toy, tmp_path):
-    """lm-eval's VLLM arguments, built without vLLM: a full checkpoint, and a LoRA adapter
-    served on its base model with the smallest LoRA slot vLLM offers that fits its rank."""
+    """lm-eval's VLLM arguments, built without vLLM: a full checkpoint, and a LoRA round served as
+    its base plus its stacked chain in the smallest LoRA slot vLLM offers that fits its rank."""
+    from genius.engines.vllm_engine import ServedPolicy, served_policy
     from genius.evaluation.harness import vllm_model_args
 
     model_dir, _, _ = toy
     cfg = EvalConfig(engine="vllm", seed=3, vllm_tensor_parallel_size=2, vllm_gpu_memory_utilization=0.8)
-    full = vllm_model_args(str(model_dir), cfg, ModelConfig(dtype="bfloat16"))
+    full = vllm_model_args(ServedPolicy(str(model_dir)), cfg, ModelConfig(dtype="bfloat16"))
     assert full == {
         "pretrained": str(model_dir), "dtype": "bfloat16", "trust_remote_code": False, "seed": 3, "batch_size": "auto",
         "tensor_parallel_size": 2, "gpu_memory_utilization": 0.8,
     }  # fmt: skip
     adapter, _ = lora_adapter(model_dir, tmp_path / "adapter", rank=12)
-    lora = vllm_model_args(str(adapter), EvalConfig(vllm_max_model_len=4096), CPU)
-    assert (lora["pretrained"], lora["lora_local_path"], lora["max_lora_rank"]) == (str(model_dir), str(adapter), 16)
-    assert lora["max_model_len"] == 4096
-    config = json.loads((adapter / "adapter_config.json").read_text())
-    (adapter / "adapter_config.json").write_text(json.dumps(config | {"r": 1024}))
-    with pytest.raises(EvaluationError, match="LoRA rank 1024 .* exceeds vLLM's largest, 512"):
-        vllm_model_args(str(adapter), cfg, CPU)
+    policy = served_policy(str(adapter), stack=True)
+    lora = vllm_model_args(policy, EvalConfig(vllm_max_model_len=4096), CPU)
+    assert (lora["pretrained"], lora["max_lora_rank"]) == (str(model_dir), 16)
+    assert lora["max_model_len"] == 4096 and Path(lora["lora_local_path"], "adapter_model.safetensors").is_file()
+    wide, _ = lora_adapter(model_dir, tmp_path / "wide", rank=600)
+    merged = served_policy(str(wide), stack=True)  # past vLLM's largest slot (512): merged into a folder
+    assert merged.lora is None and (Path(merged.model) / "model.safetensors").is_file()
+    assert vllm_model_args(merged, cfg, CPU)["pretrained"] == merged.model
 
 
 def test_vllm_engine_without_vllm_is_a_clear_error(toy):

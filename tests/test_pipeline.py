@@ -2,6 +2,7 @@
 Prefect flow's journey: tests/test_chaos.py). Real git + DVC, real lm-eval.
 """
 
+import hashlib
 import re
 import shutil
 import sys
@@ -16,6 +17,8 @@ from genius.stages.registry import read_registry
 
 @pytest.mark.e2e
 def test_dvc_repro_runs_pipeline_then_nothing(project):
+    """Two rounds through `dvc repro`, then nothing; outputs linked from the cache survive stages
+    rerun by hand; `genius gc` retires round 1 and `dvc status` stays clean."""
     tiny_params(project / "params.yaml", ["tracking.wandb_mode=disabled"])
     git_dvc_init(project)
     first = run(["dvc", "repro"], project)
@@ -36,6 +39,28 @@ def test_dvc_repro_runs_pipeline_then_nothing(project):
     header = shown.stdout.splitlines()[0].split(",")
     assert shown.returncode == 0 and len(header) == 14, header  # Experiment, Created, round, 6 headline, 5 params
     assert "genius_toy.change" in header and "training.beta" in header
+
+    # one copy of each output: linked from DVC's cache, read-only (the project's .dvc/config)
+    weights = project / "runs" / "r2" / "checkpoint" / "model.safetensors"
+    assert weights.stat().st_nlink == 2 and not weights.stat().st_mode & 0o222
+    # stages rerun by hand over those links replace them and never write into them (as root, the
+    # read-only bit stops nothing): every object in the cache still hashes to its name
+    for stage, extra in (("train", "training.save_every=1"), ("evaluate", "eval.seed=1")):
+        rerun = run([sys.executable, "-m", "genius", stage, "--round", "2", "-S", extra], project)
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert weights.stat().st_nlink == 1
+    objects = [f for f in (project / ".dvc" / "cache" / "files" / "md5").glob("*/*") if f.suffix != ".dir"]
+    assert objects and all(hashlib.md5(f.read_bytes()).hexdigest() == f.parent.name + f.name for f in objects)
+    assert run(["dvc", "checkout", "--force"], project).returncode == 0  # back to what dvc.lock records
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], project).stdout
+
+    # retention: round 1 leaves the pipeline; its checkpoint stays, round 2 started from it
+    gc = run([sys.executable, "-m", "genius", "gc", "-S", "rounds.keep.last=1"], project)
+    assert gc.returncode == 0 and "retires 1" in gc.stdout, gc.stdout + gc.stderr
+    assert sorted(p.name for p in (project / "runs" / "r1").iterdir()) == ["checkpoint", "metrics.json"]
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], project).stdout
+    third = run(["dvc", "repro"], project)
+    assert third.returncode == 0 and "Running stage" not in third.stdout, third.stdout
 
 
 def test_shipped_registry_matches_num_rounds():

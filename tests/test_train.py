@@ -160,7 +160,9 @@ def test_reference_model_identity_is_in_the_key(pairs, base, tmp_path):
     assert run(pairs, base, tmp_path)["reference"].startswith("computed")
 
 
-def test_lora_reference_is_the_base_and_checkpoint_is_merged(pairs, base, tmp_path):
+def test_lora_reference_is_the_base_and_checkpoint_is_the_adapter(pairs, base, tmp_path):
+    from genius.engines.loading import load_model
+
     run(pairs, base, tmp_path / "full")
     lora = CFG.model_copy(update={"finetune": "lora", "lora_r": 4, "lora_alpha": 8, "learning_rate": 1e-2})
     metrics = run(pairs, base, tmp_path / "lora", lora)
@@ -168,16 +170,19 @@ def test_lora_reference_is_the_base_and_checkpoint_is_merged(pairs, base, tmp_pa
     full_ref = load_file(str(tmp_path / "full" / "reference_logps.safetensors"))["logps"]
     lora_ref = load_file(str(tmp_path / "lora" / "reference_logps.safetensors"))["logps"]
     torch.testing.assert_close(lora_ref, full_ref, rtol=0, atol=1e-6)
-    merged = weights(tmp_path / "lora" / "checkpoint")
-    assert set(merged) == set(weights(base)) and not any("lora" in k for k in merged)  # plain HF keys
+    # the checkpoint is the adapter and its lineage (tests/test_lora_chain.py); loaded, the base with it merged
+    checkpoint = tmp_path / "lora" / "checkpoint"
+    assert not (checkpoint / "model.safetensors").exists() and (checkpoint / "adapter_model.safetensors").is_file()
+    merged = load_model(str(checkpoint), device="cpu")[0].state_dict()
+    assert set(weights(base)) <= set(merged) and not any("lora" in k for k in merged)  # plain HF keys
     assert any(not torch.equal(merged[k], v) for k, v in weights(base).items())
     assert metrics["finetune"] == "lora" and metrics["steps"] == 6
 
 
 @pytest.mark.e2e
 def test_lora_checkpoint_loads_in_lm_eval(pairs, tmp_path):
-    """The merged LoRA checkpoint, evaluated by lm-eval, answers as plain HF greedy generation
-    of that checkpoint does, and the accuracy is the count of those answers that are right.
+    """The LoRA checkpoint, evaluated by lm-eval, answers as plain HF greedy generation of its
+    export (`genius export`: merged) does, and the accuracy is the count of those answers that are right.
 
     The base has learned the first 8 pairs' chosen solutions by heart, so on a test set of
     those and 4 others the accuracy is strictly between 0 and 1; the adapter's update changes
@@ -186,8 +191,11 @@ def test_lora_checkpoint_loads_in_lm_eval(pairs, tmp_path):
     from genius.toy import task
 
     base = memorized_model(tmp_path / "base", pairs[:8])
+    from genius.engines.loading import export_model
+
     run(pairs, base, tmp_path, CFG.model_copy(update={"finetune": "lora", "lora_r": 4, "epochs": 1}))
     checkpoint = tmp_path / "checkpoint"
+    export_model(str(checkpoint), str(tmp_path / "merged"), CPU, log=lambda _: None)  # for plain HF generation below
     test_pairs = pairs[:12]
     gold = [task.extract_answer(p.chosen) for p in test_pairs]
     test = tmp_path / "test.jsonl"
@@ -205,7 +213,7 @@ def test_lora_checkpoint_loads_in_lm_eval(pairs, tmp_path):
     assert result["num_samples"]["genius_toy"] == 12 and [r["id"] for r in records] == [str(i) for i in range(12)]
 
     queries = [p.query for p in test_pairs]
-    expected = [task.extract_answer(r) for r in greedy_responses(checkpoint, queries)]
+    expected = [task.extract_answer(r) for r in greedy_responses(tmp_path / "merged", queries)]
     assert [r["answer"] for r in records] == [str(a) if a is not None else "[invalid]" for a in expected]
     correct = [a == g for a, g in zip(expected, gold)]
     assert [r["correct"] for r in records] == correct

@@ -96,12 +96,12 @@ def smollm2_dir(tmp_path_factory):
 class Policy:
     """One model, both engines: vLLM's, the transformers engine, and the HF model for scoring."""
 
-    def __init__(self, path: Path, queries: list[str]):
+    def __init__(self, path: Path, queries: list[str], **engine_args):
         from genius.engines.vllm_engine import VLLMEngine
 
         torch.set_num_threads(THREADS)
         self.path, self.queries = str(path), [Query(f"q{i}", text) for i, text in enumerate(queries)]
-        self.vllm = VLLMEngine(self.path, dtype="float32", seed=0, kv_cache_gib=KV_GIB)
+        self.vllm = VLLMEngine(self.path, dtype="float32", seed=0, kv_cache_gib=KV_GIB, **engine_args)
         self.model, self.tokenizer = load_model(self.path, "float32", "cpu")
         self.transformers = TransformersEngine(self.model, self.tokenizer)
         self.prompts = [prompt_ids(self.tokenizer, q) for q in queries]
@@ -126,7 +126,8 @@ class Policy:
 
         full = list(prompt) + list(tokens)
         params = SamplingParams(max_tokens=1, prompt_logprobs=0, detokenize=False, temperature=0)
-        (r,) = self.vllm.llm.generate([TokensPrompt(prompt_token_ids=full)], params, use_tqdm=False)
+        prompts = [TokensPrompt(prompt_token_ids=full)]
+        (r,) = self.vllm.llm.generate(prompts, params, use_tqdm=False, lora_request=self.vllm.lora_request)
         return [r.prompt_logprobs[i][full[i]].logprob for i in range(len(prompt), len(full))]
 
 
@@ -173,6 +174,33 @@ def test_without_vllm_the_error_says_how_to_get_it(monkeypatch, toy_dir):
 def test_logprobs_agree_with_transformers_on_the_same_tokens(policy):
     """vLLM's samples scored by transformers, and the transformers engine's samples scored by
     vLLM: the same per-token log-probs within LOGPROB_ATOL, steps and rollouts alike."""
+    assert_logprobs_agree(policy)
+
+
+@pytest.mark.vllm
+@pytest.mark.parametrize("stack", [False, True], ids=["merged", "stacked"])
+def test_a_lora_chain_is_served_with_the_merged_policys_logprobs(toy_dir, tmp_path, stack):
+    """Round 2 of a LoRA lineage on the toy (adapters of ranks 4 and 2 on all linear layers) as
+    vLLM serves it, merged into a folder (a CPU's way) or stacked into one LoRA of rank 6 (a
+    GPU's; correct on a CPU too, where its kernels are slow at SmolLM2's size): log-probs as
+    `load_model`'s merged chain gives them, and the chain moves them far beyond the tolerance."""
+    from train_helpers import lora_round
+
+    vllm_or_skip()
+    r1 = lora_round(str(toy_dir), tmp_path / "r1", rank=4, seed=1)
+    r2 = lora_round(r1, tmp_path / "r2", rank=2, seed=2)
+    chain = Policy(Path(r2), TOY_QUERIES, stack=stack)
+    assert (chain.vllm.policy.lora is not None, chain.vllm.policy.max_lora_rank) == ((True, 8) if stack else (False, 0))
+    assert_logprobs_agree(chain)
+    base, _ = load_model(str(toy_dir), "float32", "cpu")
+    tokens = chain.vllm.generate(chain.prompts[:1], n=1, temperature=0.7, max_new_tokens=16)[0][0].token_ids
+    x = torch.tensor([list(chain.prompts[0]) + tokens])
+    with torch.no_grad():
+        moved = (torch.log_softmax(chain.model(input_ids=x).logits, -1) - torch.log_softmax(base(input_ids=x).logits, -1)).abs().max()
+    assert moved > 10 * LOGPROB_ATOL
+
+
+def assert_logprobs_agree(policy) -> None:
     then = Continuation(0.7, 32)
     torch.manual_seed(0)
     by_vllm = policy.vllm.generate(policy.prompts, n=2, temperature=0.7, max_new_tokens=16, stop="\n", then=then)

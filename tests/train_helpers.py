@@ -132,3 +132,24 @@ def run_until_killed(code: str, kill_at: int, env: dict, timeout: float) -> list
     child.wait(timeout=timeout)
     assert child.returncode == -signal.SIGKILL and seen and seen[-1] == kill_at, seen
     return seen
+
+
+def lora_round(parent: str, out: Path, rank: int, seed: int = 0, std: float = 0.3) -> str:
+    """A LoRA round on `parent` as training saves one (adapter and lineage file, genius/engines/lineage.py),
+    its B drawn at random (peft starts it at zero) so that it changes the policy."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from genius.engines.lineage import lineage_record, write_lineage
+    from genius.engines.loading import load_model
+
+    torch.manual_seed(seed)
+    record = lineage_record(parent)
+    model, _ = load_model(parent, device="cpu")
+    lora = get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear"))
+    for name, p in lora.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=std)
+    lora.save_pretrained(out)
+    write_lineage(out, record)
+    return str(out)

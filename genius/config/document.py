@@ -14,11 +14,13 @@ import re
 import sys
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from genius.config.sections import Params
 
 COLUMN = 32  # where the comments start
 SECTION = re.compile(r"^(\w+):(\s*#.*)?$")
-KEY = re.compile(r"^  (\w+): (.*?)(\s+#.*)?$")
+KEY = re.compile(r"^((?:  )+)(\w+):(?: (.*?))?(\s+#.*)?$")  # a key at any depth (rounds.keep.last), two spaces a level
 
 
 def descriptions() -> dict[str, str]:
@@ -29,7 +31,17 @@ def descriptions() -> dict[str, str]:
         doc = (section.__doc__ or "").strip().rstrip(".")
         first = doc.split(" ", 1)[0]
         out[name] = doc if any(c.isupper() for c in first[1:]) else doc[:1].lower() + doc[1:]  # a name keeps its capitals
-        out |= {f"{name}.{key}": f.description or "" for key, f in section.model_fields.items()}
+        out |= _keys(name, section)
+    return out
+
+
+def _keys(prefix: str, section) -> dict[str, str]:
+    """`prefix.key` -> its description, and the keys of a section nested in it (rounds.keep.last)."""
+    out = {}
+    for key, f in section.model_fields.items():
+        out[f"{prefix}.{key}"] = f.description or ""
+        if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel):
+            out |= _keys(f"{prefix}.{key}", f.annotation)
     return out
 
 
@@ -39,13 +51,16 @@ def _commented(code: str, text: str) -> str:
 
 def document(text: str) -> str:
     """The params file's text with the schema's description as every section's and key's comment."""
-    docs, section, lines = descriptions(), None, []
+    docs, keys, lines = descriptions(), [], []  # keys: the path to the line's key, a name per level
     for line in text.splitlines():
         if found := SECTION.match(line):
-            section = found[1]
-            line = _commented(f"{section}:", docs.get(section, ""))
-        elif section and (found := KEY.match(line)) and f"{section}.{found[1]}" in docs:
-            line = _commented(f"  {found[1]}: {found[2]}", docs[f"{section}.{found[1]}"])
+            keys = [found[1]]
+            line = _commented(f"{found[1]}:", docs.get(found[1], ""))
+        elif keys and (found := KEY.match(line)):
+            indent, key, value = found[1], found[2], found[3]
+            keys = keys[: len(indent) // 2] + [key]
+            if ".".join(keys) in docs:
+                line = _commented(f"{indent}{key}:" + (f" {value}" if value else ""), docs[".".join(keys)])
         lines.append(line)
     return "\n".join(lines) + "\n"
 

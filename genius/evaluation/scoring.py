@@ -3,8 +3,9 @@
 The fast scorer beside lm-eval (genius.evaluation.harness, which scores the rounds): the
 diagnostics sample with it (genius.evaluation.diagnostics), and so does every bench
 (bench/sweep.py, bench/sft_control.py, bench/headroom.py). `open_engine` loads the checkpoint
-on the engine `eval.engine` names (`hf`: transformers in process, a LoRA adapter applied
-unmerged; `vllm`: the sampler's vLLM engine with the evaluation's vLLM settings); `score`
+on the engine `eval.engine` names (`hf`: transformers in process, a LoRA round's chain merged
+in memory; `vllm`: the sampler's vLLM engine with the evaluation's vLLM settings, a LoRA round
+stacked on a GPU, merged on a CPU: genius/engines/lineage.py); `score`
 samples n responses per problem and reads each one's answer as the diagnostics do
 (`eval.diagnostics_answer`).
 """

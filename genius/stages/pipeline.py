@@ -9,6 +9,11 @@ and `make repro` run first). What follows the params:
   `eval.diagnostics_path` is a dependency, so editing one reruns what read it (library
   sources such as `reasoning_gym:...` and `hf:...` are params, tracked through `params:`);
 - every output lives under `rounds.runs_dir`, and the rounds come from `rounds.registry`;
+- each round's sample, train and evaluate stages depend on `model.path` too (their `inputs`
+  in the stage table): a LoRA round's policy is that base plus the adapters of its chain. The
+  adapters are covered through the parent (`${item.policy}`), whose lineage file holds its own
+  parent's hash and the base's (genius/engines/lineage.py): `foreach` cannot list a chain
+  whose length grows by round;
 - every stage depends on the lock file (requirements/lock.txt) and the pinned arithmetic
   (genius/numerics.py), the table's SHARED_CODE, so a new environment shows every stage as
   changed in `dvc status` instead of mixing two in one lineage.

@@ -8,6 +8,9 @@ marked, and the next round starts from the last good checkpoint.
 
 The registry also records its lineage: the model it self-trains and the runs folder its
 rounds write to (genius/stages/pipeline.py refuses to switch either under rounds already done).
+
+Rounds that `genius gc` retired (genius/stages/retention.py) are listed under `retired:`,
+outside `round_list`: their stages leave dvc.yaml, their record stays.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ HEADER = """\
 # every self-training round, the policy it started from, and whether the Prefect flow
 # promoted it. dvc.yaml builds its per-round stages from `round_list`, so `dvc repro`
 # reproduces exactly this lineage; the flow appends a round (starting from the latest
-# promoted checkpoint) before running it. Written by genius: `genius pipeline`, the flow.
+# promoted checkpoint) before running it. `retired`: rounds `genius gc` took out of the
+# pipeline (rounds.keep). Written by genius: `genius pipeline`, the flow, `genius gc`.
 """
 
 
@@ -42,6 +46,7 @@ class RoundEntry:
     policy: str  # the model the round samples with and trains from
     promoted: bool | None = None  # None until the flow has judged the round
     reason: str = ""  # why it was (not) promoted
+    retired: bool = False  # out of the pipeline (genius gc): its metrics.json stays, and its checkpoint if needed
 
 
 def read_registry(path: str | Path) -> dict[int, RoundEntry]:
@@ -50,14 +55,15 @@ def read_registry(path: str | Path) -> dict[int, RoundEntry]:
         return {}
     data = read_yaml(path, "round registry")[0] or {}
     entries = {}
-    for key, item in (data.get("round_list") or {}).items():
-        try:
-            entry = RoundEntry(**item)
-        except TypeError as e:
-            raise ValueError(f"{path}: round_list.{key}: {e}") from None
-        if key != round_name(entry.round):
-            raise ValueError(f"{path}: round_list.{key}: the key must be {round_name(entry.round)}")
-        entries[entry.round] = entry
+    for section in ("retired", "round_list"):
+        for key, item in (data.get(section) or {}).items():
+            try:
+                entry = RoundEntry(**item, retired=section == "retired")
+            except TypeError as e:
+                raise ValueError(f"{path}: {section}.{key}: {e}") from None
+            if key != round_name(entry.round) or entry.round in entries:
+                raise ValueError(f"{path}: {section}.{key}: the key must be {round_name(entry.round)}, once in the registry")
+            entries[entry.round] = entry
     if sorted(entries) != list(range(1, len(entries) + 1)):
         raise ValueError(f"{path}: rounds must be numbered 1..n without gaps, got {sorted(entries)}")
     return entries
@@ -82,13 +88,17 @@ def write_registry(path: str | Path, entries: dict[int, RoundEntry], lineage: Li
     lines = [HEADER.rstrip("\n")]
     if lineage:
         lines.append("lineage: " + yaml.safe_dump(vars(lineage), default_flow_style=True, sort_keys=False, width=1000).strip())
-    lines.append("round_list:" + ("" if entries else " {}"))
-    for r in sorted(entries):
-        e = entries[r]
-        item = {"round": e.round, "policy": e.policy}
-        if e.promoted is not None:
-            item |= {"promoted": e.promoted, "reason": e.reason}
-        lines.append(f"  {round_name(r)}: " + yaml.safe_dump(item, default_flow_style=True, sort_keys=False, width=1000).strip())
+    for section, retired in (("retired", True), ("round_list", False)):
+        rounds = [r for r in sorted(entries) if entries[r].retired == retired]
+        if retired and not rounds:
+            continue
+        lines.append(f"{section}:" + ("" if rounds else " {}"))
+        for r in rounds:
+            e = entries[r]
+            item = {"round": e.round, "policy": e.policy}
+            if e.promoted is not None:
+                item |= {"promoted": e.promoted, "reason": e.reason}
+            lines.append(f"  {round_name(r)}: " + yaml.safe_dump(item, default_flow_style=True, sort_keys=False, width=1000).strip())
     write_atomic(path, "\n".join(lines) + "\n")
 
 

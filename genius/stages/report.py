@@ -11,9 +11,11 @@ of them (tests/test_report.py checks the layout).
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
+from genius.io import write_atomic
 from genius.layout import BASE, RoundPaths, RunsPaths, round_name, summary_path
 
 # (metrics.json diagnostics key, column title), as genius.evaluation.diagnostics names them
@@ -207,7 +209,7 @@ def plot(rows: list[dict], path: Path) -> None:
         twin_handles = twin.get_legend_handles_labels()
         ax.legend(handles[0] + twin_handles[0], handles[1] + twin_handles[1], fontsize=7)
     fig.tight_layout()
-    fig.savefig(path)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
 
 
@@ -249,10 +251,12 @@ def write_report(runs_dir: str | Path, num_rounds: int) -> str:
         raise FileNotFoundError(f"no {runs.round(0).metrics.name} under {runs.dir}: run the rounds first")
     text = summary(rows)
     keys = benchmarks(rows)
-    with open(runs.accuracy_csv, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["round", *keys])
-        writer.writerows([m["round"], *(m["accuracy"].get(k, "") for k in keys)] for m in rows)
+    csv_text = io.StringIO(newline="")
+    writer = csv.writer(csv_text)
+    writer.writerow(["round", *keys])
+    writer.writerows([m["round"], *(m["accuracy"].get(k, "") for k in keys)] for m in rows)
+    # every file here is replaced, never rewritten in place: one may be a link into DVC's cache
+    write_atomic(runs.accuracy_csv, csv_text.getvalue())
     plot(rows, runs.accuracy_png)
     sections = [
         "# Genius run",
@@ -273,5 +277,5 @@ def write_report(runs_dir: str | Path, num_rounds: int) -> str:
             "candidate drawn uniformly.",
             signal,
         ]
-    runs.report.write_text("\n\n".join(sections) + "\n")
+    write_atomic(runs.report, "\n\n".join(sections) + "\n")
     return text

@@ -129,6 +129,12 @@ def _evaluation_files(params) -> list[str | None]:
     return [params.eval.test_path, params.eval.diagnostics_path, params.eval.include_path]
 
 
+def _base(params) -> list[str | None]:
+    """The base model, read by every stage that loads a round's policy: a LoRA round's policy is the
+    base plus the adapters of its chain (genius/engines/lineage.py)."""
+    return [params.model.path]
+
+
 STAGE_FUNCTIONS = "genius.stages.rounds"
 # The code every stage runs beside its own, listed in each stage's DVC deps: the installed environment
 # (`make install` installs exactly the lock) and the CPU arithmetic genius pins before torch loads. A new
@@ -157,7 +163,7 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             "sample", f"{STAGE_FUNCTIONS}:run_sample", task="foresight-sample", help="foresight re-sampling with round R's policy",
-            policy=True, reads=("queries",), writes=("samples", "sampling"), params=("model", "sampling"),
+            policy=True, reads=("queries",), inputs=_base, writes=("samples", "sampling"), params=("model", "sampling"),
             code=("genius/algorithm", "genius/engines", "genius/stages/shards.py"), stats=("sampling", "sampling", ()), shards=True,
             options=((("--shard",), {"type": shard_arg, "metavar": "I/S", "help": "only shard I of S; `genius sample` assembles"}),),
             main="genius.stages.mains:sample",
@@ -169,14 +175,14 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             "train", f"{STAGE_FUNCTIONS}:run_train", task="aco-train", help="ACO training from round R's policy",
-            policy=True, reads=("pairs",), writes=("checkpoint", "train_steps", "training"), params=("model", "training"),
+            policy=True, reads=("pairs",), inputs=_base, writes=("checkpoint", "train_steps", "training"), params=("model", "training"),
             code=("genius/training", "genius/algorithm/losses.py", "genius/algorithm/records.py"), stats=("training", "training", ()),
             options=((("--machine-rank",), {"type": int, "default": 0, "help": "with training.num_machines > 1: this node's rank"}),),
             main="genius.stages.mains:train",
         ),
         Stage(
             "evaluate", f"{STAGE_FUNCTIONS}:run_evaluate", task="evaluate", help="lm-eval on round R's checkpoint (R = 0: the base model)",
-            reads=("checkpoint",), inputs=_evaluation_files, writes=("eval_samples", "diagnostics", "metrics"),
+            reads=("checkpoint",), inputs=lambda p: [*_base(p), *_evaluation_files(p)], writes=("eval_samples", "diagnostics", "metrics"),
             params=("model", "eval", "sampling"), code=("genius/evaluation",), round_stats=True,
             main="genius.stages.mains:evaluate",
         ),

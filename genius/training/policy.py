@@ -1,8 +1,13 @@
-"""The policy being trained, full or LoRA, and the round's checkpoint in plain HF format.
+"""The policy being trained, full or LoRA, and the round's checkpoint.
 
-With LoRA (peft) only the adapters train; the frozen base with the adapters switched off is
-the reference, so no second model sits in memory. The checkpoint is always a merged,
-ordinary `save_pretrained` folder: vLLM, lm-eval and the next round load it like any model.
+The policy a round starts from loads through `genius.engines.loading.load_model`: a LoRA
+round's chain arrives merged. With LoRA (peft) only the new adapter trains; the policy with
+the adapter switched off is the reference, so no second model sits in memory.
+
+Full fine-tuning saves the whole model, an ordinary `save_pretrained` folder. LoRA saves the
+new adapter alone (adapter_model.safetensors, adapter_config.json: megabytes, not the model's
+gigabytes) and its lineage file naming the policy it was trained on (genius/engines/lineage.py);
+every loader rebuilds the policy from the chain.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from pathlib import Path
 import torch
 
 from genius.config import ModelConfig, TrainingConfig
+from genius.engines.lineage import write_lineage
 from genius.engines.loading import load_model
 
 
@@ -49,10 +55,12 @@ def adapters_off(model):
     return model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
 
 
-def save_checkpoint(model, tokenizer, out_dir: Path, accelerator) -> None:
-    """Merged HF checkpoint via a temp folder and a rename: a crash never leaves half a checkpoint.
+def save_checkpoint(model, tokenizer, out_dir: Path, accelerator, lineage: dict | None = None) -> None:
+    """The round's checkpoint via a temp folder and a rename: a crash never leaves half a checkpoint.
 
-    Under ZeRO-3 or FSDP the full weights are gathered first (`get_state_dict`).
+    Full fine-tuning: the HF model and tokenizer; under ZeRO-3 or FSDP the full weights are
+    gathered first (`get_state_dict`). LoRA: the adapter and `lineage` (`lineage_record` of
+    the policy the round started from); the tokenizer stays with the base.
     """
     from accelerate.utils import DistributedType
 
@@ -61,11 +69,14 @@ def save_checkpoint(model, tokenizer, out_dir: Path, accelerator) -> None:
     if not accelerator.is_main_process:
         return
     unwrapped = accelerator.unwrap_model(model)
-    if hasattr(unwrapped, "merge_and_unload"):
-        unwrapped, state_dict = unwrapped.merge_and_unload(), None  # LoRA: fold W + BA into W
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    unwrapped.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(out_dir, ignore_errors=True)
+    if hasattr(unwrapped, "peft_config"):  # LoRA: the adapter alone, and the chain it extends
+        unwrapped.save_pretrained(tmp, safe_serialization=True)
+        (tmp / "README.md").unlink(missing_ok=True)  # peft's empty model card
+        write_lineage(tmp, lineage)
+    else:
+        unwrapped.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    shutil.rmtree(out_dir, ignore_errors=True)  # a linked output (DVC's cache) is unlinked, never written into
     tmp.rename(out_dir)

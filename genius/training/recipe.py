@@ -3,9 +3,10 @@
 Reads top to bottom as the method (docs/ALGORITHM.md section 2): tokenize the round's pairs
 exactly as the chat model sees them; take the frozen reference's sequence log-probs from the
 cache beside the pairs, or compute them once (with the policy itself before its first update,
-or the LoRA base with adapters off: no second model in memory); resume from the last saved
+or with LoRA the starting policy, the new adapter off: no second model in memory); resume from the last saved
 state if a previous attempt was killed; minimise the chosen loss (ACO by default, or a
-Table 4 baseline) plus an optional SFT term; save a merged checkpoint with `save_pretrained`.
+Table 4 baseline) plus an optional SFT term; save the checkpoint: the whole model with
+`save_pretrained`, or with LoRA the adapter and its lineage (genius/training/policy.py).
 
 Runs under `accelerate`: one process on CPU or one GPU (bf16 autocast on GPUs), or many
 with `accelerate launch --config_file configs/accelerate/<zero3|fsdp>.yaml` (README,
@@ -33,7 +34,8 @@ import torch
 
 from genius.algorithm.records import PreferencePair
 from genius.config import ModelConfig, TrainingConfig
-from genius.io import stable_hash
+from genius.engines.lineage import lineage_record
+from genius.io import stable_hash, write_jsonl
 from genius.layout import RoundPaths
 from genius.progress import Progress
 from genius.threads import torch_threads
@@ -89,6 +91,8 @@ def _train(pairs, policy_path, out_dir, cfg, model_cfg, reference_path, log, tra
     """The round, in steps: prepare, take the reference, resume, optimise, save."""
     start = time.time()
     run = _prepare(pairs, policy_path, cfg, model_cfg)
+    # what a LoRA round's adapter extends, hashed as loaded (not as it may be at the end)
+    lineage = lineage_record(policy_path) if cfg.finetune == "lora" and run.accelerator.is_main_process else None
     needs_policy_hash = cfg.save_every or (cfg.loss in NEEDS_REFERENCE and reference_path is None)
     fingerprints = {
         "tokens": tokens_fingerprint(run.examples),
@@ -115,12 +119,11 @@ def _train(pairs, policy_path, out_dir, cfg, model_cfg, reference_path, log, tra
     _optimise(run, ref, first, history, cfg, log, track, (work.train_state, run_key))
     loop_seconds = time.time() - loop_start
 
-    save_checkpoint(run.model, run.tokenizer, out_dir, run.accelerator)
+    save_checkpoint(run.model, run.tokenizer, out_dir, run.accelerator, lineage)
     metrics = _summary(history, pairs, cfg, ref_source, first, time.time() - start, loop_seconds, run.accelerator)
     if run.accelerator.is_main_process:
         shutil.rmtree(work.train_state, ignore_errors=True)  # the round is done: its resumable state is spent
-        with open(work.train_steps, "w") as f:
-            f.writelines(json.dumps(row) + "\n" for row in history)
+        write_jsonl(work.train_steps, history)  # replaced, not rewritten: it may be a link into DVC's cache
         (out_dir / "genius_training.json").write_text(json.dumps({"config": cfg.model_dump(), "metrics": metrics}, indent=2))
     run.accelerator.wait_for_everyone()
     return metrics
@@ -131,6 +134,8 @@ def _prepare(pairs, policy_path, cfg, model_cfg) -> Run:
     accelerator = make_accelerator(cfg, model_cfg)
     torch.manual_seed(cfg.seed)
     model, tokenizer = load_policy(policy_path, model_cfg, cfg)
+    # what a LoRA round's adapter extends, hashed as loaded (not as it may be at the end)
+    lineage = lineage_record(policy_path) if cfg.finetune == "lora" and accelerator.is_main_process else None
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     examples = tokenize_pairs(tokenizer, pairs)
     adv = torch.tensor([[p.adv_chosen, p.adv_rejected] for p in pairs], dtype=torch.float32).reshape(-1, 2)

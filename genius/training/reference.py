@@ -10,7 +10,6 @@ any other run recomputes and overwrites it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -20,6 +19,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from genius.engines.lineage import folder_hash
 from genius.engines.loading import load_model
 from genius.io import stable_hash, write_atomic
 from genius.training.batches import Example, collate, pair_sequences, pair_width, sequence_logps
@@ -32,20 +32,13 @@ def tokens_fingerprint(examples: list[Example]) -> str:
 
 
 def model_fingerprint(path: str) -> str:
-    """sha256 of a local model folder's config and weight files; a hub name stands for itself.
+    """sha256 of a local model folder's files (`folder_hash`); a hub name stands for itself.
 
-    Reading the weights costs seconds per GB, against minutes for a reference pass.
+    A LoRA round's folder holds its lineage file, which holds its parent's hash: its hash
+    covers the whole chain. Reading the weights costs seconds per GB, against minutes for a
+    reference pass.
     """
-    folder = Path(path)
-    if not folder.is_dir():
-        return f"hub:{path}"
-    digest = hashlib.sha256()
-    for file in sorted(folder.glob("*.safetensors")) + [folder / "config.json"]:
-        digest.update(file.name.encode())
-        with open(file, "rb") as f:
-            while chunk := f.read(1 << 24):
-                digest.update(chunk)
-    return digest.hexdigest()
+    return folder_hash(path) if Path(path).is_dir() else f"hub:{path}"
 
 
 def reference_key(tokens_fp: str, model_fp: str, dtype: str, precision: str) -> tuple[str, dict]:
