@@ -94,7 +94,8 @@ class SamplingConfig(Section):
 
 
 class TrainingConfig(Section):
-    loss: Literal["aco", "dpo", "ipo", "simpo", "ropo", "sft"] = "aco"  # aco, or a baseline of the paper's Table 4
+    # aco, a baseline of the paper's Table 4, or scpo (ScPO's vote-margin-weighted DPO + NLL, for self-consistency pairs)
+    loss: Literal["aco", "dpo", "ipo", "simpo", "ropo", "sft", "scpo"] = "aco"
     alpha: Number = Field(1.0, gt=0)
     beta: Number = Field(5.0, gt=0)
     calibration_clip: Literal["paper", "scripts"] = "paper"
