@@ -47,7 +47,7 @@ def write(tmp_path, text, pad=True):
     [
         ("sampling:\n  tau: 0.1\n  step_beam: 2\n", "params.yaml:3: sampling: unknown keys ['step_beam'] (known: engine, step_beam_size"),
         ("sampling:\n  tau: -1\n", "params.yaml:2: sampling.tau: must be > 0, got -1"),
-        ("training:\n  loss: ppo\n", "params.yaml:2: training.loss: must be one of 'aco', 'dpo', 'ipo', 'simpo', 'ropo', 'sft', got 'ppo'"),
+        ("training:\n  loss: ppo\n", "params.yaml:2: training.loss: must be one of 'aco', 'dpo', 'ipo', 'simpo', 'ropo', 'sft', 'scpo', got 'ppo'"),
         ("rounds:\n  num_rounds: two\n", "params.yaml:2: rounds.num_rounds: expected an integer, got 'two'"),
         ("model:\n  trust_remote_code: yes please\n", "model.trust_remote_code: expected true or false"),
         ("queries:\n  paths: 3\n", "queries.paths: expected a list"),
