@@ -26,6 +26,9 @@ right; no label-free arm reads it. Costs per arm: the tokens and seconds of the 
 trains from (the shared sample is counted whole for each arm that uses it), its own extra
 scoring (self-certainty's forward pass), and its training seconds.
 
+`--summarise runs/methods/s0 runs/methods/s1 ...` prints mean +- SE over those seeds, each
+arm's change against the base paired by seed.
+
 Writes under --out: genius/samples.jsonl, responses.jsonl, <arm>/{pairs|targets}.jsonl,
 <arm>/train_steps.jsonl, <arm>/score.json, audit.json and table.md. A finished file is not
 redone: rerun to resume, or delete an arm's folder to redo it.
@@ -223,6 +226,29 @@ def mean(xs) -> float:
     return sum(xs) / len(xs)
 
 
+def summarise(dirs: list[Path]) -> str:
+    """Mean +- SE over seeds (one folder per seed) of each arm's accuracy and its change against the base, paired by seed."""
+    lines = ["| arm | seeds | greedy | vs base | T=1.0 | vs base |", "|---|---|---|---|---|---|"]
+    for arm in ["base", *ARMS]:
+        found = [d for d in dirs if (d / arm / "score.json").exists()]
+        if not found:
+            continue
+        cells = [arm, str(len(found))]
+        for task in ("greedy", "t1"):
+            acc = [100 * mean(json.loads((d / arm / "score.json").read_text())[task]) for d in found]
+            base = [100 * mean(json.loads((d / "base" / "score.json").read_text())[task]) for d in found]
+            cells.append(_mean_se(acc))
+            cells.append("–" if arm == "base" else _mean_se([a - b for a, b in zip(acc, base)], signed=True))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _mean_se(xs: list[float], signed: bool = False) -> str:
+    m = mean(xs)
+    se = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1) / len(xs)) if len(xs) > 1 else float("nan")
+    return f"{m:+.1f} ± {se:.1f}" if signed else f"{m:.1f} ± {se:.1f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--params", default="params.yaml")
@@ -236,7 +262,11 @@ def main() -> None:
     parser.add_argument("--arms", nargs="*", default=list(ARMS))
     parser.add_argument("--queries", type=int, default=None, help="round 1's size (default queries.per_round)")
     parser.add_argument("--test-limit", type=int, default=None, help="score on the first N test problems only")
+    parser.add_argument("--summarise", nargs="+", metavar="DIR", help="print the table over these runs' seeds, and stop")
     args = parser.parse_args()
+    if args.summarise:
+        print(summarise([Path(d) for d in args.summarise]))
+        return
     torch.set_num_threads(1)
     params = load_params(args.params, {key: args.seed for key in SEEDED})
     out = Path(args.out)
