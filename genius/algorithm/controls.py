@@ -91,7 +91,8 @@ def rft_targets(groups: Sequence[ResponseGroup], answers: Mapping[str, object], 
     targets = []
     for g in groups:
         gold = gold_answer(answers[g.query_id], mode)
-        targets += [SftTarget(g.query_id, g.query, r.text, r.complete, 1.0) for r in g.responses if _right(read(r.text), gold)]
+        right = [r for r in g.responses if _right(read(r.text), gold)]
+        targets += [SftTarget(g.query_id, g.query, r.text, r.complete, 1.0) for r in right]
     return targets
 
 

@@ -149,8 +149,9 @@ def scpo_loss(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """L_ScPO = -w(x) log sigmoid(phi_w - phi_l) - w(x) alpha log pi_theta(y+|x) / |y+|, w(x) = (V(y+) - V(y-)) / k.
 
-    Prasad et al. (arXiv 2411.04109, section 2): DPO plus a length-normalised NLL term on
-    the chosen response, both scaled by the vote margin w(x) of the query's k samples
+    Prasad et al. (arXiv 2411.04109), their weighted loss: DPO plus a length-normalised NLL
+    term on the chosen response (alpha: `training.sft_weight`, as IRPO adds it), both scaled
+    by the vote margin w(x) of the query's k samples
     (genius.algorithm.self_consistency), which carries no gradient. So -dL/dphi_w =
     w sigmoid(-z): a query that voted 7 to 1 pulls 6x harder than one that voted 2 to 1.
     Returns (preference terms, NLL terms, chosen_rewards, rejected_rewards), each (B,): the

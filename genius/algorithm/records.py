@@ -78,7 +78,8 @@ class Response:
     mean_logprob: float  # mean over its tokens of log pi(token | context), untempered; 0 when it has none
 
     def to_json(self) -> dict:
-        return {"text": self.text, "token_ids": list(self.token_ids), "complete": self.complete, "mean_logprob": self.mean_logprob}
+        row = {f.name: getattr(self, f.name) for f in fields(self)}
+        return row | {"token_ids": list(self.token_ids)}
 
     @classmethod
     def from_json(cls, row: dict) -> Response:
@@ -128,7 +129,18 @@ class SftTarget:
     def as_pair(self) -> PreferencePair:
         """The pair `loss: sft` trains on: this response as T_w; T_l empty (no tokens, never trained on)."""
         return PreferencePair(
-            self.query_id, self.query, 1, self.response, "", self.complete, False, self.score, 0.0, self.score, 0.0, True
+            query_id=self.query_id,
+            query=self.query,
+            timestamp=1,
+            chosen=self.response,
+            rejected="",
+            chosen_complete=self.complete,
+            rejected_complete=False,
+            score_chosen=self.score,
+            score_rejected=0.0,
+            adv_chosen=self.score,
+            adv_rejected=0.0,
+            same_beam=True,
         )
 
 

@@ -34,7 +34,10 @@ from genius.algorithm.sampling import prompt_ids
 
 
 def self_certainty(logits: Tensor, mask: Tensor) -> Tensor:
-    """Mean over masked positions of KL(U || softmax(logits)): (B, L, V), (B, L) -> (B,); 0 where a row masks nothing."""
+    """Mean over masked positions of KL(U || softmax(logits)): (B, L, V), (B, L) -> (B,).
+
+    A row that masks every position scores 0.
+    """
     logp = torch.log_softmax(logits.float(), dim=-1)
     kl = -math.log(logits.shape[-1]) - logp.mean(-1)  # (B, L)
     mask = mask.to(kl.dtype)
@@ -42,7 +45,9 @@ def self_certainty(logits: Tensor, mask: Tensor) -> Tensor:
 
 
 @torch.inference_mode()
-def response_self_certainty(model, tokenizer, groups: Sequence[ResponseGroup], max_batch_tokens: int = 8192) -> list[list[float]]:
+def response_self_certainty(
+    model, tokenizer, groups: Sequence[ResponseGroup], max_batch_tokens: int = 8192
+) -> list[list[float]]:
     """SC of every response of every group, by teacher forcing: [group][response].
 
     Rows (prompt + response token ids, right-padded) are cut into batches of at most

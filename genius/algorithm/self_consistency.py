@@ -42,7 +42,9 @@ def majority(answers: Sequence[str | None]) -> tuple[str, int] | None:
     return ranked[0]
 
 
-def scpo_pair(group: ResponseGroup, answers: Sequence[str | None], min_vote_share: float = 0.5) -> PreferencePair | None:
+def scpo_pair(
+    group: ResponseGroup, answers: Sequence[str | None], min_vote_share: float = 0.5
+) -> PreferencePair | None:
     """The query's ScPO pair (most-voted answer vs least-voted), or None; `answers[i]` is response i's.
 
     With k responses and V votes per answer, the pair's scores are V(y+)/k and V(y-)/k.

@@ -65,7 +65,9 @@ def train_round(
     out_dir = Path(out_dir)
     with torch_threads(cfg.threads):  # tiny models trained 4-20x faster on 1 thread than on 2 (measured, 2-core CPUs)
         work_dir = Path(work_dir or out_dir.parent)
-        return _train(pairs, policy_path, out_dir, cfg, model_cfg, reference_path, log, track, work_dir, term_grad_norms)
+        return _train(
+            pairs, policy_path, out_dir, cfg, model_cfg, reference_path, log, track, work_dir, term_grad_norms
+        )
 
 
 def _train(pairs, policy_path, out_dir, cfg, model_cfg, reference_path, log, track, work_dir, term_grad_norms) -> dict:
@@ -173,7 +175,9 @@ class TrainingDiverged(RuntimeError):
     """The loss or the gradient is not finite: the round fails and saves nothing."""
 
 
-def _step(batch, examples, ref, adv, model, optimizer, schedule, accelerator, cfg, pad_id, term_grad_norms=False) -> dict:
+def _step(
+    batch, examples, ref, adv, model, optimizer, schedule, accelerator, cfg, pad_id, term_grad_norms=False
+) -> dict:
     """One optimizer step over a global batch of pair indices; returns its metrics."""
     started = time.perf_counter()
     world, micro_count = accelerator.num_processes, accelerator.gradient_accumulation_steps
