@@ -1,6 +1,7 @@
 """Screen the label-free baselines and the positive controls against the base and Genius: one round each.
 
     nice -n 10 python bench/methods.py --out runs/methods --seed 0
+    nice -n 10 python bench/methods.py --out runs/methods --seed 0 --arms genius_dl_sft100 genius_dl_sft
 
 On the embedded toy as params.yaml builds it (`genius toy`: runs/toy), with round 1's queries
 (`queries.per_round` of the pool, shuffled as ingest shuffles it), every arm is one round of
@@ -13,6 +14,20 @@ the library's own calls, no stage plumbing:
   self_certainty    INTUITOR's signal, offline: most vs least self-certain response, `loss: dpo`
   rft               CONTROL, uses labels: SFT on the responses that are right, `loss: sft`
   oracle_pairs      CONTROL, uses labels: Genius's candidates, a right one vs a wrong one, `loss: aco`
+
+and, named with --arms only, Genius's recipe variants (VARIANTS: a sample set and the training
+keys they change; docs/RESULTS.md, "Genius recipes"):
+
+  genius_sft30, genius_sft100  ACO with the SFT term x30, x100 (the preference term's gradient is ~100x it)
+  genius_beta50                ACO at beta 50, meant to saturate the preference term sooner (it does not)
+  genius_simpo                 SimPO (beta 2, gamma 1) on Genius's pairs: per-token mean log-probs, as the SFT term
+  genius_dl                    sampled with `dedup_steps: true`, `negative_selection: lowest`; ACO as default
+  genius_dl_sft100             those pairs, ACO with the SFT term x100
+  genius_dl_simpo              those pairs, SimPO (beta 2, gamma 1)
+  genius_dl_sft                SFT on those pairs' positives
+
+Each sample set (SAMPLINGS) is sampled once into the folder of its own arm and shared by the
+arms built from it; every Genius arm logs the two terms' gradient norms per step.
 
 The four response arms share one sample: n responses per query at --temperature. Every arm
 trains with the `training` section but for its loss (--lr, --epochs override all arms
@@ -27,10 +42,12 @@ trains from (the shared sample is counted whole for each arm that uses it), its 
 scoring (self-certainty's forward pass), and its training seconds.
 
 `--summarise runs/methods/s0 runs/methods/s1 ...` prints mean +- SE over those seeds, each
-arm's change against the base paired by seed.
+arm's change against the base, LMSI and Genius (--versus) paired by seed, and each Genius
+arm's preference and SFT gradient norms.
 
-Writes under --out: genius/samples.jsonl, responses.jsonl, <arm>/{pairs|targets}.jsonl,
-<arm>/train_steps.jsonl, <arm>/score.json, audit.json and table.md. A finished file is not
+Writes under --out: genius/samples.jsonl (genius_dl/ for that sample set), responses.jsonl,
+<arm>/pairs.jsonl, <arm>/train_steps.jsonl, <arm>/score.json, audit.json, and table.md
+(table-variants.md when --arms is not the default). A finished file is not
 redone: rerun to resume, or delete an arm's folder to redo it.
 """
 
@@ -76,6 +93,23 @@ ARMS = {  # name: (loss, uses labels)
     "rft": ("sft", True),
     "oracle_pairs": ("aco", True),
 }
+SAMPLINGS = {  # a Genius sample set (its arm's folder): the `sampling` keys it changes
+    "genius": {},
+    "genius_dl": {"dedup_steps": True, "negative_selection": "lowest"},  # H2's best (docs/RESULTS.md)
+}
+VARIANTS = {  # Genius recipe variants (issue 23): name: (sample set, the `training` keys they change)
+    "genius_sft30": ("genius", {"sft_weight": 30.0}),
+    "genius_sft100": ("genius", {"sft_weight": 100.0}),
+    "genius_beta50": ("genius", {"beta": 50.0}),
+    "genius_simpo": ("genius", {"loss": "simpo", "beta": 2.0, "simpo_gamma": 1.0}),
+    "genius_dl": ("genius_dl", {}),
+    "genius_dl_sft100": ("genius_dl", {"sft_weight": 100.0}),
+    "genius_dl_simpo": ("genius_dl", {"loss": "simpo", "beta": 2.0, "simpo_gamma": 1.0}),
+    "genius_dl_sft": ("genius_dl", {"loss": "sft"}),
+}
+SOURCE = {"genius": "genius", "genius_sft": "genius", "oracle_pairs": "genius"} | {a: v[0] for a, v in VARIANTS.items()}
+ARMS |= {a: (v[1].get("loss", "aco"), False) for a, v in VARIANTS.items()}
+BASELINES = ["genius", "genius_sft", "self_consistency", "lmsi", "self_certainty", "rft", "oracle_pairs"]
 MODE = "toy"
 
 
@@ -101,19 +135,21 @@ def cached(path: Path, make):
     return json.loads(path.read_text())
 
 
-def genius_samples(out: Path, params, queries, model_path) -> dict:
-    """Foresight sampling of the round's queries: samples.jsonl and its cost."""
+def genius_samples(out: Path, params, queries, model_path, name: str = "genius") -> dict:
+    """Foresight sampling of the round's queries with sample set `name`'s keys: <name>/samples.jsonl and its cost."""
     def make():
+        sampling = params.sampling.model_copy(update=SAMPLINGS[name])
         model, tokenizer = load_model(model_path, device="cpu")
-        engine = TransformersEngine(model, tokenizer, params.sampling.max_batch_sequences, params.sampling.max_batch_tokens)
+        engine = TransformersEngine(model, tokenizer, sampling.max_batch_sequences, sampling.max_batch_tokens)
         start, records = time.perf_counter(), []
-        for batch in foresight_sample_batches(engine, tokenizer, cut_batches(queries, params.sampling.batch_queries), params.sampling):
+        batches = cut_batches(queries, sampling.batch_queries)
+        for batch in foresight_sample_batches(engine, tokenizer, batches, sampling):
             records += batch
-        write_jsonl(out / "genius" / "samples.jsonl", (r.to_json() for r in records))
+        write_jsonl(out / name / "samples.jsonl", (r.to_json() for r in records))
         c = engine.cost
         return {"generated_tokens": c.generated_tokens, "prefill_tokens": c.prefill_tokens, "seconds": time.perf_counter() - start}
 
-    return cached(out / "genius" / "sampling.json", make)
+    return cached(out / name / "sampling.json", make)
 
 
 def response_sample(out: Path, params, queries, model_path, n: int, temperature: float) -> dict:
@@ -136,12 +172,11 @@ def response_sample(out: Path, params, queries, model_path, n: int, temperature:
 def build(arm: str, out: Path, model_path: str, answers: dict, min_vote_share: float) -> tuple[list, dict]:
     """The arm's training data (pairs, or SFT targets as pairs) and its extra cost."""
     extra = {"seconds": 0.0}
-    if arm in ("genius", "genius_sft"):
-        records = [SampleRecord.from_json(r) for r in read_jsonl(out / "genius" / "samples.jsonl")]
+    if arm in SOURCE:
+        records = [SampleRecord.from_json(r) for r in read_jsonl(out / SOURCE[arm] / "samples.jsonl")]
+        if arm == "oracle_pairs":
+            return oracle_pairs(records, answers, MODE), extra
         return [p for r in records for p in r.pairs], extra
-    if arm == "oracle_pairs":
-        records = [SampleRecord.from_json(r) for r in read_jsonl(out / "genius" / "samples.jsonl")]
-        return oracle_pairs(records, answers, MODE), extra
     groups = [ResponseGroup.from_json(r) for r in read_jsonl(out / "responses.jsonl")]
     read = lambda g: [read_answer(r.text, MODE) for r in g.responses]  # noqa: E731
     if arm == "self_consistency":
@@ -181,18 +216,21 @@ def run_arm(arm: str, args, out: Path, params, model_path: str, answers: dict, r
         write_jsonl(data_file, (p.to_json() for p in pairs))
     pairs = [PreferencePair.from_json(r) for r in read_jsonl(data_file)]
     extra = json.loads((d / "build.json").read_text())
-    update = {"loss": loss, "threads": 1, **({"learning_rate": args.lr} if args.lr else {}), **({"epochs": args.epochs} if args.epochs else {})}
+    update = {"loss": loss, "threads": 1, **VARIANTS.get(arm, (None, {}))[1]}
+    update |= ({"learning_rate": args.lr} if args.lr else {}) | ({"epochs": args.epochs} if args.epochs else {})
     cfg = params.training.model_copy(update=update)
 
     def train():
         start = time.perf_counter()
         metrics = train_round(pairs, model_path, d / "checkpoint", cfg, params.model, log=lambda m: None, work_dir=d,
-                              term_grad_norms=arm in ("genius", "oracle_pairs"))
+                              term_grad_norms=arm in SOURCE and loss != "sft")
         return {"seconds": time.perf_counter() - start, "steps": metrics["steps"], "pull_preference": metrics["pull_preference"], "pull_sft": metrics["pull_sft"]}
 
     trained = cached(d / "train.json", train)
     correct = cached(d / "score.json", lambda: score(str(d / "checkpoint"), rows, args.seed))
-    return {"arm": arm, "loss": loss, "data": len(pairs), "right": right_share(pairs, answers), "build": extra, "train": trained, "correct": correct}
+    terms = term_summary(list(read_jsonl(d / "train_steps.jsonl"))) if arm in SOURCE and loss != "sft" else {}
+    return {"arm": arm, "loss": loss, "data": len(pairs), "right": right_share(pairs, answers), "build": extra,
+            "train": trained, "correct": correct, "terms": terms}
 
 
 def delta(arm: list[bool], base: list[bool]) -> tuple[float, float]:
@@ -210,8 +248,7 @@ def table(results: list[dict], base: dict, costs: dict) -> str:
         f"| base | – | – | – | – | – | – | – | – | – | {100 * mean(base['greedy']):.1f} | – | {100 * mean(base['t1']):.1f} | – |",
     ]
     for r in results:
-        source = "genius" if r["arm"] in ("genius", "genius_sft", "oracle_pairs") else "responses"
-        c = costs[source]
+        c = costs[SOURCE.get(r["arm"], "responses")]
         cells = [r["arm"], "yes" if ARMS[r["arm"]][1] else "no", r["loss"], str(r["data"])]
         cells += [f"{100 * r['right'][k]:.1f}" if k in r["right"] else "–" for k in ("positive_right", "negative_right")]
         cells += [f"{c['generated_tokens'] + c['prefill_tokens']:,}", f"{c['seconds']:.0f}", f"{r['build']['seconds']:.0f}", f"{r['train']['seconds']:.0f}"]
@@ -226,27 +263,56 @@ def mean(xs) -> float:
     return sum(xs) / len(xs)
 
 
-def summarise(dirs: list[Path]) -> str:
-    """Mean +- SE over seeds (one folder per seed) of each arm's accuracy and its change against the base, paired by seed."""
-    lines = ["| arm | seeds | greedy | vs base | T=1.0 | vs base |", "|---|---|---|---|---|---|"]
+def summarise(dirs: list[Path], versus: list[str]) -> str:
+    """Mean +- SE over seeds (one folder per seed) of each arm's accuracy and its change against
+    each of the `versus` arms, paired by seed; then each Genius arm's two terms over training."""
+    head = ["greedy", *(f"vs {v}" for v in versus), "T=1.0", *(f"vs {v}" for v in versus)]
+    lines = ["| arm | seeds | " + " | ".join(head) + " |", "|---" * (len(head) + 2) + "|"]
     for arm in ["base", *ARMS]:
         found = [d for d in dirs if (d / arm / "score.json").exists()]
         if not found:
             continue
         cells = [arm, str(len(found))]
         for task in ("greedy", "t1"):
-            acc = [100 * mean(json.loads((d / arm / "score.json").read_text())[task]) for d in found]
-            base = [100 * mean(json.loads((d / "base" / "score.json").read_text())[task]) for d in found]
-            cells.append(_mean_se(acc))
-            cells.append("–" if arm == "base" else _mean_se([a - b for a, b in zip(acc, base)], signed=True))
+            acc = {d: 100 * mean(json.loads((d / arm / "score.json").read_text())[task]) for d in found}
+            cells.append(_mean_se(list(acc.values())))
+            for other in versus:
+                paired = [d for d in found if (d / other / "score.json").exists()]
+                ref = [100 * mean(json.loads((d / other / "score.json").read_text())[task]) for d in paired]
+                diffs = [acc[d] - r for d, r in zip(paired, ref)]
+                cells.append("–" if arm == other or not diffs else _mean_se(diffs, signed=True))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\n" + terms_table(dirs)
+
+
+def terms_table(dirs: list[Path]) -> str:
+    """Per Genius arm, mean +- SE over seeds of the preference and SFT terms' gradient norms
+    (before clipping) at the first step and over the round, and their ratio; the pulls' ratio."""
+    lines = [
+        "| arm | seeds | pref. grad, step 1 | SFT grad, step 1 | ratio, step 1 | pref. grad, mean | SFT grad, mean"
+        " | ratio, mean | pull ratio, mean | total grad, mean |",
+        "|---" * 10 + "|",
+    ]
+    for arm in ARMS:
+        found = [d / arm / "train_steps.jsonl" for d in dirs if (d / arm / "score.json").exists()]
+        sums = [term_summary(list(read_jsonl(f))) for f in found if f.exists()]
+        sums = [t for t in sums if t and t["first"].get("grad_norm_sft") is not None]
+        if not sums:
+            continue
+        cells = [arm, str(len(sums))]
+        for part, key in [("first", "grad_norm_preference"), ("first", "grad_norm_sft"), ("first", "grad_ratio"),
+                          ("mean", "grad_norm_preference"), ("mean", "grad_norm_sft"), ("mean", "grad_ratio"),
+                          ("mean", "pull_ratio"), ("mean", "grad_norm")]:
+            values = [t[part][key] for t in sums if t[part][key] is not None]
+            cells.append(_mean_se(values, digits=3 if max(values, default=0) < 10 else 1) if values else "–")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def _mean_se(xs: list[float], signed: bool = False) -> str:
+def _mean_se(xs: list[float], signed: bool = False, digits: int = 1) -> str:
     m = mean(xs)
     se = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1) / len(xs)) if len(xs) > 1 else float("nan")
-    return f"{m:+.1f} ± {se:.1f}" if signed else f"{m:.1f} ± {se:.1f}"
+    return f"{m:+.{digits}f} ± {se:.{digits}f}" if signed else f"{m:.{digits}f} ± {se:.{digits}f}"
 
 
 def main() -> None:
@@ -259,13 +325,16 @@ def main() -> None:
     parser.add_argument("--min-vote-share", type=float, default=0.5, help="ScPO's filter on the top answer's share")
     parser.add_argument("--lr", type=float, default=None, help="override training.learning_rate for every arm")
     parser.add_argument("--epochs", type=int, default=None, help="override training.epochs for every arm")
-    parser.add_argument("--arms", nargs="*", default=list(ARMS))
+    parser.add_argument("--arms", nargs="*", default=BASELINES, choices=list(ARMS),
+                        help="default: the baselines and controls; Genius's variants by name")
     parser.add_argument("--queries", type=int, default=None, help="round 1's size (default queries.per_round)")
     parser.add_argument("--test-limit", type=int, default=None, help="score on the first N test problems only")
     parser.add_argument("--summarise", nargs="+", metavar="DIR", help="print the table over these runs' seeds, and stop")
+    parser.add_argument("--versus", nargs="+", default=["base", "lmsi", "genius"], choices=["base", *ARMS],
+                        help="--summarise: the arms each arm's change is paired against")
     args = parser.parse_args()
     if args.summarise:
-        print(summarise([Path(d) for d in args.summarise]))
+        print(summarise([Path(d) for d in args.summarise], args.versus))
         return
     torch.set_num_threads(1)
     params = load_params(args.params, {key: args.seed for key in SEEDED})
@@ -279,10 +348,10 @@ def main() -> None:
     base = cached(out / "base" / "score.json", lambda: score(model_path, rows, args.seed))
     print(f"base: greedy {100 * mean(base['greedy']):.1f}  T=1.0 {100 * mean(base['t1']):.1f}", flush=True)
     costs = {}
-    if {"genius", "genius_sft", "oracle_pairs"} & set(args.arms):
-        costs["genius"] = genius_samples(out, params, queries, model_path)
-        print(f"[{time.time() - t0:.0f}s] genius samples: {costs['genius']}", flush=True)
-    if set(args.arms) - {"genius", "genius_sft", "oracle_pairs"}:
+    for name in sorted({SOURCE[a] for a in args.arms if a in SOURCE}):
+        costs[name] = genius_samples(out, params, queries, model_path, name)
+        print(f"[{time.time() - t0:.0f}s] {name} samples: {costs[name]}", flush=True)
+    if set(args.arms) - set(SOURCE):
         costs["responses"] = response_sample(out, params, queries, model_path, args.n, args.temperature)
         print(f"[{time.time() - t0:.0f}s] responses: {costs['responses']}", flush=True)
     results = []
@@ -291,16 +360,16 @@ def main() -> None:
         results.append(r)
         g, t = delta(r["correct"]["greedy"], base["greedy"]), delta(r["correct"]["t1"], base["t1"])
         print(f"[{time.time() - t0:.0f}s] {arm}: {r['data']} examples, right {r['right']}, greedy {g[0]:+.1f} ({g[1]:.1f}), T=1.0 {t[0]:+.1f} ({t[1]:.1f})", flush=True)
+    audit_file = out / "audit.json"
+    audit = json.loads(audit_file.read_text()) if audit_file.exists() else {}
     if "genius" in args.arms:
         genius_pairs = [PreferencePair.from_json(x) for x in read_jsonl(out / "genius" / "pairs.jsonl")]
-        audit = {
-            "pairs": audit_pairs(genius_pairs, answers, MODE),
-            "pair_stats": pair_stats(genius_pairs, len(queries)),
-            "terms": {a: term_summary(list(read_jsonl(out / a / "train_steps.jsonl"))) for a in ("genius", "oracle_pairs") if a in args.arms},
-        }
-        (out / "audit.json").write_text(json.dumps(audit, indent=2))
+        audit["pairs"] = audit_pairs(genius_pairs, answers, MODE)
+        audit["pair_stats"] = pair_stats(genius_pairs, len(queries))
+    audit["terms"] = audit.get("terms", {}) | {r["arm"]: r["terms"] for r in results if r["terms"]}
+    audit_file.write_text(json.dumps(audit, indent=2))
     text = table(results, base, costs)
-    (out / "table.md").write_text(text + "\n")
+    (out / ("table.md" if args.arms == BASELINES else "table-variants.md")).write_text(text + "\n")
     print(text)
 
 
