@@ -1,6 +1,6 @@
 """The audit of a round's pairs and of its training steps, as markdown tables.
 
-    python bench/audit.py --pairs runs/r1/pairs.jsonl --answers toy --steps runs/r1/train_steps.jsonl
+    python -m bench.audit --pairs runs/r1/pairs.jsonl --answers toy --steps runs/r1/train_steps.jsonl
 
 Labels measure here and are never trained on. `--answers toy` takes each toy query's answer
 from the query itself (the sum); `--answers FILE.jsonl` reads {id, answer} rows; `--mode`
@@ -17,15 +17,11 @@ round trained with train_round(term_grad_norms=True), and each term's pull on th
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from genius.algorithm.records import PreferencePair  # noqa: E402
-from genius.evaluation.audit import audit_pairs, term_summary  # noqa: E402
-from genius.io import read_jsonl  # noqa: E402
-from genius.toy.task import query_answer  # noqa: E402
+from genius.algorithm.records import PreferencePair
+from genius.evaluation.audit import audit_pairs, term_summary
+from genius.io import read_jsonl
+from genius.toy.task import query_answer
 
 COLUMNS = ("right_wrong", "wrong_right", "both_right", "both_wrong", "right_way", "positive_right", "negative_right")
 

@@ -1,7 +1,7 @@
 """Screen the label-free baselines and the positive controls against the base and Genius: one round each.
 
-    nice -n 10 python bench/methods.py --out runs/methods --seed 0
-    nice -n 10 python bench/methods.py --out runs/methods --seed 0 --arms genius_dl_sft100 genius_dl_sft
+    nice -n 10 python -m bench.methods --out runs/methods --seed 0
+    nice -n 10 python -m bench.methods --out runs/methods --seed 0 --arms genius_dl_sft100 genius_dl_sft
 
 On the embedded toy as params.yaml builds it (`genius toy`: runs/toy), with round 1's queries
 (`queries.per_round` of the pool, shuffled as ingest shuffles it), every arm is one round of
@@ -56,33 +56,31 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from genius.algorithm.controls import oracle_pairs, rft_targets  # noqa: E402
-from genius.algorithm.lmsi import lmsi_targets  # noqa: E402
-from genius.algorithm.pairs import pair_stats  # noqa: E402
-from genius.algorithm.records import PreferencePair, ResponseGroup, SampleRecord, SftTarget  # noqa: E402
-from genius.algorithm.responses import sample_responses  # noqa: E402
-from genius.algorithm.sampling import cut_batches, foresight_sample_batches, prompt_ids  # noqa: E402
-from genius.algorithm.self_certainty import certainty_pair, response_self_certainty  # noqa: E402
-from genius.algorithm.self_consistency import scpo_pair  # noqa: E402
-from genius.config import load_params  # noqa: E402
-from genius.data.answers import read_answer  # noqa: E402
-from genius.data.queries import load_pool, round_slice  # noqa: E402
-from genius.engines.loading import load_model  # noqa: E402
-from genius.engines.transformers_engine import TransformersEngine  # noqa: E402
-from genius.evaluation.audit import audit_pairs, term_summary  # noqa: E402
-from genius.io import read_jsonl, write_jsonl  # noqa: E402
-from genius.stages.replicate import SEEDED  # noqa: E402
-from genius.stages.shards import sampling_cost  # noqa: E402
-from genius.toy.task import query_answer  # noqa: E402
-from genius.training.recipe import train_round  # noqa: E402
+from genius.algorithm.controls import oracle_pairs, rft_targets
+from genius.algorithm.lmsi import lmsi_targets
+from genius.algorithm.pairs import pair_stats
+from genius.algorithm.records import PreferencePair, ResponseGroup, SampleRecord, SftTarget
+from genius.algorithm.responses import sample_responses
+from genius.algorithm.sampling import cut_batches, foresight_sample_batches, prompt_ids
+from genius.algorithm.self_certainty import certainty_pair, response_self_certainty
+from genius.algorithm.self_consistency import scpo_pair
+from genius.config import load_params
+from genius.data.answers import read_answer
+from genius.data.queries import load_pool, round_slice
+from genius.engines.loading import load_model
+from genius.engines.transformers_engine import TransformersEngine
+from genius.evaluation.audit import audit_pairs, term_summary
+from genius.io import read_jsonl, write_jsonl
+from genius.layout import RoundPaths
+from genius.stages.replicate import SEEDED
+from genius.stages.shards import sampling_cost
+from genius.toy.task import query_answer
+from genius.training.recipe import train_round
 
 ARMS = {  # name: (loss, uses labels)
     "genius": ("aco", False),
@@ -145,11 +143,11 @@ def genius_samples(out: Path, params, queries, model_path, name: str = "genius")
         batches = cut_batches(queries, sampling.batch_queries)
         for batch in foresight_sample_batches(engine, tokenizer, batches, sampling):
             records += batch
-        write_jsonl(out / name / "samples.jsonl", (r.to_json() for r in records))
+        write_jsonl(RoundPaths(out / name).samples, (r.to_json() for r in records))
         c = engine.cost
         return {"generated_tokens": c.generated_tokens, "prefill_tokens": c.prefill_tokens, "seconds": time.perf_counter() - start}
 
-    return cached(out / name / "sampling.json", make)
+    return cached(RoundPaths(out / name).sampling, make)
 
 
 def response_sample(out: Path, params, queries, model_path, n: int, temperature: float) -> dict:
@@ -173,7 +171,7 @@ def build(arm: str, out: Path, model_path: str, answers: dict, min_vote_share: f
     """The arm's training data (pairs, or SFT targets as pairs) and its extra cost."""
     extra = {"seconds": 0.0}
     if arm in SOURCE:
-        records = [SampleRecord.from_json(r) for r in read_jsonl(out / SOURCE[arm] / "samples.jsonl")]
+        records = [SampleRecord.from_json(r) for r in read_jsonl(RoundPaths(out / SOURCE[arm]).samples)]
         if arm == "oracle_pairs":
             return oracle_pairs(records, answers, MODE), extra
         return [p for r in records for p in r.pairs], extra
@@ -208,7 +206,7 @@ def right_share(pairs: list[PreferencePair], answers: dict) -> dict:
 def run_arm(arm: str, args, out: Path, params, model_path: str, answers: dict, rows: list[dict]) -> dict:
     loss, _ = ARMS[arm]
     d = out / arm
-    data_file = d / "pairs.jsonl"
+    data_file = RoundPaths(d).pairs
     if not data_file.exists():
         pairs, extra = build(arm, out, model_path, answers, args.min_vote_share)
         d.mkdir(parents=True, exist_ok=True)
@@ -222,13 +220,13 @@ def run_arm(arm: str, args, out: Path, params, model_path: str, answers: dict, r
 
     def train():
         start = time.perf_counter()
-        metrics = train_round(pairs, model_path, d / "checkpoint", cfg, params.model, log=lambda m: None, work_dir=d,
+        metrics = train_round(pairs, model_path, RoundPaths(d).checkpoint, cfg, params.model, log=lambda m: None, work_dir=d,
                               term_grad_norms=arm in SOURCE and loss != "sft")
         return {"seconds": time.perf_counter() - start, "steps": metrics["steps"], "pull_preference": metrics["pull_preference"], "pull_sft": metrics["pull_sft"]}
 
-    trained = cached(d / "train.json", train)
-    correct = cached(d / "score.json", lambda: score(str(d / "checkpoint"), rows, args.seed))
-    terms = term_summary(list(read_jsonl(d / "train_steps.jsonl"))) if arm in SOURCE and loss != "sft" else {}
+    trained = cached(RoundPaths(d).training, train)
+    correct = cached(d / "score.json", lambda: score(str(RoundPaths(d).checkpoint), rows, args.seed))
+    terms = term_summary(list(read_jsonl(RoundPaths(d).train_steps))) if arm in SOURCE and loss != "sft" else {}
     return {"arm": arm, "loss": loss, "data": len(pairs), "right": right_share(pairs, answers), "build": extra,
             "train": trained, "correct": correct, "terms": terms}
 
@@ -294,7 +292,7 @@ def terms_table(dirs: list[Path]) -> str:
         "|---" * 10 + "|",
     ]
     for arm in ARMS:
-        found = [d / arm / "train_steps.jsonl" for d in dirs if (d / arm / "score.json").exists()]
+        found = [RoundPaths(d / arm).train_steps for d in dirs if (d / arm / "score.json").exists()]
         sums = [term_summary(list(read_jsonl(f))) for f in found if f.exists()]
         sums = [t for t in sums if t and t["first"].get("grad_norm_sft") is not None]
         if not sums:
@@ -363,7 +361,7 @@ def main() -> None:
     audit_file = out / "audit.json"
     audit = json.loads(audit_file.read_text()) if audit_file.exists() else {}
     if "genius" in args.arms:
-        genius_pairs = [PreferencePair.from_json(x) for x in read_jsonl(out / "genius" / "pairs.jsonl")]
+        genius_pairs = [PreferencePair.from_json(x) for x in read_jsonl(RoundPaths(out / "genius").pairs)]
         audit["pairs"] = audit_pairs(genius_pairs, answers, MODE)
         audit["pair_stats"] = pair_stats(genius_pairs, len(queries))
     audit["terms"] = audit.get("terms", {}) | {r["arm"]: r["terms"] for r in results if r["terms"]}

@@ -1,6 +1,6 @@
 """Can the policy judge its own responses? Self-Rewarding's judge on an instruct model, a few queries.
 
-    python bench/self_rewarding_probe.py --model models/smollm2-135m-instruct
+    python -m bench.self_rewarding_probe --model models/smollm2-135m-instruct
 
 Samples --n responses per query (T=0.7), judges each --judgements times with the paper's
 additive 5-point rubric through the chat template (genius.algorithm.self_rewarding), and
@@ -11,20 +11,17 @@ cost. The default queries are one reasoning-gym-style sum and one open question.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from genius.algorithm.responses import sample_responses  # noqa: E402
-from genius.algorithm.self_rewarding import judge, judged_pair  # noqa: E402
-from genius.data.queries import Query  # noqa: E402
-from genius.data.reasoning_gym import prompt  # noqa: E402
-from genius.engines.loading import load_model  # noqa: E402
-from genius.engines.transformers_engine import TransformersEngine  # noqa: E402
+from genius.algorithm.responses import sample_responses
+from genius.algorithm.self_rewarding import judge, judged_pair
+from genius.data.queries import Query
+from genius.data.reasoning_gym import prompt
+from genius.engines.loading import load_model
+from genius.engines.transformers_engine import TransformersEngine
 
 QUERIES = [prompt("What is 17 + 25?"), "Name three primary colors."]
 

@@ -105,3 +105,39 @@ def test_written_overrides_read_back(tmp_path):
     params = load_params(path)
     assert params.queries.paths == ["reasoning_gym:basic_arithmetic?size=20&seed=2", "a.jsonl"]
     assert params.model.path == "/m/x" and "# kept" in path.read_text()
+
+
+def test_params_yaml_comments_are_the_schema():
+    """Every key is documented once, in genius/config/sections.py; params.yaml's comments are written from it."""
+    from genius.config.document import descriptions, document
+
+    for key, text in descriptions().items():
+        assert text.strip(), f"{key} has no description in genius/config/sections.py"
+    text = (ROOT / "params.yaml").read_text()
+    assert document(text) == text, "params.yaml's comments differ from the schema: run `python -m genius.config.document`"
+
+
+# Params.hash of each preset, as the runs already done recorded it (sampling.json's config_hash,
+# the sampler's resume check): a change to the schema must not change them.
+PRESET_HASHES = {
+    "params.yaml": "12c1fa6b440d",
+    "configs/paper-8b.yaml": "0a0dc41fc673",
+    "configs/smollm2-rg.yaml": "2022f8108a64",
+}
+
+
+@pytest.mark.parametrize("preset", sorted(PRESET_HASHES))
+def test_preset_hashes_do_not_move(preset):
+    assert load_params(ROOT / preset).hash() == PRESET_HASHES[preset]
+
+
+def test_unparsable_files_are_one_line_with_their_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("model:\n  path: a\n  dtype: [float32\ntoy: {}\n")
+    with pytest.raises(ConfigError) as e:
+        load_params(path)
+    assert str(e.value).startswith(f"{path}:4: not valid YAML: expected ',' or ']'") and "\n" not in str(e.value)
+    assert "line 3" in str(e.value) and "<unicode string>" not in str(e.value)
+    path.write_bytes(b"model:\n  path: a\n  dtype: \xe9\n")  # latin-1, not UTF-8
+    with pytest.raises(ConfigError, match=rf"^{path}:3: not UTF-8 \(byte 0xe9\)"):
+        load_params(path)

@@ -107,3 +107,25 @@ def test_genius_report_command(tmp_path, capsys):
     assert main(["--params", str(ROOT / "params.yaml"), "-S", f"rounds.runs_dir={runs}", "report"]) == 0
     assert "| 1 | 1000 | 2800 | 42.5% | 95 |" in capsys.readouterr().out
     assert (runs / "report.md").exists() and (runs / "accuracy.png").exists()
+
+
+def test_headline_is_base_latest_unrefused_round_and_change(tmp_path):
+    """DVC's metric: per task, the base, the latest round the gate did not refuse, the change.
+
+    Base 0.40, round 1 0.45 (promoted), round 2 0.30 (refused), round 3 0.47 (not judged yet: counts):
+    latest is round 3, change +0.07; with round 3 gone, round 1 (+0.05), not the refused round 2.
+    """
+    from genius.stages.registry import RoundEntry, write_registry
+    from genius.stages.report import write_summary
+
+    runs = tmp_path / "runs"
+    for r, acc in ((0, 0.40), (1, 0.45), (2, 0.30), (3, 0.47)):
+        (runs / ("base" if r == 0 else f"r{r}")).mkdir(parents=True)
+        (runs / ("base" if r == 0 else f"r{r}") / "metrics.json").write_text(json.dumps(metrics(r, acc, acc)))
+    registry = tmp_path / "rounds.yaml"
+    write_registry(registry, {1: RoundEntry(1, "m", True), 2: RoundEntry(2, "r1", False), 3: RoundEntry(3, "r1")})
+    summary = write_summary(runs, registry)
+    assert summary == {"round": 3, "genius_reasoning": {"base": 0.40, "latest": 0.47, "change": 0.07}}
+    assert json.loads((tmp_path / "rounds.metrics.json").read_text()) == summary  # beside the registry
+    (runs / "r3" / "metrics.json").unlink()
+    assert write_summary(runs, registry)["genius_reasoning"] == {"base": 0.40, "latest": 0.45, "change": 0.05}

@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from genius.config import ConfigError, load_params, read_yaml, validate
+from genius.layout import RoundPaths, round_name
 
 STAGES = ("ingest", "sample", "pairs", "train", "evaluate")
 SEEDED = ("sampling.seed", "training.seed", "eval.seed", "queries.shuffle_seed")  # what a seed changes
@@ -111,7 +112,7 @@ def read_accuracy(plan: Plan) -> list[dict]:
     for seed in plan.seeds:
         cells = [("base", 0)] + [(a.name, r) for a in plan.arms for r in range(1, a.rounds + 1)]
         for arm, r in cells:
-            path = arm_dir(plan, seed, arm) / ("base" if r == 0 else f"r{r}") / "metrics.json"
+            path = RoundPaths.of(arm_dir(plan, seed, arm), r).metrics
             if path.exists():
                 acc = json.loads(path.read_text())["accuracy"]
                 rows.append({"seed": seed, "arm": arm, "round": r, **acc})
@@ -181,7 +182,7 @@ def plot(summary: list[dict], plan: Plan, tasks: dict[str, str], path: Path) -> 
     entries = sorted(summary, key=lambda e: (["base"] + [a.name for a in plan.arms]).index(e["arm"]) * 10 + e["round"])
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), dpi=120, squeeze=False)
     for ax, (t, title) in zip(axes[0], tasks.items()):
-        names = [labels[e["arm"]] + (f" r{e['round']}" if e["round"] > 1 else "") for e in entries]
+        names = [labels[e["arm"]] + (f" {round_name(e['round'])}" if e["round"] > 1 else "") for e in entries]
         means = [100 * e[t][0] for e in entries]
         errs = [0 if math.isnan(e[t][1]) else 100 * e[t][1] for e in entries]
         colors = ["tab:gray" if e["arm"] == "base" else "tab:blue" if e["arm"] == plan.arms[0].name else "tab:orange" for e in entries]

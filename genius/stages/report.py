@@ -1,8 +1,9 @@
 """The run's report: tables of rounds, benchmarks and self-reward signal, and a plot, from metrics.json files.
 
-Reads `runs/base/metrics.json` and `runs/r<k>/metrics.json`; writes `report.md`,
-`accuracy.csv` (for `dvc plots`) and `accuracy.png` next to them. The round table comes
-first in report.md: the Prefect flow publishes it as the run's summary.
+Reads every round's metrics.json (the base's included); writes `report.md`, `accuracy.csv`
+(for `dvc plots`) and `accuracy.png` beside them (genius.layout.RunsPaths), and the
+lineage's headline beside its registry, DVC's metric (`write_summary`). The round table
+comes first in report.md: the Prefect flow publishes it as the run's summary.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+
+from genius.layout import BASE, RoundPaths, RunsPaths, round_name, summary_path
 
 # (metrics.json diagnostics key, column title), as genius.evaluation.diagnostics names them
 SIGNAL = [
@@ -27,14 +30,12 @@ SIGNAL = [
 
 def collect(runs_dir: str | Path, num_rounds: int) -> list[dict]:
     """Metrics of the base (round 0) and of rounds 1..num_rounds that exist."""
-    runs_dir = Path(runs_dir)
-    folders = [runs_dir / "base"] + [runs_dir / f"r{r}" for r in range(1, num_rounds + 1)]
-    paths = [folder / "metrics.json" for folder in folders]
+    paths = [RoundPaths.of(runs_dir, r).metrics for r in range(num_rounds + 1)]
     return [json.loads(p.read_text()) for p in paths if p.exists()]
 
 
 def _name(m: dict) -> str:
-    return "base" if m["round"] == 0 else f"r{m['round']}"
+    return round_name(m["round"])
 
 
 def benchmarks(rows: list[dict]) -> list[str]:
@@ -57,7 +58,7 @@ def table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for m in rows:
         cells = [
-            "base" if m["round"] == 0 else str(m["round"]),
+            BASE if m["round"] == 0 else str(m["round"]),
             str(m.get("sampling", {}).get("queries", "-")),
             str(m.get("pairs", {}).get("pairs", "-")),
             *(_pct(m["accuracy"].get(t)) for t in tasks),
@@ -156,23 +157,53 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def headline(rows: list[dict], entries: dict) -> dict:
+    """Per headline task: its accuracy on the base, on the latest round, and the change; and which round that is.
+
+    The latest round is the last evaluated one the promotion gate did not refuse (`entries`: the
+    registry; a round DVC ran without the flow is not judged, and counts).
+    """
+    base = next((m for m in rows if m["round"] == 0), None)
+    if base is None:
+        return {}
+    judged = [m for m in rows if m["round"] > 0 and getattr(entries.get(m["round"]), "promoted", None) is not False]
+    latest = judged[-1] if judged else base
+    out: dict = {"round": latest["round"]}
+    for task in (k for k in base["accuracy"] if "/" not in k):
+        first, last = base["accuracy"][task], latest["accuracy"].get(task)
+        out[task] = {"base": first, "latest": last, "change": None if last is None else round(last - first, 6)}
+    return out
+
+
+def write_summary(runs_dir: str | Path, registry: str | Path) -> dict:
+    """The lineage's headline (`headline`) into its summary file, DVC's metric (genius.layout.summary_path)."""
+    from genius.io import write_json
+    from genius.stages.registry import read_registry
+
+    entries = read_registry(registry)
+    summary = headline(collect(runs_dir, len(entries)), entries)
+    if summary:
+        write_json(summary_path(registry), summary)
+    return summary
+
+
 def write_report(runs_dir: str | Path, num_rounds: int) -> str:
     """Write report.md, accuracy.csv and accuracy.png into runs_dir; return the round table."""
-    runs_dir = Path(runs_dir)
-    rows = collect(runs_dir, num_rounds)
+    runs = RunsPaths(Path(runs_dir))
+    rows = collect(runs.dir, num_rounds)
     if not rows:
-        raise FileNotFoundError(f"no metrics.json under {runs_dir}: run the rounds first")
+        raise FileNotFoundError(f"no {runs.round(0).metrics.name} under {runs.dir}: run the rounds first")
     text = table(rows)
     keys = benchmarks(rows)
-    with open(runs_dir / "accuracy.csv", "w", newline="") as f:
+    with open(runs.accuracy_csv, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["round", *keys])
         writer.writerows([m["round"], *(m["accuracy"].get(k, "") for k in keys)] for m in rows)
-    plot(rows, runs_dir / "accuracy.png")
+    plot(rows, runs.accuracy_png)
     sections = [
         "# Genius run",
         text,
-        "![accuracy per round](accuracy.png)",
+        f"![accuracy per round]({runs.accuracy_png.name})",
         "## Accuracy per benchmark",
         benchmark_table(rows),
     ]
@@ -188,5 +219,5 @@ def write_report(runs_dir: str | Path, num_rounds: int) -> str:
             "candidate drawn uniformly.",
             signal,
         ]
-    (runs_dir / "report.md").write_text("\n\n".join(sections) + "\n")
+    runs.report.write_text("\n\n".join(sections) + "\n")
     return text

@@ -1,9 +1,9 @@
-"""One self-training round as stage functions, shared by the CLI (DVC) and the Prefect tasks.
+"""The stages as functions of (params, round): what `genius <stage>` runs, by hand, under DVC, or for a flow.
 
-Round r lives in `runs/r<r>/` (the base model's evaluation in `runs/base/`). Every stage
-reads the files the previous one wrote and writes its own, so DVC can track each stage and
-a Prefect task can call it: ingest -> sample -> pairs -> train -> evaluate. Round r samples
-with round r-1's checkpoint (round 1 with `model.path`).
+The stage table (genius/stages/table.py) declares each one: the files of its round it reads
+and writes (genius.layout.RoundPaths), its params and its code. Every stage reads the files
+the previous one wrote and writes its own, so DVC can track each: ingest -> sample -> pairs ->
+train -> evaluate. Round r starts from the policy the registry gives it (round 1: `model.path`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -22,8 +21,11 @@ from genius.data.queries import ingest, read_queries
 from genius.engines import build_engine
 from genius.engines.loading import check_model
 from genius.io import read_jsonl, write_json, write_jsonl
+from genius.layout import RoundPaths, round_name
+from genius.progress import Progress
 from genius.stages.pipeline import is_library_source
 from genius.stages.registry import read_registry
+from genius.stages.table import round_stages
 from genius.stages.shards import (
     ShardStore,
     config_hash,
@@ -37,27 +39,8 @@ from genius.threads import torch_threads
 Log = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class RoundPaths:
-    dir: Path
-
-    queries = property(lambda self: self.dir / "queries.jsonl")  # this round's query slice
-    ingest_report = property(lambda self: self.dir / "ingest_report.json")  # kept/dropped, with reasons
-    samples = property(lambda self: self.dir / "samples.jsonl")  # full foresight provenance per query
-    shards = property(lambda self: self.dir / "samples")  # samples.jsonl in the making: resumable shards
-    sampling = property(lambda self: self.dir / "sampling.json")  # cost of sampling
-    pairs = property(lambda self: self.dir / "pairs.jsonl")  # (x, T_w, A_w, T_l, A_l) quintuples
-    pair_stats = property(lambda self: self.dir / "pairs.json")
-    checkpoint = property(lambda self: self.dir / "checkpoint")  # HF format, save_pretrained
-    training = property(lambda self: self.dir / "train.json")
-    metrics = property(lambda self: self.dir / "metrics.json")  # evaluation + the round's summary
-    eval_samples = property(lambda self: self.dir / "eval_samples.jsonl")
-    diagnostics = property(lambda self: self.dir / "diagnostics.json")  # self-reward vs correctness on a probe
-
-
 def round_paths(params: Params, r: int) -> RoundPaths:
-    runs = Path(params.rounds.runs_dir)
-    return RoundPaths(runs / ("base" if r == 0 else f"r{r}"))
+    return RoundPaths.of(params.rounds.runs_dir, r)
 
 
 def policy_path(params: Params, r: int) -> str:
@@ -66,7 +49,7 @@ def policy_path(params: Params, r: int) -> str:
     if r not in entries:
         raise FileNotFoundError(
             f"round {r} is not in {params.rounds.registry}: the flow registers rounds before running them "
-            f"(or add `r{r}: {{round: {r}, policy: <model path>}}` by hand)"
+            f"(or add `{round_name(r)}: {{round: {r}, policy: <model path>}}` by hand)"
         )
     return entries[r].policy
 
@@ -186,19 +169,22 @@ def run_train(params: Params, r: int, log: Log = print, track=None) -> dict:
 def run_evaluate(params: Params, r: int, log: Log = print) -> dict:
     """Score round r's checkpoint (r = 0: the base model) and write the round's metrics.json."""
     from genius.evaluation.harness import evaluate  # lm-eval costs seconds to import
-    from genius.stages.report import write_report
+    from genius.stages.report import write_report, write_summary
 
     paths = round_paths(params, r)
     model = params.model.path if r == 0 else str(require(paths.checkpoint, "train", r))
     check_model(model)
     log(f"round {r}: evaluating {model} on {', '.join(params.eval.tasks)}")
-    result = evaluate(model, params.eval, params.model, pool=params.queries.paths)  # a generated test set leaves the pool out
+    progress = Progress(log, len(params.eval.tasks) + params.eval.diagnostics, "tasks", every=0)  # the probe: one more
+    progress(0)
+    result = evaluate(model, params.eval, params.model, pool=params.queries.paths, done=progress)  # a generated test set leaves the pool out
     write_jsonl(paths.eval_samples, ({"task": t, **s} for t, rows in result.pop("samples").items() for s in rows))
     metrics = {"round": r, "model": model, **result}
     if params.eval.diagnostics:  # does the self-reward still track correctness? (genius.evaluation.diagnostics)
         from genius.evaluation.diagnostics import diagnose_checkpoint
 
         diagnostics = diagnose_checkpoint(model, params.eval, params.model, params.sampling, pool=params.queries.paths)
+        progress(progress.total)
     else:
         diagnostics = {"summary": None, "problems": []}
     write_json(paths.diagnostics, diagnostics)  # always written: a DVC output
@@ -207,20 +193,26 @@ def run_evaluate(params: Params, r: int, log: Log = print) -> dict:
         metrics["diagnostics"] = d = diagnostics["summary"]
         auc = "n/a" if d["response_auroc"] is None else f"{d['response_auroc']:.2f}"  # n/a: all right or all wrong
         log(f"round {r}: self-reward AUROC {auc}; best of {d['samples_per_problem']} {d['best_of_n']:.1%} vs greedy {d['greedy']:.1%}")
-    if r > 0:  # the round's summary, in one file for `dvc metrics show` and the report
-        report = _read_json(paths.ingest_report)
-        stages = {
-            "ingest": {"round_size": report["round_size"], "kept": report["kept"], "dropped": len(report["dropped"])},
-            "sampling": _read_json(paths.sampling),
-            "pairs": _read_json(paths.pair_stats),
-            "training": _read_json(paths.training),
-        }
+    if r > 0:  # the round's summary, in one file for the report and the flow: each stage's statistics
+        stages = round_statistics(params, paths)
         metrics |= stages
         metrics["seconds_total"] += sum(s.get("seconds", 0.0) for s in stages.values())  # the round's stages, this one included
     write_json(paths.metrics, metrics)
     log(f"round {r}: " + ", ".join(f"{t} {a:.1%}" for t, a in result["accuracy"].items()))
     write_report(params.rounds.runs_dir, len(read_registry(params.rounds.registry)))
+    write_summary(params.rounds.runs_dir, params.rounds.registry)
     return metrics
+
+
+def round_statistics(params: Params, paths: RoundPaths) -> dict[str, dict]:
+    """What each stage of the round reported (the stage table's `stats`), as metrics.json holds it."""
+    out = {}
+    for stage in round_stages(params):
+        if stage.stats:
+            key, name, keep = stage.stats
+            data = _read_json(getattr(paths, name))
+            out[key] = {k: len(data[k]) if isinstance(data[k], list) else data[k] for k in keep} if keep else data
+    return out
 
 
 def eval_row(metrics: dict) -> dict[str, float]:

@@ -37,9 +37,7 @@ from genius.config import SPEED_ONLY, ConfigError, SamplingConfig
 from genius.data.queries import Query
 from genius.engines.base import Engine, EngineCost
 from genius.io import stable_hash, write_atomic
-
-# Keys that change how fast sampling runs, not what it samples: resuming on a machine
-# with other threads, GPUs or memory is allowed.
+from genius.progress import Progress
 
 
 class ResumeError(ConfigError):
@@ -207,12 +205,16 @@ def sample_in_shards(
             leftover.unlink()
     before, start = dataclasses.replace(engine.cost), time.perf_counter()
     where = {"host": socket.gethostname(), "pid": os.getpid(), "shard": shard, "num_shards": num_shards}
+    done, progress = skipped, Progress(log, sum(map(len, mine.values())), "queries")
+    progress(done)
     for b, records in zip(todo, foresight_sample_batches(engine, tokenizer, [mine[b] for b in todo], cfg, progress=log), strict=True):
         now = time.perf_counter()
         cost = {k: v - getattr(before, k) for k, v in dataclasses.asdict(engine.cost).items()}
         cost |= {"queries": len(records), "seconds": now - start, "parameters": engine.num_parameters} | where
         store.write(b, records, cost)
         before, start = dataclasses.replace(engine.cost), now
+        done += len(records)
+        progress(done)
     return skipped
 
 

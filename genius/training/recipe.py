@@ -24,6 +24,7 @@ import math
 import resource
 import shutil
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -33,6 +34,8 @@ import torch
 from genius.algorithm.records import PreferencePair
 from genius.config import ModelConfig, TrainingConfig
 from genius.io import stable_hash
+from genius.layout import RoundPaths
+from genius.progress import Progress
 from genius.threads import torch_threads
 from genius.training.batches import collate, micro_batches, pair_sequences, sequence_logps, step_batches, tokenize_pairs
 from genius.training.launch import make_accelerator
@@ -66,12 +69,69 @@ def train_round(
     with torch_threads(cfg.threads):  # tiny models trained 4-20x faster on 1 thread than on 2 (measured, 2-core CPUs)
         work_dir = Path(work_dir or out_dir.parent)
         return _train(
-            pairs, policy_path, out_dir, cfg, model_cfg, reference_path, log, track, work_dir, term_grad_norms
+            pairs, policy_path, out_dir, cfg, model_cfg, reference_path, log, track, RoundPaths(work_dir), term_grad_norms
         )
 
 
-def _train(pairs, policy_path, out_dir, cfg, model_cfg, reference_path, log, track, work_dir, term_grad_norms) -> dict:
+@dataclass
+class Run:
+    """What one round's training holds while it runs (`_prepare` builds it)."""
+
+    accelerator: object
+    model: torch.nn.Module
+    tokenizer: object
+    examples: list
+    adv: torch.Tensor  # (P, 2): each pair's advantages A_w, A_l
+    batches: list[list[int]]  # pair indices of every optimizer step
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LambdaLR
+    micro_size: int  # pairs per process per accumulation step
+    pad_id: int
+
+
+def _train(pairs, policy_path, out_dir, cfg, model_cfg, reference_path, log, track, work: RoundPaths, term_grad_norms) -> dict:
+    """The round, in steps: prepare, take the reference, resume, optimise, save."""
     start = time.time()
+    run = _prepare(pairs, policy_path, cfg, model_cfg)
+    needs_policy_hash = cfg.save_every or (cfg.loss in NEEDS_REFERENCE and reference_path is None)
+    fingerprints = {
+        "tokens": tokens_fingerprint(run.examples),
+        "policy": model_fingerprint(policy_path) if needs_policy_hash else None,
+    }
+    ref, ref_source = round_reference(
+        run.model, run.examples, cfg, model_cfg, reference_path, fingerprints, run.micro_size, run.pad_id,
+        run.accelerator, work.reference_logps,
+    )  # fmt: skip
+    log(f"reference log-probs: {ref_source}")
+
+    run_key = _run_key(fingerprints, cfg, model_cfg, reference_path)
+    found = find_state(work.train_state, run_key) if cfg.save_every else None
+    first = load_state(found, run.accelerator.unwrap_model(run.model), run.optimizer, run.schedule) if found else 0
+    history: list[dict] = found[1]["history"] if found else []  # the killed attempt's steps
+    if first:
+        log(f"resuming from step {first}/{len(run.batches)} ({found[0]})")
+    log(
+        f"training on {len(run.examples)} pairs: {len(run.batches)} steps of {cfg.batch_size} pairs "
+        f"({run.accelerator.num_processes} process(es) x {run.accelerator.gradient_accumulation_steps} micro-batches), "
+        f"loss {cfg.loss}, {cfg.finetune}, precision {run.accelerator.mixed_precision}"
+    )
+    loop_start = time.time()
+    _optimise(run, ref, first, history, cfg, log, track, (work.train_state, run_key), term_grad_norms)
+    loop_seconds = time.time() - loop_start
+
+    save_checkpoint(run.model, run.tokenizer, out_dir, run.accelerator)
+    metrics = _summary(history, pairs, cfg, ref_source, first, time.time() - start, loop_seconds, run.accelerator)
+    if run.accelerator.is_main_process:
+        shutil.rmtree(work.train_state, ignore_errors=True)  # the round is done: its resumable state is spent
+        with open(work.train_steps, "w") as f:
+            f.writelines(json.dumps(row) + "\n" for row in history)
+        (out_dir / "genius_training.json").write_text(json.dumps({"config": cfg.model_dump(), "metrics": metrics}, indent=2))
+    run.accelerator.wait_for_everyone()
+    return metrics
+
+
+def _prepare(pairs, policy_path, cfg, model_cfg) -> Run:
+    """The policy loaded, the pairs tokenized, the steps cut, the optimizer and schedule built, all under accelerate."""
     accelerator = make_accelerator(cfg, model_cfg)
     torch.manual_seed(cfg.seed)
     model, tokenizer = load_policy(policy_path, model_cfg, cfg)
@@ -83,78 +143,37 @@ def _train(pairs, policy_path, out_dir, cfg, model_cfg, reference_path, log, tra
     micro_size = max(1, math.ceil(cfg.batch_size / (world * accumulation)))
     # each accumulation step is cut into up to LENGTH_BUCKETS micro-batches of similar length
     accelerator.gradient_accumulation_steps = accumulation * min(LENGTH_BUCKETS, micro_size)
-    if (
-        accelerator.state.deepspeed_plugin is not None
-    ):  # without a DataLoader DeepSpeed cannot infer these (untested here)
+    if accelerator.state.deepspeed_plugin is not None:  # without a DataLoader DeepSpeed cannot infer these (untested here)
         ds_config = accelerator.state.deepspeed_plugin.deepspeed_config
         ds_config["train_micro_batch_size_per_gpu"] = math.ceil(micro_size / min(LENGTH_BUCKETS, micro_size))
         ds_config["gradient_clipping"] = cfg.max_grad_norm
     batches = step_batches(len(examples), cfg.batch_size, cfg.epochs, cfg.seed)
     total_steps, warmup = len(batches), int(cfg.warmup_ratio * len(batches))
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate, weight_decay=0.0
-    )
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, partial(linear_warmup_decay, warmup=warmup, total=total_steps)
-    )
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(linear_warmup_decay, warmup=warmup, total=total_steps))
     model, optimizer = accelerator.prepare(model, optimizer)
-    adv = adv.to(accelerator.device)
+    return Run(accelerator, model, tokenizer, examples, adv.to(accelerator.device), batches, optimizer, schedule, micro_size, pad_id)
 
-    needs_policy_hash = cfg.save_every or (cfg.loss in NEEDS_REFERENCE and reference_path is None)
-    fingerprints = {
-        "tokens": tokens_fingerprint(examples),
-        "policy": model_fingerprint(policy_path) if needs_policy_hash else None,
-    }
-    ref, ref_source = round_reference(
-        model, examples, cfg, model_cfg, reference_path, fingerprints, micro_size, pad_id, accelerator, work_dir
-    )
-    log(f"reference log-probs: {ref_source}")
 
-    state_dir = work_dir / "train_state"
-    run_key = _run_key(fingerprints, cfg, model_cfg, reference_path)
-    found = find_state(state_dir, run_key) if cfg.save_every else None
-    first = load_state(found, accelerator.unwrap_model(model), optimizer, schedule) if found else 0
-    history: list[dict] = found[1]["history"] if found else []  # the killed attempt's steps
-    if first:
-        log(f"resuming from step {first}/{total_steps} ({found[0]})")
-    log(
-        f"training on {len(examples)} pairs: {total_steps} steps of {cfg.batch_size} pairs "
-        f"({world} process(es) x {accelerator.gradient_accumulation_steps} micro-batches), loss {cfg.loss}, {cfg.finetune}, "
-        f"precision {accelerator.mixed_precision}"
-    )
-
-    loop_start = time.time()
+def _optimise(run: Run, ref, first: int, history: list[dict], cfg, log, track, state: tuple[Path, str], term_grad_norms) -> None:
+    """Optimizer steps `first`.. to the end, each appended to `history`; a resumable state (`state`: its
+    folder and run key) every `save_every` steps; `term_grad_norms`: see train_round."""
+    total_steps, accelerator = len(run.batches), run.accelerator
+    progress = Progress(log, total_steps, "steps")
+    progress(first)
     for step in range(first, total_steps):
-        row = _step(
-            batches[step], examples, ref, adv, model, optimizer, schedule, accelerator, cfg, pad_id, term_grad_norms
-        ) | {"step": step + 1}
+        args = (run.batches[step], run.examples, ref, run.adv, run.model, run.optimizer, run.schedule, accelerator, cfg, run.pad_id)
+        row = _step(*args, term_grad_norms) | {"step": step + 1}
         history.append(row)
         if track and accelerator.is_main_process:
             track(row, step + 1)
         if (step + 1) % max(1, total_steps // 10) == 0 or step + 1 == total_steps:
-            log(
-                f"step {step + 1}/{total_steps} loss {row['loss']:.4f} reward acc {row['reward_accuracy']:.2f} w {row['w_mean']:.3f}"
-            )
-        if (
-            cfg.save_every
-            and (step + 1) % cfg.save_every == 0
-            and step + 1 < total_steps
-            and accelerator.is_main_process
-        ):
-            save_state(state_dir, step + 1, run_key, accelerator.unwrap_model(model), optimizer, schedule, history)
-    loop_seconds = time.time() - loop_start
-
-    save_checkpoint(model, tokenizer, out_dir, accelerator)
-    metrics = _summary(history, pairs, cfg, ref_source, first, time.time() - start, loop_seconds, accelerator)
-    if accelerator.is_main_process:
-        shutil.rmtree(state_dir, ignore_errors=True)  # the round is done: its resumable state is spent
-        with open(work_dir / "train_steps.jsonl", "w") as f:
-            f.writelines(json.dumps(row) + "\n" for row in history)
-        (out_dir / "genius_training.json").write_text(
-            json.dumps({"config": cfg.model_dump(), "metrics": metrics}, indent=2)
-        )
-    accelerator.wait_for_everyone()
-    return metrics
+            log(f"step {step + 1}/{total_steps} loss {row['loss']:.4f} reward acc {row['reward_accuracy']:.2f} w {row['w_mean']:.3f}")
+        progress(step + 1)
+        last = step + 1 == total_steps
+        if cfg.save_every and (step + 1) % cfg.save_every == 0 and not last and accelerator.is_main_process:
+            folder, key = state
+            save_state(folder, step + 1, key, accelerator.unwrap_model(run.model), run.optimizer, run.schedule, history)
 
 
 def linear_warmup_decay(step: int, warmup: int, total: int) -> float:

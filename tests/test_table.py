@@ -1,0 +1,69 @@
+"""The stage table: each stage declared once, and everything else derived from it (dvc.yaml, the
+`genius` CLI, the Prefect tasks, a round's stages, a lineage's skip check)."""
+
+import argparse
+
+import pytest
+import yaml
+from conftest import ROOT
+
+from genius import progress
+from genius.config import load_params
+from genius.layout import RoundPaths, round_fields
+from genius.stages import table
+from genius.stages.cli import parser
+from genius.stages.pipeline import file_keys, render
+from genius.stages.table import STAGES, Stage, _resolve, round_stages
+
+
+def test_every_stage_names_round_files_and_resolves():
+    fields = set(round_fields())
+    for stage in STAGES.values():
+        assert set(stage.reads) | set(stage.writes) <= fields, stage.name
+        assert not stage.stats or stage.stats[1] in stage.writes, stage.name  # its statistics are its own output
+        assert callable(_resolve(stage.function)) and (stage.main is None or callable(_resolve(stage.main)))
+    assert [s.name for s in round_stages(load_params(ROOT / "params.yaml"))] == ["ingest", "sample", "pairs", "train", "evaluate"]
+    assert STAGES["sample"].id(3) == "sample@r3" and STAGES["evaluate_base"].id(0) == "evaluate_base"
+    assert STAGES["train"].argv(2) == ["train", "--round", "2"] and STAGES["evaluate_base"].argv(0) == ["evaluate", "--round", "0"]
+
+
+def test_a_stage_added_to_the_table_is_everywhere(monkeypatch, tmp_path):
+    """Adding a stage is an entry in STAGES and a row of ROUNDS: dvc.yaml, the CLI and the round follow."""
+    vote = Stage(
+        "vote", "genius.stages.rounds:run_pairs", task="majority-vote", help="majority-agreeing samples as SFT targets",
+        reads=("samples",), writes=("pair_stats",), params=("sampling",), code=("genius/algorithm",),
+    )
+    monkeypatch.setitem(STAGES, "vote", vote)
+    monkeypatch.setitem(table.ROUNDS, "genius", ("ingest", "sample", "vote", "train", "evaluate"))
+    params = load_params(ROOT / "params.yaml")
+    stages = yaml.safe_load(render(params, file_keys(ROOT / "params.yaml")))["stages"]
+    assert "pairs" not in stages and stages["vote"]["do"]["cmd"] == "genius vote --round ${item.round}"
+    assert stages["vote"]["do"]["deps"] == ["runs/${key}/samples.jsonl", "genius/algorithm"]
+    assert stages["vote"]["do"]["outs"] == ["runs/${key}/pairs.json"] and "sampling.tau" in stages["vote"]["do"]["params"]
+    args = parser().parse_args(["vote", "--round", "2"])
+    assert args.command == "vote" and args.round == 2
+    monkeypatch.chdir(tmp_path)
+    params = params.model_copy(update={"rounds": params.rounds.model_copy(update={"runs_dir": str(tmp_path)})})
+    assert not vote.done(params, 2)
+    RoundPaths.of(tmp_path, 2).dir.mkdir()
+    RoundPaths.of(tmp_path, 2).pair_stats.write_text("{}")
+    assert vote.done(params, 2)  # its last output exists: a lineage outside DVC skips it
+
+
+def test_progress_lines_read_back():
+    assert progress.parse(progress.line(12, 64, "queries")) == (12, 64, "queries")
+    assert progress.parse("sampled 12/64 queries, 30 pairs") is None and progress.parse("progress: 1/x steps") is None
+    said: list[str] = []
+    bar = progress.Progress(said.append, 3, "steps", every=3600)
+    for done in (0, 1, 2, 3):
+        bar(done)
+    assert said == ["progress: 0/3 steps", "progress: 3/3 steps"]  # the first, then none until the end
+
+
+def test_stage_options_come_from_the_table():
+    args = parser().parse_args(["sample", "--round", "1", "--shard", "1/4"])
+    assert args.shard == (1, 4)
+    with pytest.raises(SystemExit):
+        parser().parse_args(["ingest", "--round", "0"])  # only evaluate has a round 0 (the base's stage)
+    assert parser().parse_args(["evaluate", "--round", "0"]).round == 0
+    assert isinstance(parser(), argparse.ArgumentParser)
