@@ -20,6 +20,7 @@ from genius.algorithm.self_certainty import certainty_pair, response_self_certai
 from genius.algorithm.self_consistency import majority, scpo_pair, votes
 from genius.algorithm.self_rewarding import judge, judge_prompt, judged_pair, parse_score
 from genius.data.answers import read_answer
+from genius.io import read_jsonl
 from genius.data.queries import Query
 from genius.engines.base import Completion, EngineCost
 
@@ -277,6 +278,88 @@ def test_whole_response_pair_scores_are_advantages_from_the_empty_prefix():
     g = group(["1", "2"])
     p = whole_response_pair(g, 1, 0, [0.25, 0.75])
     assert (p.score_chosen, p.adv_chosen, p.score_rejected, p.adv_rejected) == (0.75, 0.75, 0.25, 0.25)
+
+
+# ---------------------------------------------------------------------------- each method through the round's pairs stage
+
+
+class TextTokenizer:
+    """One token per text: enough for a judge whose judgements are scripted (no vocabulary to read a rubric with)."""
+
+    def __init__(self):
+        self.texts: list[str] = []
+
+    def __call__(self, text, add_special_tokens=False):
+        self.texts.append(text)
+        return {"input_ids": [len(self.texts) - 1]}
+
+    def apply_chat_template(self, messages, add_generation_prompt=True):
+        return self(messages[0]["content"])
+
+    def decode(self, ids, skip_special_tokens=True):
+        return "".join(self.texts[i] for i in ids)
+
+
+def certainty_group() -> ResponseGroup:
+    """Three responses of different tokens: different self-certainty, and the judge's three scripted scores."""
+    return ResponseGroup("q1", "3+4", tuple(Response(f"r{i}\nA:{i}", ids, True, -0.5) for i, ids in enumerate([(5, 6), (7, 8, 9), (10,)])))
+
+
+def oracle_record() -> SampleRecord:
+    t = {"k": 1, "beams": [{"prefix": "", "value": 0.0, "finished": False}],
+         "candidates": [candidate(0, "3+4=7\n", "A:7", -0.1), candidate(0, "3+4=8\n", "A:8", -0.15)],
+         "selected": [0, 1], "chosen": 0, "rejected": 1}  # fmt: skip
+    return SampleRecord("q1", "3+4", (t,), (whole_response_pair(group(), 0, 5, [0.5] * 8),), None)
+
+
+# method: (its samples, what its pairs stage writes); every row of the stage table's ROUNDS has a case
+ROUND_CASES = {
+    "genius": (oracle_record, "pairs", 1),  # the pair its search chose
+    "oracle_pairs": (oracle_record, "pairs", 1),  # right A:7 vs wrong A:8
+    "self_consistency": (group, "pairs", 1),
+    "lmsi": (group, "targets", 4),
+    "rft": (group, "targets", 4),  # the four right ones: gold 7
+    "self_certainty": (certainty_group, "pairs", 1),
+    "self_rewarding": (certainty_group, "pairs", 1),  # judged 3, 5, 1: response 1 vs response 2
+}
+
+
+@pytest.mark.parametrize("name", sorted(ROUND_CASES))
+def test_each_method_makes_its_training_data_in_the_pairs_stage(name, tmp_path, monkeypatch, tiny_toy):
+    """The wiring from `method.name` to the files: the stage table's row, its `build`, the tools it asks for
+    (a scripted judge for self_rewarding: the toy cannot read a rubric), its statistics and cost."""
+    from conftest import ROOT
+
+    from genius.algorithm.records import training_pair
+    from genius.config import load_params
+    from genius.io import write_jsonl
+    from genius.layout import RoundPaths
+    from genius.stages import rounds, table
+    from genius.stages.registry import RoundEntry, write_registry
+    from genius.stages.tools import Tools
+
+    assert set(ROUND_CASES) == set(table.ROUNDS), "a method without a case here"
+    make, kind, count = ROUND_CASES[name]
+    (tmp_path / "answers.jsonl").write_text('{"id": "q1", "answer": "7"}\n')
+    sets = [f"method.name={name}", f"training.loss={table.ROUNDS[name].losses[0]}", f"method.answers_path={tmp_path / 'answers.jsonl'}",
+            f"rounds.runs_dir={tmp_path}", f"rounds.registry={tmp_path / 'rounds.yaml'}"]  # fmt: skip
+    params = load_params(ROOT / "params.yaml", sets)
+    table.check_method(params)
+    write_registry(params.rounds.registry, {1: RoundEntry(1, "the-policy")})
+    paths = RoundPaths.of(tmp_path, 1)
+    paths.dir.mkdir()
+    write_jsonl(paths.samples, [make().to_json()])
+    judge = ScriptedJudge(TextTokenizer(), ["3", "5", "1"])
+    monkeypatch.setattr(Tools, "engine", lambda self: (judge, judge.tokenizer))
+    monkeypatch.setattr(Tools, "model", lambda self: tiny_toy)
+    stats = rounds.run_pairs(params, 1, log=lambda _: None)
+    assert stats["method"] == name and stats[kind] == count and stats["seconds"] >= 0
+    rows = [training_pair(row) for row in read_jsonl(paths.pairs)]  # what the train stage reads
+    assert len(rows) == count and (kind == "pairs" or rows[0].rejected == "")
+    assert (name in ("self_certainty", "self_rewarding")) == ("tokens" in stats)  # the policy ran again: its cost
+    if name == "self_rewarding":
+        assert (rows[0].score_chosen, rows[0].score_rejected) == (5.0, 1.0) and stats["judged_fraction"] == 1.0
+    assert stats.get("uses_labels", False) == table.ROUNDS[name].labels
 
 
 # ---------------------------------------------------------------------------- fixtures

@@ -14,6 +14,8 @@ queries lack an answer, unless every query it is given has one.
   with the gold answer in place of the majority (genius.algorithm.lmsi), on the same samples.
 
 Right and wrong are read by one of genius.data.answers' readers, the one evaluation uses.
+`build_oracle_pairs` and `build_rft` are their rows of the stage table: the gold answers come
+from `method.answers_path` (`tools.answers()`, which refuses when there are none).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from genius.algorithm.foresight import advantage
+from genius.algorithm.pairs import pair_stats, target_stats
 from genius.algorithm.records import PreferencePair, ResponseGroup, SampleRecord, SftTarget
 from genius.data.answers import answer_reader, gold_answer
 
@@ -98,3 +101,15 @@ def rft_targets(groups: Sequence[ResponseGroup], answers: Mapping[str, object], 
 
 def _right(given: str | None, gold: str | None) -> bool:
     return given is not None and given == gold
+
+
+def build_oracle_pairs(records: list[SampleRecord], params, tools) -> tuple[list[PreferencePair], dict]:
+    """The round's oracle pairs from its foresight samples (USES LABELS)."""
+    pairs = oracle_pairs(records, tools.answers(), params.method.answer)
+    return pairs, pair_stats(pairs, len(records)) | {"uses_labels": True}
+
+
+def build_rft(groups: list[ResponseGroup], params, tools) -> tuple[list[SftTarget], dict]:
+    """The round's RFT targets from its response groups (USES LABELS)."""
+    targets = rft_targets(groups, tools.answers(), params.method.answer)
+    return targets, target_stats(targets, len(groups)) | {"uses_labels": True}

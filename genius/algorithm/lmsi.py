@@ -10,12 +10,14 @@ simplest label-free baseline: no reward model, no pairs, no reference.
 As in genius.algorithm.self_consistency, unreadable answers do not vote and a query whose
 top answer is tied gives nothing. `min_vote_share` drops queries whose majority is weak (the
 paper keeps all: 0); every agreeing response is kept, duplicates included, as the paper does.
+`build` is the method's row of the stage table: a round's response groups -> its targets.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
+from genius.algorithm.pairs import target_stats
 from genius.algorithm.records import ResponseGroup, SftTarget
 from genius.algorithm.self_consistency import majority
 
@@ -31,3 +33,10 @@ def lmsi_targets(group: ResponseGroup, answers: Sequence[str | None], min_vote_s
         for r, a in zip(group.responses, answers)
         if a == top[0]
     ]
+
+
+def build(groups: list[ResponseGroup], params, tools) -> tuple[list[SftTarget], dict]:
+    """The round's LMSI targets: each group's answers read by `tools.read` (`method.answer`)."""
+    share = params.method.min_vote_share or 0.0
+    targets = [t for g in groups for t in lmsi_targets(g, [tools.read(r.text) for r in g.responses], share)]
+    return targets, target_stats(targets, len(groups)) | {"min_vote_share": share}

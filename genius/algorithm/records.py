@@ -4,7 +4,8 @@
 one quintuple (x, T_w, A_w, T_l, A_l), a line of runs/r<k>/pairs.jsonl. The label-free
 baselines (genius.algorithm.self_consistency and its peers) sample whole responses instead:
 `ResponseGroup` is one query's n responses; their pairs are `PreferencePair`s too, and the
-methods that fine-tune on responses alone (LMSI, RFT) write `SftTarget`s. Field names are the
+methods that fine-tune on responses alone (LMSI, RFT) write `SftTarget`s. A round's files hold
+whichever its method makes: `sample_record` and `training_pair` read a line of either kind. Field names are the
 JSON keys and field order is key order, so `to_json` gives back exactly the dict the file
 holds and the bytes on disk do not depend on these classes (resume checks and DVC hashes
 compare them). `from_json` refuses a row with a missing or an unknown key, naming it.
@@ -106,7 +107,7 @@ class ResponseGroup:
 
 @dataclass(frozen=True)
 class SftTarget:
-    """One response to fine-tune on, with no negative (LMSI, RFT): a line of runs/r<k>/targets.jsonl.
+    """One response to fine-tune on, with no negative (LMSI, RFT): a line of the round's pairs file.
 
     Not a `PreferencePair` with a blank negative: a file of pairs may be trained by any loss,
     and a preference loss would then push the policy away from an empty response without a
@@ -142,6 +143,19 @@ class SftTarget:
             adv_rejected=0.0,
             same_beam=True,
         )
+
+
+def sample_record(row: dict) -> SampleRecord | ResponseGroup:
+    """A line of a round's samples file: a foresight search (`timestamps`) or a query's n whole responses."""
+    return SampleRecord.from_json(row) if "timestamps" in row else ResponseGroup.from_json(row)
+
+
+def training_pair(row: dict) -> PreferencePair:
+    """A line of a round's pairs file as the trainer reads it: a pair, or an SFT target's `as_pair`.
+
+    Which losses may train which is the stage table's to check (genius/stages/table.py).
+    """
+    return SftTarget.from_json(row).as_pair() if "response" in row else PreferencePair.from_json(row)
 
 
 def _checked(cls, row: dict) -> dict:

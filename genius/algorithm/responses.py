@@ -6,7 +6,8 @@ the same way: n independent responses per query, each sampled to its end at one 
 `sample_responses` draws them through the engine interface (genius.engines.base), one engine
 call per batch of queries, each batch seeded by its first query's id exactly as foresight
 sampling seeds its batches (genius.algorithm.sampling), so a batch's responses do not depend
-on which batches ran before it. Each batch comes with its cost, keyed as the sampler's batch
+on which batches ran before it. `batch_sampler` hands it to the round's shard store
+(`method.samples`, `method.temperature`, `method.max_new_tokens`). Each batch comes with its cost, keyed as the sampler's batch
 costs are (engine calls, generated and prefilled tokens, queries, seconds, parameters), so
 genius.stages.shards.sampling_cost totals either kind.
 
@@ -39,7 +40,7 @@ def sample_responses(
     max_new_tokens: int,
     seed: int,
 ) -> Iterator[tuple[list[ResponseGroup], dict]]:
-    """Per batch of queries (genius.algorithm.sampling.cut_batches): its groups of n responses, and its cost."""
+    """Per batch of queries (genius.data.queries.cut_batches): its groups of n responses, and its cost."""
     for batch in batches:
         before, start = dataclasses.replace(engine.cost), time.perf_counter()
         torch.manual_seed(_seed(seed, batch[0].id))  # the engine's draws, as foresight sampling seeds a batch
@@ -49,6 +50,18 @@ def sample_responses(
         cost = {k: v - getattr(before, k) for k, v in dataclasses.asdict(engine.cost).items()}
         cost |= {"queries": len(batch), "seconds": time.perf_counter() - start, "parameters": engine.num_parameters}
         yield groups, cost
+
+
+def batch_sampler(params, log=None):
+    """The response methods' sampler for the shard store (genius.stages.shards.Sampler): `method.samples`
+    responses per query at `method.temperature`, seeded per batch by `sampling.seed`."""
+    m = params.method
+
+    def sample(engine: Engine, tokenizer, batches: list[list[Query]]) -> Iterator[list[ResponseGroup]]:
+        for groups, _ in sample_responses(engine, tokenizer, batches, m.samples, m.temperature, m.max_new_tokens, params.sampling.seed):
+            yield groups
+
+    return sample
 
 
 def _response(c: Completion, tokenizer) -> Response:

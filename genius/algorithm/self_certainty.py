@@ -18,6 +18,8 @@ It needs the whole next-token distribution at every response token, which no eng
 `response_self_certainty` runs a teacher-forced forward pass of the policy (transformers)
 over prompt + response, after sampling, and reduces the logits at once. V is the model's
 output size, logits.shape[-1], padded embedding rows included, as INTUITOR's code takes it.
+`build`, the method's row of the stage table, runs that pass with the round's policy
+(`tools.model()`) and reports the tokens it scored as the pairs stage's cost.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from genius.algorithm.pairs import pair_stats
 from genius.algorithm.records import PreferencePair, ResponseGroup
 from genius.algorithm.responses import extremes, whole_response_pair
 from genius.algorithm.sampling import prompt_ids
@@ -87,3 +90,11 @@ def certainty_pair(group: ResponseGroup, scores: Sequence[float]) -> PreferenceP
     """The most self-certain response against the least, or None when they tie (or fewer than two)."""
     found = extremes(scores)
     return None if found is None else whole_response_pair(group, *found, scores)
+
+
+def build(groups: list[ResponseGroup], params, tools) -> tuple[list[PreferencePair], dict]:
+    """The round's pairs by self-certainty, scored by the round's policy; `tokens`: the response tokens scored."""
+    model, tokenizer = tools.model()
+    scores = response_self_certainty(model, tokenizer, groups)
+    pairs = [p for g, s in zip(groups, scores) if (p := certainty_pair(g, s)) is not None]
+    return pairs, pair_stats(pairs, len(groups)) | {"tokens": sum(len(r.token_ids) for g in groups for r in g.responses)}

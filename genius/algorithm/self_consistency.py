@@ -17,7 +17,8 @@ and gives no pair (masking such groups helped small models, arXiv 2511.04902), n
 whose responses all agree (no least-voted answer). Among the responses that give an
 answer, the first sampled is taken: responses are independent draws, so it is a uniform one.
 The pair's scores and advantages are the vote shares V(y)/k (genius.algorithm.responses),
-so w(x) = A_w - A_l is what training reads.
+so w(x) = A_w - A_l is what training reads. `build` is the method's row of the stage table:
+a round's response groups -> its pairs (`method.min_vote_share`, null: the paper's 0.5).
 """
 
 from __future__ import annotations
@@ -25,8 +26,11 @@ from __future__ import annotations
 from collections import Counter
 from typing import Sequence
 
+from genius.algorithm.pairs import pair_stats
 from genius.algorithm.records import PreferencePair, ResponseGroup
 from genius.algorithm.responses import whole_response_pair
+
+MIN_VOTE_SHARE = 0.5  # tau, ScPO's filter on the top answer's share
 
 
 def votes(answers: Sequence[str | None]) -> Counter:
@@ -43,7 +47,7 @@ def majority(answers: Sequence[str | None]) -> tuple[str, int] | None:
 
 
 def scpo_pair(
-    group: ResponseGroup, answers: Sequence[str | None], min_vote_share: float = 0.5
+    group: ResponseGroup, answers: Sequence[str | None], min_vote_share: float = MIN_VOTE_SHARE
 ) -> PreferencePair | None:
     """The query's ScPO pair (most-voted answer vs least-voted), or None; `answers[i]` is response i's.
 
@@ -63,3 +67,15 @@ def scpo_pair(
     shares = [0.0] * k
     shares[chosen], shares[rejected] = top[1] / k, least_votes / k
     return whole_response_pair(group, chosen, rejected, shares)
+
+
+def build(groups: list[ResponseGroup], params, tools) -> tuple[list[PreferencePair], dict]:
+    """The round's ScPO pairs: each group's answers read by `tools.read` (`method.answer`)."""
+    share = MIN_VOTE_SHARE if params.method.min_vote_share is None else params.method.min_vote_share
+    answers = [[tools.read(r.text) for r in g.responses] for g in groups]
+    pairs = [p for g, a in zip(groups, answers) if (p := scpo_pair(g, a, share)) is not None]
+    read = [a for row in answers for a in row]
+    return pairs, pair_stats(pairs, len(groups)) | {
+        "min_vote_share": share,
+        "answered_fraction": sum(a is not None for a in read) / max(len(read), 1),  # responses whose answer was read
+    }

@@ -10,7 +10,8 @@ and a query whose responses tie gives none.
 The judge prompt goes through the model's own chat template, as a user turn
 (genius.algorithm.sampling.prompt_ids), like every query here. The pure parts are
 `judge_prompt` (the rubric with the query and response in place), `parse_score` and the pair
-(`judged_pair`); `judge` runs the judgements through the engine interface.
+(`judged_pair`); `judge` runs the judgements through the engine interface, and `build`, the
+method's row of the stage table, runs it with the round's policy (`tools.engine()`).
 
 **Meaningless on the embedded toy**: its model reads `Q:`-style sums over a 21-symbol
 vocabulary and cannot read a rubric, so its "judgements" carry no score at all. Run it on an
@@ -25,6 +26,7 @@ from typing import Sequence
 
 import torch
 
+from genius.algorithm.pairs import pair_stats
 from genius.algorithm.records import PreferencePair, ResponseGroup
 from genius.algorithm.responses import extremes, whole_response_pair
 from genius.algorithm.sampling import _seed, prompt_ids
@@ -104,3 +106,21 @@ def judged_pair(group: ResponseGroup, scores: Sequence[float | None]) -> Prefere
     if found is None:
         return None
     return whole_response_pair(group, *found, [s if s is not None else 0.0 for s in scores])
+
+
+def build(groups: list[ResponseGroup], params, tools) -> tuple[list[PreferencePair], dict]:
+    """The round's best-vs-worst pairs, judged by the round's policy (`method.judgements`, `judge_*`).
+
+    `tokens`: the judgements' generated tokens; `judged_fraction`: the responses that got a score.
+    """
+    m = params.method
+    if not groups:
+        return [], pair_stats([], 0) | {"tokens": 0, "judged_fraction": 0.0}
+    engine, tokenizer = tools.engine()
+    scores, _, cost = judge(engine, tokenizer, groups, m.judgements, m.judge_temperature, m.judge_max_new_tokens, params.sampling.seed)
+    pairs = [p for g, s in zip(groups, scores) if (p := judged_pair(g, s)) is not None]
+    flat = [s for row in scores for s in row]
+    return pairs, pair_stats(pairs, len(groups)) | {
+        "tokens": cost["generated_tokens"],
+        "judged_fraction": sum(s is not None for s in flat) / len(flat),
+    }

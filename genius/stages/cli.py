@@ -21,7 +21,7 @@ import sys
 from genius.config import ConfigError, load_params, write_overrides
 from genius.data.queries import QueryError
 from genius.io import Busy
-from genius.stages.table import EACH, NONE, commands, for_command, shard_arg  # noqa: F401 (shard_arg: for scripts and tests)
+from genius.stages.table import EACH, NONE, check_method, commands, for_command, shard_arg  # noqa: F401 (shard_arg: for scripts and tests)
 
 
 def log(message: str) -> None:
@@ -104,7 +104,10 @@ def run(args: argparse.Namespace) -> int:
         from genius.stages.pipeline import check_current
 
         check_current(params)  # the registry's lineage and, under DVC, dvc.yaml match the params
-        return for_command(args.command, getattr(args, "round", None)).call(params, args, log)
+        stage = for_command(args.command, getattr(args, "round", None))
+        if stage.rounds == EACH:
+            check_method(params)  # a loss the method cannot train with, a control without answers: before any work
+        return stage.call(params, args, log)
     except (ConfigError, QueryError, FileNotFoundError, Busy) as e:
         if args.debug:
             raise
