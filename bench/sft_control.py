@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from bench.sweep import run_cli, scored_metrics
-from flows.replicate import lineage, prepare, trains_on_pairs
+from flows.replicate import lineage, prepare, reads
 from genius.algorithm.records import PreferencePair
 from genius.config import EvalConfig, ModelConfig, load_params
 from genius.evaluation.scoring import open_engine, score
@@ -85,7 +85,7 @@ def main() -> None:
                 write_jsonl(d.pairs, (p.to_json() for p in rows))
     jobs = [(seed, arm) for seed in plan.seeds for arm in arms.values()]
     with ThreadPoolExecutor(args.workers) as pool:
-        train = trains_on_pairs(load_params(plan.params, overrides(plan, plan.seeds[0], None)))
+        train = reads(load_params(plan.params, overrides(plan, plan.seeds[0], None)), "pairs")
         list(pool.map(lambda job: run_cli(lineage(plan, *job), train, 1), jobs))
     results = []
     for seed in plan.seeds:

@@ -22,7 +22,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from flows.replicate import borrow_pairs, lineage, prepare, trains_on_pairs
+from flows.replicate import borrow, lineage, prepare, reads
 from genius.config import EvalConfig, ModelConfig, load_params
 from genius.evaluation.scoring import open_engine, score
 from genius.layout import RoundPaths, round_name
@@ -64,8 +64,8 @@ def train_arm(plan, seed: int, arm) -> None:
     """Every round of one arm but its evaluation (scored here instead)."""
     params = load_params(plan.params, overrides(plan, seed, arm))
     prepare(plan, seed, arm, params.model.path)
-    if arm.pairs_from and not trains_on_pairs(params).done(params, 1):
-        borrow_pairs(plan, seed, arm)
+    if arm.source and not reads(params, arm.source[1]).done(params, 1):
+        borrow(plan, seed, arm)
     outside = lineage(plan, seed, arm)
     run_rounds(params, range(1, arm.rounds + 1), lambda stage, r: run_cli(outside, stage, r), skip=("evaluate",))
 

@@ -1,4 +1,4 @@
-"""`make replicate`: Genius, its ablations and the base, over seeds, written up in docs/RESULTS.md.
+"""`make replicate`: Genius, its ablations, the label-free methods, the controls and the base, over seeds, in docs/RESULTS.md.
 
 The plan (configs/replicate.yaml, read by genius/stages/replicate.py) names the arms. Every
 (seed, arm) is a lineage of its own, with its registry and runs folder under
@@ -7,9 +7,10 @@ flow `genius` runs (genius/stages/lineage.py) with promotion off, as in the pape
 starts from round r-1. Its stages are the ordinary stages of the stage table, as Prefect tasks
 (tasks/) through the `genius` CLI: a lineage outside dvc.yaml, where a stage whose last output
 exists is skipped, so a rerun after a crash or Ctrl-C picks up where it stopped. An arm with
-`pairs_from` starts from a copy of that arm's round-1 outputs before training, so its round 1
-only trains and evaluates. This file keeps the plan's lineages and the results table;
-`workers` lineages run at once.
+`pairs_from` starts from a copy of that arm's round-1 outputs up to its pairs, so its round 1
+only trains and evaluates; one with `samples_from`, from a copy up to its samples, so it builds
+its own pairs or targets from them. Either waits for the arm it borrows from. This file keeps
+the plan's lineages and the results table; `workers` lineages run at once.
 
     python -m flows.replicate                          # what `make replicate` runs
     python -m flows.replicate --plan my-plan.yaml
@@ -64,20 +65,21 @@ def prepare(plan: rep.Plan, seed: int, arm: rep.Arm, policy: str) -> None:
         register(params, r, promotion=False)
 
 
-def borrow_pairs(plan: rep.Plan, seed: int, arm: rep.Arm) -> None:
-    """Copy what the round-1 stages before training wrote in `arm.pairs_from` into this arm's round 1:
-    those stages are then done here, and this arm trains on the same pairs."""
+def borrow(plan: rep.Plan, seed: int, arm: rep.Arm) -> None:
+    """Copy what the round-1 stages up to the borrowed file (`arm.source`: pairs or samples) wrote in the
+    source arm into this arm's round 1: those stages are then done here."""
     params = load_params(plan.params, rep.overrides(plan, seed, arm))
-    src, dst = (RoundPaths.of(rep.arm_dir(plan, seed, name), 1) for name in (arm.pairs_from, arm.name))
+    source, upto = arm.source
+    src, dst = (RoundPaths.of(rep.arm_dir(plan, seed, name), 1) for name in (source, arm.name))
     dst.dir.mkdir(parents=True, exist_ok=True)
-    for stage in upstream(params, "pairs"):
+    for stage in upstream(params, upto):
         for name in stage.writes:
             shutil.copyfile(getattr(src, name), getattr(dst, name))
 
 
-def trains_on_pairs(params) -> Stage:
-    """The stage that trains on the round's pairs: an arm with `pairs_from` borrows until it is done."""
-    return next(s for s in round_stages(params) if "pairs" in s.reads)
+def reads(params, name: str) -> Stage:
+    """The stage of a round that reads round file `name`: an arm that borrows it is done borrowing once that ran."""
+    return next(s for s in round_stages(params) if name in s.reads)
 
 
 @task(name="replicate-lineage", task_run_name="seed{seed} {arm}")  # no retries of its own: its stages retry
@@ -91,8 +93,8 @@ def run_lineage(plan_path: str, seed: int, arm: str) -> None:
         tasks.TASKS[evaluation(0).name](0, outside)
         return
     prepare(plan, seed, spec, params.model.path)
-    if spec.pairs_from and not trains_on_pairs(params).done(params, 1):
-        borrow_pairs(plan, seed, spec)
+    if spec.source and not reads(params, spec.source[1]).done(params, 1):
+        borrow(plan, seed, spec)
     run_rounds(params, range(1, spec.rounds + 1), lambda stage, r: tasks.TASKS[stage.name](r, outside))
 
 
@@ -112,9 +114,9 @@ def replicate(plan_path: str = PLAN) -> str:
     start = time.time()
     inputs = build_inputs.submit(plan_path)
     lineages: dict[tuple[int, str], Any] = {}
-    for arm in sorted(plan.arms, key=lambda a: a.pairs_from is not None):  # pair sources first
+    for arm in sorted(plan.arms, key=lambda a: a.source is not None):  # the arms borrowed from first
         for seed in plan.seeds:
-            after = [lineages[(seed, arm.pairs_from)]] if arm.pairs_from else [inputs]
+            after = [lineages[(seed, arm.source[0])]] if arm.source else [inputs]
             lineages[(seed, arm.name)] = run_lineage.submit(plan_path, seed, arm.name, wait_for=after)
     for seed in plan.seeds:
         lineages[(seed, "base")] = run_lineage.submit(plan_path, seed, "base", wait_for=[inputs])
@@ -122,14 +124,14 @@ def replicate(plan_path: str = PLAN) -> str:
     wait(futures)
     failed = [f for f in futures if not f.state.is_completed()]  # failed, or never ran: upstream failed
     text = rep.write_results(plan, time.time() - start, command=" ".join(["make replicate"] if plan_path == PLAN else ["python -m flows.replicate --plan", plan_path]))
-    create_markdown_artifact(key="genius-replicate", markdown=text, description="Genius vs ablations over seeds")
+    create_markdown_artifact(key="genius-replicate", markdown=text, description="Genius, its ablations, the label-free methods and the controls over seeds")
     if failed:
         raise RuntimeError(f"{len(failed)} arm(s) failed; the others' results are in {plan.results}")
     return text
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Genius, its ablations and the base over seeds -> docs/RESULTS.md")
+    parser = argparse.ArgumentParser(description="Genius, its ablations, the label-free methods and controls over seeds -> docs/RESULTS.md")
     parser.add_argument("--plan", default=PLAN)
     args = parser.parse_args()
     plan = rep.load_plan(args.plan)  # a bad plan fails here, before Prefect starts

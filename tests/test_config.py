@@ -47,7 +47,7 @@ def write(tmp_path, text, pad=True):
     [
         ("sampling:\n  tau: 0.1\n  step_beam: 2\n", "params.yaml:3: sampling: unknown keys ['step_beam'] (known: engine, step_beam_size"),
         ("sampling:\n  tau: -1\n", "params.yaml:2: sampling.tau: must be > 0, got -1"),
-        ("training:\n  loss: ppo\n", "params.yaml:2: training.loss: must be one of 'aco', 'dpo', 'ipo', 'simpo', 'ropo', 'sft', got 'ppo'"),
+        ("training:\n  loss: ppo\n", "params.yaml:2: training.loss: must be one of 'aco', 'dpo', 'ipo', 'simpo', 'ropo', 'sft', 'scpo', got 'ppo'"),
         ("rounds:\n  num_rounds: two\n", "params.yaml:2: rounds.num_rounds: expected an integer, got 'two'"),
         ("model:\n  trust_remote_code: yes please\n", "model.trust_remote_code: expected true or false"),
         ("queries:\n  paths: 3\n", "queries.paths: expected a list"),
@@ -61,6 +61,9 @@ def write(tmp_path, text, pad=True):
         ('sampling:\n  step_delimiter: ""\n', "params.yaml:2: sampling.step_delimiter: must not be empty"),
         ("sampling:\n  tau: 0.1\nsampling:\n  tau: 0.2\n", "params.yaml:3: sampling: written twice (first at line 1)"),
         ("sampling:\n  tau: 0.1\n  tau: 0.2\n", "params.yaml:3: sampling.tau: written twice"),
+        ("method:\n  name: star\n", "params.yaml:2: method.name: must be one of 'genius', 'self_consistency'"),
+        ("method:\n  answer: regex:abc\n", "params.yaml: method.answer: answer reader regex:abc: needs a group"),
+        ("method:\n  answer: last\n", "method.answer: answer reader must be one of toy, reasoning_gym"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path, text, message):
@@ -125,7 +128,7 @@ def test_params_yaml_comments_are_the_schema():
 # section gained `keep` and `gc` with issue 24 (retention: what stays on disk, never what a stage
 # writes), which moved them from 7f1ffc16c712, bb20213b9882 and 2fee70b9e619; sampling's stayed.
 PRESET_HASHES = {
-    "params.yaml": "11f45a013b7e",
+    "params.yaml": "1698f761bcae",  # 11f45a013b7e until issue 23 set the toy's recipe (dedup, lowest, sft_weight 100)
     "configs/paper-8b.yaml": "4e7c565ab903",
     "configs/smollm2-rg.yaml": "30f28991eaaa",
 }
@@ -134,6 +137,15 @@ PRESET_HASHES = {
 @pytest.mark.parametrize("preset", sorted(PRESET_HASHES))
 def test_preset_hashes_do_not_move(preset):
     assert load_params(ROOT / preset).hash() == PRESET_HASHES[preset]
+
+
+def test_an_optional_section_at_its_default_leaves_the_hash_alone(tmp_path):
+    """`method` absent, or written as the schema's defaults: the same hash; any other method: another."""
+    text = (ROOT / "configs" / "smollm2-rg.yaml").read_text()
+    written = write(tmp_path, text + "\nmethod:\n  name: genius\n  samples: 8\n")
+    assert load_params(written).hash() == PRESET_HASHES["configs/smollm2-rg.yaml"]
+    assert load_params(written, ["method.name=lmsi"]).hash() != PRESET_HASHES["configs/smollm2-rg.yaml"]
+    assert load_params(written, ["method.samples=4"]).hash("sampling") == load_params(written).hash("sampling")
 
 
 def test_unparsable_files_are_one_line_with_their_line(tmp_path):

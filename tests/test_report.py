@@ -57,9 +57,9 @@ def test_report_tables_csv_and_plot(tmp_path):
 
     # the round table: headline (group) accuracy only, one row per round
     lines = summary.splitlines()
-    assert lines[0] == "| round | queries | pairs | genius_reasoning | wall s |"
-    assert lines[2] == "| base | - | - | 50.0% | 12 |"
-    assert lines[4] == "| 2 | 1000 | 2800 | 56.5% | 95 |"
+    assert lines[0] == "| round | method | queries | training data | data tokens | genius_reasoning | wall s |"
+    assert lines[2] == "| base | - | - | - | - | 50.0% | 12 |"
+    assert lines[4] == "| 2 | - | 1000 | 2800 pairs | - | 56.5% | 95 |"
 
     report = (runs / "report.md").read_text()
     assert report.split("\n\n")[1] == summary  # the flow publishes the second paragraph as its summary
@@ -80,6 +80,16 @@ def test_report_tables_csv_and_plot(tmp_path):
     assert png.format == "PNG" and png.size == (1200, 432)  # two panels: accuracy, and the signal
 
 
+def test_report_names_the_method_and_marks_a_control(tmp_path):
+    """A round's method and what its training data cost show in the round table; a control that
+    uses labels is marked in the table and under it."""
+    rft = metrics(1, 0.6, 0.2) | {"method": {"name": "rft", "uses_labels": True}, "pairs": {"targets": 40},
+                                  "cost": {"data_tokens": 12345}}  # fmt: skip
+    summary = write_report(write_runs(tmp_path, [metrics(0, 0.5, 0.2), rft]), num_rounds=1)
+    assert "| 1 | rft (control: USES LABELS) | 1000 | 40 targets | 12,345 | 40.0% | 95 |" in summary
+    assert "**rft: a positive control that USES LABELS**" in (tmp_path / "report.md").read_text()
+
+
 def test_report_without_diagnostics_or_later_rounds(tmp_path):
     runs = write_runs(tmp_path, [metrics(0, 0.5, 0.2), metrics(1, 0.6, 0.2)])
     write_report(runs, num_rounds=3)  # r2 and r3 not run yet: reported as far as they exist
@@ -94,7 +104,7 @@ def test_changed_task_list_leaves_gaps(tmp_path):
     later["accuracy"]["genius_toy"] = 0.4
     runs = write_runs(tmp_path, [metrics(0, 0.5, 0.2), later])
     summary = write_report(runs, num_rounds=1)
-    assert summary.splitlines()[2] == "| base | - | - | 35.0% | - | 12 |"
+    assert summary.splitlines()[2] == "| base | - | - | - | - | 35.0% | - | 12 |"
     assert "| genius_toy | - | 40.0% | - |" in (runs / "report.md").read_text()
 
 
@@ -106,7 +116,7 @@ def test_no_metrics_is_a_clear_error(tmp_path):
 def test_genius_report_command(tmp_path, capsys):
     runs = write_runs(tmp_path / "runs", [metrics(0, 0.5, 0.2), metrics(1, 0.6, 0.25)])
     assert main(["--params", str(ROOT / "params.yaml"), "-S", f"rounds.runs_dir={runs}", "report"]) == 0
-    assert "| 1 | 1000 | 2800 | 42.5% | 95 |" in capsys.readouterr().out
+    assert "| 1 | - | 1000 | 2800 pairs | - | 42.5% | 95 |" in capsys.readouterr().out
     assert (runs / "report.md").exists() and (runs / "accuracy.png").exists()
 
 
@@ -188,15 +198,20 @@ def test_readmes_default_table_has_the_layout_of_the_runs_report():
 
     table, env = readme_default_run()
     header, _, *lines = table.splitlines()
-    tasks = header.strip("| ").split(" | ")[3:-1]
+    tasks = header.strip("| ").split(" | ")[5:-1]
     assert tasks == load_default_tasks(), "README's table has other columns than the default run's report"
     rows = []
     for line in lines:
-        name, queries, pairs, *accuracy, wall = line.strip("| ").split(" | ")
+        name, method, queries, data, tokens, *accuracy, wall = line.strip("| ").split(" | ")
         m = {"round": 0 if name == "base" else int(name), "accuracy": {}, "seconds": float(wall)}
         m["accuracy"] = {t: float(a.rstrip("%")) / 100 for t, a in zip(tasks, accuracy)}
+        if method != "-":
+            m["method"] = {"name": method.split(" (")[0], "uses_labels": "USES LABELS" in method}
+        if tokens != "-":
+            m["cost"] = {"data_tokens": int(tokens.replace(",", ""))}
         if name != "base":
-            m |= {"sampling": {"queries": int(queries)}, "pairs": {"pairs": int(pairs)}, "seconds_total": float(wall)}
+            count, kind = data.split()  # "1703 pairs", "980 targets"
+            m |= {"sampling": {"queries": int(queries)}, "pairs": {kind: int(count)}, "seconds_total": float(wall)}
         rows.append(m)
     assert summary(rows) == table, "README's table is not in the layout runs/report.md writes"
     placeholders = ENV | {k: f"<{k}>" for k in ("python", "torch", "transformers", "vllm", "lm_eval", "cpu_numerics", "threads", "dtype")}

@@ -2,6 +2,7 @@
 `genius` CLI, the Prefect tasks, a round's stages, a lineage's skip check)."""
 
 import argparse
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -13,7 +14,7 @@ from genius.layout import RoundPaths, round_fields
 from genius.stages import table
 from genius.stages.cli import parser
 from genius.stages.pipeline import file_keys, render
-from genius.stages.table import STAGES, Stage, _resolve, round_stages
+from genius.stages.table import STAGES, Stage, resolve, round_stages
 
 
 def test_every_stage_names_round_files_and_resolves():
@@ -21,7 +22,7 @@ def test_every_stage_names_round_files_and_resolves():
     for stage in STAGES.values():
         assert set(stage.reads) | set(stage.writes) <= fields, stage.name
         assert not stage.stats or stage.stats[1] in stage.writes, stage.name  # its statistics are its own output
-        assert callable(_resolve(stage.function)) and (stage.main is None or callable(_resolve(stage.main)))
+        assert callable(resolve(stage.function)) and (stage.main is None or callable(resolve(stage.main)))
     assert [s.name for s in round_stages(load_params(ROOT / "params.yaml"))] == ["ingest", "sample", "pairs", "train", "evaluate"]
     assert STAGES["sample"].id(3) == "sample@r3" and STAGES["evaluate_base"].id(0) == "evaluate_base"
     assert STAGES["train"].argv(2) == ["train", "--round", "2"] and STAGES["evaluate_base"].argv(0) == ["evaluate", "--round", "0"]
@@ -34,7 +35,7 @@ def test_a_stage_added_to_the_table_is_everywhere(monkeypatch, tmp_path):
         reads=("samples",), writes=("pair_stats",), params=("sampling",), code=("genius/algorithm",),
     )
     monkeypatch.setitem(STAGES, "vote", vote)
-    monkeypatch.setitem(table.ROUNDS, "genius", ("ingest", "sample", "vote", "train", "evaluate"))
+    monkeypatch.setitem(table.ROUNDS, "genius", replace(table.ROUNDS["genius"], stages=("ingest", "sample", "vote", "train", "evaluate")))
     params = load_params(ROOT / "params.yaml")
     stages = yaml.safe_load(render(params, file_keys(ROOT / "params.yaml")))["stages"]
     assert "pairs" not in stages and stages["vote"]["do"]["cmd"] == "genius vote --round ${item.round}"
@@ -68,3 +69,58 @@ def test_stage_options_come_from_the_table():
         parser().parse_args(["ingest", "--round", "0"])  # only evaluate has a round 0 (the base's stage)
     assert parser().parse_args(["evaluate", "--round", "0"]).round == 0
     assert isinstance(parser(), argparse.ArgumentParser)
+
+
+# ---------------------------------------------------------------------------- methods: a row of ROUNDS each
+
+
+def test_every_method_has_a_row_that_resolves():
+    """Every `method.name` has a row: its sampler and builder import, its losses exist, its keys and code are real."""
+    from typing import get_args
+
+    from genius.config import MethodConfig
+    from genius.training.objective import LOSSES
+
+    assert set(table.ROUNDS) == set(get_args(MethodConfig.model_fields["name"].annotation))
+    params = load_params(ROOT / "params.yaml")
+    for name, row in table.ROUNDS.items():
+        assert callable(resolve(row.sampler)) and callable(resolve(row.build)), name
+        assert row.losses and set(row.losses) <= set(LOSSES), name
+        assert set(row.stages) <= set(STAGES) and set(row.params) | set(row.code) <= set(row.stages), name
+        for key in (k for keys in row.params.values() for k in keys):
+            section, leaf = key.split(".")
+            assert hasattr(getattr(params, section), leaf), (name, key)
+        assert all((ROOT / path).exists() for paths in row.code.values() for path in paths), name
+        assert all(k.startswith("method.") for k in row.params.get("sample", ())), name  # the sampler's manifest keys
+    assert [n for n, row in table.ROUNDS.items() if row.labels] == ["oracle_pairs", "rft"]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["method.name=lmsi"], "training.loss: aco cannot train what method.name lmsi writes: set training.loss: sft"),
+        (["training.loss=scpo"], "training.loss: scpo cannot train what method.name genius writes: set training.loss: aco (or one of dpo,"),
+        (["method.name=rft", "training.loss=sft", "method.answers_path=null"], "method.answers_path: null, but method.name rft is a positive control that USES LABELS"),
+    ],
+)
+def test_a_method_refuses_a_loss_it_cannot_train_and_a_control_without_labels(overrides, message):
+    params = load_params(ROOT / "params.yaml", overrides)
+    with pytest.raises(table.ConfigError, match=message.replace("(", r"\(")) as e:
+        table.check_method(params)
+    assert "\n" not in str(e.value)
+    table.check_method(load_params(ROOT / "params.yaml", ["method.name=self_consistency", "training.loss=scpo"]))
+
+
+def test_a_methods_keys_and_code_reach_dvc_yaml():
+    """The sample stage of a response method lists the sampler's keys; the pairs stage its module, and a
+    control's labels file; Genius's stages do not list keys they do not read."""
+    present = file_keys(ROOT / "params.yaml")
+    stages = lambda *o: yaml.safe_load(render(load_params(ROOT / "params.yaml", list(o)), present))["stages"]  # noqa: E731
+    genius = stages()
+    assert not any(k.startswith("method.") for k in genius["sample"]["do"]["params"])
+    assert "method.name" in genius["pairs"]["do"]["params"] and "genius/algorithm/pairs.py" in genius["pairs"]["do"]["deps"]
+    lmsi = stages("method.name=lmsi", "training.loss=sft")
+    assert {"method.samples", "method.temperature", "method.max_new_tokens"} <= set(lmsi["sample"]["do"]["params"])
+    assert {"method.answer", "method.min_vote_share"} <= set(lmsi["pairs"]["do"]["params"])
+    assert "genius/algorithm/lmsi.py" in lmsi["pairs"]["do"]["deps"] and "method.judgements" not in lmsi["pairs"]["do"]["params"]
+    assert "method.answers_path" in stages("method.name=oracle_pairs")["pairs"]["do"]["params"]

@@ -19,6 +19,7 @@ from genius.config.sections import (
     SPEED_ONLY,
     ConfigError,
     EvalConfig,
+    MethodConfig,
     ModelConfig,
     OrchestrationConfig,
     Params,
@@ -31,7 +32,7 @@ from genius.config.sections import (
 )
 
 __all__ = [
-    "SPEED_ONLY", "ConfigError", "EvalConfig", "ModelConfig", "OrchestrationConfig", "Params", "QueriesConfig",
+    "SPEED_ONLY", "ConfigError", "EvalConfig", "MethodConfig", "ModelConfig", "OrchestrationConfig", "Params", "QueriesConfig",
     "RoundsConfig", "SamplingConfig", "ToyConfig", "TrackingConfig", "TrainingConfig",
     "load_params", "read_yaml", "validate", "write_overrides",
 ]  # fmt: skip
@@ -51,7 +52,7 @@ def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | li
         raise ConfigError(f"{path}: empty params file (copy the project's params.yaml and edit it)")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
-    missing = [name for name in Params.model_fields if name not in data]
+    missing = [name for name, field in Params.model_fields.items() if field.is_required() and name not in data]
     if missing:
         raise ConfigError(f"{path}: missing section(s) {', '.join(missing)} (every section of params.yaml is required)")
     data = {k: {} if v is None else v for k, v in data.items()}  # a section with every key commented out: defaults

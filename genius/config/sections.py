@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from genius.io import stable_hash
 
@@ -160,12 +160,50 @@ class SamplingConfig(Section):
     threads: int = Field(2, gt=0, description="torch threads for generation on CPU")
 
 
+class MethodConfig(Section):
+    """How a round turns the policy's own samples into training data (README, "Methods"); the stage table's ROUNDS has its row."""
+
+    name: Literal["genius", "self_consistency", "lmsi", "self_certainty", "self_rewarding", "oracle_pairs", "rft"] = Field(
+        "genius",
+        description="genius (foresight + ACO) | self_consistency (ScPO) | lmsi | self_certainty (offline) | self_rewarding (an instruct model) | oracle_pairs, rft: positive controls that USE LABELS (answers_path)",
+    )
+    samples: int = Field(8, gt=1, description="whole responses sampled per query (every method but genius and oracle_pairs)")
+    temperature: Number = Field(0.8, gt=0, description="their sampling temperature")
+    max_new_tokens: int = Field(128, gt=0, description="token limit of one response")
+    answer: str = Field(
+        "toy",
+        description="how a response's final answer is read (voting, controls): toy | reasoning_gym | last_number | regex:<pattern with a group>",
+    )
+    min_vote_share: Number | None = Field(
+        None, ge=0, le=1,
+        description="self_consistency, lmsi: keep a query only when its top answer has this share of the votes; null: the method's own (ScPO 0.5, LMSI 0)",
+    )
+    judgements: int = Field(3, gt=0, description="self_rewarding: judgements per response, averaged (the paper: 3)")
+    judge_temperature: Number = Field(0.7, gt=0, description="self_rewarding: the judge's sampling temperature")
+    judge_max_new_tokens: int = Field(256, gt=0, description="self_rewarding: token limit of one judgement")
+    answers_path: str | None = Field(
+        None,
+        description="oracle_pairs, rft only: a JSONL of {id, answer} for the query pool (the toy writes runs/toy/answers.jsonl); null: the controls refuse to run",
+    )
+
+    @field_validator("answer")
+    @classmethod
+    def _reader(cls, value: str) -> str:
+        from genius.data.answers import answer_reader  # a function of strings: no cycle with genius.config
+
+        try:
+            answer_reader(value)
+        except ValueError as e:
+            raise ConfigError(f"method.answer: {e}") from None
+        return value
+
+
 class TrainingConfig(Section):
     """Advantage-Calibrated Optimization (docs/ALGORITHM.md section 2)."""
 
-    loss: Literal["aco", "dpo", "ipo", "simpo", "ropo", "sft"] = Field(
+    loss: Literal["aco", "dpo", "ipo", "simpo", "ropo", "sft", "scpo"] = Field(
         "aco",
-        description="aco | the paper's Table 4 baselines: dpo (aco with w = 1) | ipo | simpo | ropo | sft (on the positives)",
+        description="aco | the paper's Table 4 baselines: dpo (aco with w = 1) | ipo | simpo | ropo | sft (on the positives) | scpo (self-consistency pairs: DPO + sft_weight x NLL, both x the vote margin)",
     )
     alpha: Number = Field(1.0, gt=0, description="calibration strength: w = min(1, exp(-(A_l - A_w) / alpha)); paper 1")
     beta: Number = Field(
@@ -176,7 +214,8 @@ class TrainingConfig(Section):
         "paper", description="paper: min(1, .) | scripts: max(1, .) as the released code does"
     )
     sft_weight: Number = Field(
-        1.0, ge=0, description="weight of an NLL term on the positive; keeps the tiny model stable"
+        1.0, ge=0,
+        description="weight of an NLL term on the positive (the paper: none); the toy's recipe: 100 (README, where the defaults differ from the paper)",
     )
     learning_rate: Number = Field(5e-5, gt=0, description="AdamW peak; paper 5e-7 for 8B models")
     warmup_ratio: Number = Field(0.1, ge=0, lt=1, description="linear warm-up share, then linear decay")
@@ -405,9 +444,20 @@ class Params(Section):
     rounds: RoundsConfig
     tracking: TrackingConfig
     orchestration: OrchestrationConfig
+    method: MethodConfig = MethodConfig()  # optional: a params file without it runs Genius
 
     def hash(self, *sections: str) -> str:
-        """A short stable hash of the named sections (all when none), for provenance."""
-        data = self.model_dump()
-        picked = {k: data[k] for k in (sections or data)}
+        """A short stable hash of the named sections (all when none), for provenance.
+
+        An optional section left at its default (`method` absent or as the schema writes it)
+        is left out of the hash too: adding one to the schema does not change the hash of a
+        params file that does not use it.
+        """
+        data = {k: v for k, v in self.model_dump().items() if not _default_section(k, v)}
+        picked = {k: data.get(k) for k in (sections or data)}
         return stable_hash(picked, 12)
+
+
+def _default_section(name: str, value) -> bool:
+    field = Params.model_fields[name]
+    return not field.is_required() and value == (field.default.model_dump() if isinstance(field.default, BaseModel) else field.default)

@@ -267,3 +267,13 @@ def read_queries(path: str | Path) -> list[Query]:
             except (ValueError, KeyError, TypeError) as e:
                 raise QueryError(f"{path} line {n}: expected {{'id', 'query'}} as ingest writes ({e!r})") from None
     return queries
+
+
+def cut_batches(queries: list[Query], size: int) -> list[list[Query]]:
+    """A round's queries, in order, cut into batches of `size` (the last may be shorter).
+
+    The one place batches are cut: batch b is what a sampler samples with one seed and what a
+    shard samples and resumes (`genius.stages.shards`), so every process must cut the same
+    list the same way.
+    """
+    return [queries[b : b + size] for b in range(0, len(queries), size)]

@@ -12,7 +12,6 @@ samples n responses per problem and reads each one's answer as the diagnostics d
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -21,8 +20,7 @@ import torch
 
 from genius.config import EvalConfig, ModelConfig, SamplingConfig
 from genius.data import reasoning_gym
-
-NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+from genius.data.answers import gold_answer, read_answer
 
 
 @dataclass
@@ -91,38 +89,14 @@ def score(
 
 
 # ---------------------------------------------------------------------------- answers
-
-
-def read_answer(response: str, mode: str) -> str | None:
-    """The answer a response gives, as a normalised string; None when it gives none.
-
-    toy: the number after the last `A:` (genius.toy.task.extract_answer); last_number: the
-    last number anywhere, thousands separators dropped ("1,000" -> "1000", "2.50" -> "2.5");
-    reasoning_gym: the text after the last `Answer:`, else the last number
-    (genius.data.reasoning_gym.extract_answer).
-    """
-    if mode == "toy":
-        from genius.toy.task import extract_answer
-
-        answer = extract_answer(response)
-        return None if answer is None else str(answer)
-    if mode == "last_number":
-        found = NUMBER_RE.findall(response)
-        return _number(found[-1]) if found else None
-    if mode == "reasoning_gym":
-        return reasoning_gym.extract_answer(response)
-    raise ValueError(f"diagnostics_answer must be toy, last_number or reasoning_gym, got {mode!r}")
-
-
-def _number(text: str) -> str:
-    value = float(text.replace(",", ""))
-    return str(int(value)) if value.is_integer() else repr(value)
+# The readers themselves live in genius.data.answers (one per task, shared with the methods
+# that vote on answers): scoring only compares what they read with the gold answer.
 
 
 def is_right(response: str, gold: str, mode: str) -> bool:
+    """Whether the answer `response` gives, read as `mode` reads it (genius.data.answers), is `gold`."""
     answer = read_answer(response, mode)
-    gold_norm = read_answer(f"A:{gold}" if mode == "toy" else str(gold), mode)
-    return answer is not None and answer == gold_norm
+    return answer is not None and answer == gold_answer(gold, mode)
 
 
 def judge(problem: dict, mode: str) -> Callable[[str], bool]:

@@ -23,7 +23,7 @@ import sys
 from genius.config import ConfigError, load_params, write_overrides
 from genius.data.queries import QueryError
 from genius.io import Busy
-from genius.stages.table import EACH, NONE, commands, for_command, shard_arg  # noqa: F401 (shard_arg: for scripts and tests)
+from genius.stages.table import EACH, NONE, check_method, commands, for_command, shard_arg  # noqa: F401 (shard_arg: for scripts and tests)
 
 
 def log(message: str) -> None:
@@ -125,7 +125,10 @@ def run(args: argparse.Namespace) -> int:
         if args.command in ("export", "gc"):
             return {"export": export, "gc": gc}[args.command](params, args)
         _warn_numerics()
-        return for_command(args.command, getattr(args, "round", None)).call(params, args, log)
+        stage = for_command(args.command, getattr(args, "round", None))
+        if stage.rounds == EACH:
+            check_method(params)  # a loss the method cannot train with, a control without answers: before any work
+        return stage.call(params, args, log)
     except (ConfigError, QueryError, FileNotFoundError, Busy) as e:
         if args.debug:
             raise

@@ -40,7 +40,7 @@ from genius.config import SPEED_ONLY, ConfigError, Params
 from genius.io import write_atomic
 from genius.layout import RoundPaths, RunsPaths, summary_path
 from genius.stages.registry import Lineage, RoundEntry, read_lineage, read_registry, write_registry
-from genius.stages.table import EACH, NONE, SHARED_CODE, STAGES, Stage, round_stages
+from genius.stages.table import EACH, NONE, SHARED_CODE, STAGES, Stage, check_method, method, round_stages
 
 HEADER = """\
 # Written by `genius pipeline` from params.yaml and {registry}: do not edit by hand, edit
@@ -141,18 +141,23 @@ def dvc_stage(stage: Stage, params: Params, present: set[str]) -> dict:
     paths = RoundPaths(Path(runs) / "${key}") if stage.rounds == EACH else RoundPaths.of(runs, 0)
     files = lambda names: [str(getattr(paths, name)) for name in names]  # noqa: E731
     stats = [s.stats[1] for s in round_stages(params) if s.stats] if stage.round_stats else []
+    row = method(params)  # the method's own keys and code, for the stages it shapes (sample, pairs)
+    own = [k for k in row.params.get(stage.name, ()) if k in present]
     entry: dict = {
         "cmd": " ".join(["genius", *stage.argv("${item.round}")]),
         "deps": [
             *(["${item.policy}"] if stage.policy else []),
             *files(stage.reads),
             *_local_files(params, *stage.inputs(params)),
+            *row.code.get(stage.name, ()),
             *stage.code,
             *files(stats),  # evaluate: the round's other statistics go into its metrics.json
             *SHARED_CODE,  # the environment: a new lock or arithmetic reruns every stage
         ],
     }
-    keys_ = keys(params, present, *stage.params) + (["rounds.runs_dir"] if stage.rounds != NONE else [])
+    if stage.name in row.params and "method.answers_path" in row.params[stage.name]:  # a control's labels
+        entry["deps"] += _local_files(params, params.method.answers_path)
+    keys_ = keys(params, present, *stage.params) + own + (["rounds.runs_dir"] if stage.rounds != NONE else [])
     if keys_:  # a moved runs folder invalidates every stage of a round (which then asks for `genius pipeline`)
         entry["params"] = keys_
     entry["outs"] = [*files(stage.writes), *stage.outputs(params)]
@@ -185,6 +190,7 @@ def sync(params: Params, dvc_yaml: str | Path = "dvc.yaml", num_rounds: int | No
     writes dvc.yaml if its text differs.
     """
     check_inputs(params)
+    check_method(params)  # a loss the method cannot train with, a control without answers: refused before DVC runs anything
     changed: list[str] = []
     entries = read_registry(params.rounds.registry)
     lineage = Lineage(params.model.path, params.rounds.runs_dir)

@@ -52,19 +52,24 @@ def _pct(value) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    """A markdown table: round, queries, pairs, headline accuracy per eval task or group, wall time.
+    """A markdown table: round, method, queries, training data and its tokens, headline accuracy per eval task
+    or group, wall time.
 
     Headline keys are the names in eval.tasks (no "/"); per-benchmark numbers are in
     `benchmark_table`.
     """
     tasks = [k for k in benchmarks(rows) if "/" not in k]
-    header = ["round", "queries", "pairs", *tasks, "wall s"]
+    header = ["round", "method", "queries", "training data", "data tokens", *tasks, "wall s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for m in rows:
+        data = m.get("pairs", {})
+        made = f"{data['pairs']} pairs" if "pairs" in data else f"{data['targets']} targets" if "targets" in data else "-"
         cells = [
             BASE if m["round"] == 0 else str(m["round"]),
+            method_cell(m.get("method")),
             str(m.get("sampling", {}).get("queries", "-")),
-            str(m.get("pairs", {}).get("pairs", "-")),
+            made,
+            f"{m['cost']['data_tokens']:,}" if "cost" in m else "-",  # sampled, prefilled, and run again by the pairs stage
             *(_pct(m["accuracy"].get(t)) for t in tasks),
             f"{m.get('seconds_total', m['seconds']):.0f}",  # evaluation and diagnostics; a round's stages too
         ]
@@ -122,6 +127,13 @@ def summary(rows: list[dict]) -> str:
     """The round table and, under it, the environment: what the flow prints and README quotes."""
     env = environment_text(rows)
     return table(rows) + (f"\n\n{env}" if env else "")
+
+
+def method_cell(info: dict | None) -> str:
+    """The round's method; a label-using control says so in capitals wherever it shows."""
+    if not info:
+        return "-"
+    return f"{info['name']} (control: USES LABELS)" if info.get("uses_labels") else info["name"]
 
 
 def benchmark_table(rows: list[dict]) -> str:
@@ -258,9 +270,12 @@ def write_report(runs_dir: str | Path, num_rounds: int) -> str:
     # every file here is replaced, never rewritten in place: one may be a link into DVC's cache
     write_atomic(runs.accuracy_csv, csv_text.getvalue())
     plot(rows, runs.accuracy_png)
+    controls = sorted({m["method"]["name"] for m in rows if (m.get("method") or {}).get("uses_labels")})
     sections = [
         "# Genius run",
         text,
+        *([f"**{', '.join(controls)}: a positive control that USES LABELS** (method.answers_path): it bounds what "
+           "training can show with perfect choices, and is not a label-free result."] if controls else []),
         f"![accuracy per round]({runs.accuracy_png.name})",
         "## Accuracy per benchmark",
         benchmark_table(rows),

@@ -4,6 +4,8 @@ The stage table (genius/stages/table.py) declares each one: the files of its rou
 and writes (genius.layout.RoundPaths), its params and its code. Every stage reads the files
 the previous one wrote and writes its own, so DVC can track each: ingest -> sample -> pairs ->
 train -> evaluate. Round r starts from the policy the registry gives it (round 1: `model.path`).
+What sample and pairs do is the method's (`method.name`, its row of the table's ROUNDS): the
+sampler handed to the shard store, the `build` that makes the training records.
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from genius.algorithm.pairs import extract_pairs
-from genius.algorithm.records import PreferencePair
+from genius.algorithm.records import sample_record, training_pair
 from genius.config import Params
 from genius.data.queries import ingest, read_queries
 from genius.engines import build_engine
@@ -26,15 +27,8 @@ from genius.layout import RoundPaths, round_name
 from genius.progress import Progress
 from genius.stages.pipeline import is_library_source
 from genius.stages.registry import read_registry
-from genius.stages.table import round_stages
-from genius.stages.shards import (
-    ShardStore,
-    config_hash,
-    sample_in_shards,
-    sampler_config,
-    sampling_cost,
-    shard_plan,
-)
+from genius.stages.shards import ShardStore, config_hash, sample_in_shards, sampler_config, sampling_cost, shard_plan
+from genius.stages.table import check_method, method, resolve, round_stages
 from genius.threads import torch_threads
 
 Log = Callable[[str], None]
@@ -89,12 +83,13 @@ def run_sample(params: Params, r: int, log: Log = print) -> dict:
     resumed = _sample(params, r, policy, queries, store, log)
     n = store.assemble([q.id for q in queries], paths.samples)
     stats = {
+        "method": params.method.name,
         "queries": n,
         "queries_resumed": resumed,  # sampled before this run: by shards, or by an interrupted run
         **sampling_cost(store.costs()),
         "seconds": time.time() - start,  # this run's wall time
         "config_hash": params.hash("sampling"),
-        "sampler_hash": config_hash(sampler_config(params.sampling, policy, params.model.dtype)),  # what resuming checks
+        "sampler_hash": config_hash(samples_config(params, policy)),  # what resuming checks
         "environment": environment(params.sampling.threads, params.model.dtype, params.model.device),
     }
     store.remove()  # samples.jsonl is whole: the next run of this round starts afresh
@@ -118,17 +113,23 @@ def run_sample_shard(params: Params, r: int, shard: int, num_shards: int, log: L
     return {"shard": shard, "num_shards": num_shards, "batches": batches, "queries_resumed": resumed}
 
 
+def samples_config(params: Params, policy: str) -> dict:
+    """What decides the round's samples: the sampling section, the method's own keys its sampler reads, the policy."""
+    keys = [k.removeprefix("method.") for k in method(params).params.get("sample", ())]  # a row names `method.*` keys
+    return sampler_config(params.sampling, policy, params.model.dtype, {k: getattr(params.method, k) for k in keys})
+
+
 def _open_store(params: Params, r: int, policy: str, queries: list) -> ShardStore:
     store = ShardStore(round_paths(params, r).shards)
-    # refuses another config's unfinished batches before the model loads
-    store.open(sampler_config(params.sampling, policy, params.model.dtype), [q.id for q in queries])
+    store.open(samples_config(params, policy), [q.id for q in queries])  # refuses another config's batches before the model loads
     return store
 
 
 def _sample(
     params: Params, r: int, policy: str, queries: list, store: ShardStore, log: Log, shard: int = 0, num_shards: int = 1
 ) -> int:
-    """Sample the shard's unfinished batches; the model loads only if there are some. Returns the queries resumed."""
+    """Sample the shard's unfinished batches with the method's sampler; the model loads only if there are some.
+    Returns the queries resumed."""
     cfg = params.sampling
     mine = shard_plan(queries, cfg.batch_queries, shard, num_shards)
     count = sum(map(len, mine.values()))
@@ -136,31 +137,44 @@ def _sample(
     if set(mine) <= store.done():
         log(f"{which}: all {count} queries sampled already")
         return count
+    sampler = resolve(method(params).sampler)(params, log)
     with torch_threads(cfg.threads):
         engine, tokenizer = build_engine(policy, cfg, params.model)
-        log(f"{which}: foresight sampling {count} of {len(queries)} queries with {policy} ({cfg.engine})")
-        return sample_in_shards(engine, tokenizer, queries, cfg, store, log, shard, num_shards)
+        log(f"{which}: {params.method.name} sampling {count} of {len(queries)} queries with {policy} ({cfg.engine})")
+        return sample_in_shards(engine, tokenizer, queries, cfg.batch_queries, sampler, store, log, shard, num_shards)
 
 
 def run_pairs(params: Params, r: int, log: Log = print) -> dict:
+    """Round r's training records by its method's `build` (Genius: the pairs its search chose), and their statistics.
+
+    `seconds` and, where the method runs the policy again (self-certainty, self-rewarding),
+    `tokens` are this stage's cost.
+    """
+    from genius.stages.tools import Tools
+
+    start = time.time()
     paths = round_paths(params, r)
-    stats = extract_pairs(require(paths.samples, "sample", r), paths.pairs)
+    samples = [sample_record(row) for row in read_jsonl(require(paths.samples, "sample", r))]
+    with torch_threads(params.sampling.threads):
+        records, stats = resolve(method(params).build)(samples, params, Tools(params, policy_path(params, r)))
+    write_jsonl(paths.pairs, (x.to_json() for x in records))
+    stats = {"method": params.method.name, **stats, "seconds": time.time() - start}
     write_json(paths.pair_stats, stats)
-    log(
-        f"round {r}: {stats['pairs']} pairs from {stats['queries']} queries; "
-        f"{stats['calibration_region_fraction']:.0%} in ACO's calibration region"
-    )
+    what = f"{stats['pairs']} pairs" if "pairs" in stats else f"{stats['targets']} SFT targets"
+    extra = f"; {stats['calibration_region_fraction']:.0%} in ACO's calibration region" if "calibration_region_fraction" in stats else ""
+    log(f"round {r}: {params.method.name}: {what} from {stats['queries']} queries{extra}")
     return stats
 
 
 def run_train(params: Params, r: int, log: Log = print, track=None) -> dict:
     from genius.training.recipe import train_round  # keeps `genius ingest` and friends light
 
+    check_method(params)  # a loss that cannot train the method's records: refused before the model loads
     paths = round_paths(params, r)
-    pairs = [PreferencePair.from_json(row) for row in read_jsonl(require(paths.pairs, "pairs", r))]
+    pairs = [training_pair(row) for row in read_jsonl(require(paths.pairs, "pairs", r))]  # pairs, or SFT targets
     check_model(policy_path(params, r))
     if not pairs:
-        log(f"round {r}: no preference pairs; the checkpoint is the unchanged policy")
+        log(f"round {r}: no training records; the checkpoint is the unchanged policy")
     reference = None if params.training.reference == "previous" else params.model.path
     metrics = train_round(pairs, policy_path(params, r), paths.checkpoint, params.training, params.model, reference, log, track)
     metrics["environment"] = environment(params.training.threads, params.model.dtype, params.model.device)
@@ -201,6 +215,8 @@ def run_evaluate(params: Params, r: int, log: Log = print) -> dict:
         stages = round_statistics(params, paths)
         metrics |= stages
         metrics["seconds_total"] += sum(s.get("seconds", 0.0) for s in stages.values())  # the round's stages, this one included
+        metrics["method"] = {"name": params.method.name, "uses_labels": method(params).labels}
+        metrics["cost"] = round_cost(stages)
     write_json(paths.metrics, metrics)
     log(f"round {r}: " + ", ".join(f"{t} {a:.1%}" for t, a in result["accuracy"].items()))
     write_report(params.rounds.runs_dir, len(read_registry(params.rounds.registry)))
@@ -217,6 +233,24 @@ def round_statistics(params: Params, paths: RoundPaths) -> dict[str, dict]:
             data = _read_json(getattr(paths, name))
             out[key] = {k: len(data[k]) if isinstance(data[k], list) else data[k] for k in keep} if keep else data
     return out
+
+
+def round_cost(stages: dict[str, dict]) -> dict:
+    """What the round cost to make its training data and train on it: tokens through the policy and seconds.
+
+    Data: sampling's generated and prefilled tokens, and what the pairs stage ran through the
+    policy again (self-certainty's teacher-forced pass, self-rewarding's judgements). Samples
+    shared by several replicate arms are counted whole in each.
+    """
+    sampling, pairs, training = (stages.get(k, {}) for k in ("sampling", "pairs", "training"))
+    data_tokens = sampling.get("generated_tokens", 0) + sampling.get("prefill_tokens", 0) + pairs.get("tokens", 0)
+    data_seconds = sampling.get("sampling_seconds", sampling.get("seconds", 0.0)) + pairs.get("seconds", 0.0)
+    return {
+        "data_tokens": data_tokens,
+        "data_seconds": data_seconds,
+        "train_tokens": training.get("tokens", 0),
+        "train_seconds": training.get("seconds", 0.0),
+    }
 
 
 def eval_row(metrics: dict) -> dict[str, float]:

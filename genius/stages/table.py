@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
 
+from genius.config import ConfigError
 from genius.io import hold
 from genius.layout import RoundPaths, round_name
 
@@ -106,8 +107,8 @@ class Stage:
         held = hold(self.paths(params.rounds.runs_dir, r).lock, holder, mode == "shared") if mode else nullcontext()
         with held:
             if self.main:
-                return _resolve(self.main)(params, args, log) or 0
-            function = _resolve(self.function)
+                return resolve(self.main)(params, args, log) or 0
+            function = resolve(self.function)
             function(params, log) if self.rounds == NONE else function(params, r, log)
             return 0
 
@@ -120,7 +121,8 @@ def _lock_mode(args: argparse.Namespace) -> str | None:
     return "shared" if getattr(args, "shard", None) else "exclusive"
 
 
-def _resolve(ref: str) -> Callable:
+def resolve(ref: str) -> Callable:
+    """The function a "module:function" reference names, imported on use."""
     module, _, name = ref.partition(":")
     return getattr(importlib.import_module(module), name)  # on use: `genius --help` stays instant
 
@@ -169,9 +171,9 @@ STAGES: dict[str, Stage] = {
             main="genius.stages.mains:sample",
         ),
         Stage(
-            "pairs", f"{STAGE_FUNCTIONS}:run_pairs", task="build-pairs", help="the round's preference pairs and their statistics",
+            "pairs", f"{STAGE_FUNCTIONS}:run_pairs", task="build-pairs", help="the round's training data by its method (pairs or SFT targets) and their statistics",
             reads=("samples",), writes=("pairs", "pair_stats"),
-            code=("genius/algorithm/pairs.py", "genius/algorithm/records.py"), stats=("pairs", "pair_stats", ()), retry_delay_seconds=0,
+            code=("genius/algorithm/records.py", "genius/stages/tools.py"), stats=("pairs", "pair_stats", ()), retry_delay_seconds=0,
         ),
         Stage(
             "train", f"{STAGE_FUNCTIONS}:run_train", task="aco-train", help="ACO training from round R's policy",
@@ -188,14 +190,84 @@ STAGES: dict[str, Stage] = {
         ),
     ]
 }
-# The stages of a round, in order, per method: the flow, `dvc repro` and a lineage outside DVC
-# all run these. A method that makes its training data otherwise is a row here.
-ROUNDS = {"genius": ("ingest", "sample", "pairs", "train", "evaluate")}
+# ---------------------------------------------------------------------------- methods
+# How a round turns the policy's own samples into training data is a method (`method.name`,
+# README "Methods"): a row of ROUNDS. Its stages run in order; the sample stage hands its
+# sampler to the shard store, the pairs stage calls its `build`, and the train stage refuses a
+# `training.loss` that cannot train what `build` writes. Adding a method is its module (a
+# sampler, or one of these two, and a `build`), its name in MethodConfig, a row here, a test.
+
+ROUND = ("ingest", "sample", "pairs", "train", "evaluate")
+PAIR_LOSSES = ("aco", "dpo", "ipo", "simpo", "ropo", "sft")  # losses of any preference pair (sft: its positive)
+FORESIGHT = "genius.algorithm.sampling:batch_sampler"  # stepwise foresight re-sampling (`sampling`)
+RESPONSES = "genius.algorithm.responses:batch_sampler"  # n whole responses per query (`method.samples`)
+RESPONSE_KEYS = ("method.samples", "method.temperature", "method.max_new_tokens")  # what RESPONSES reads
+ANSWER_KEYS = ("method.answer", "method.answers_path")
+
+
+@dataclass(frozen=True)
+class Method:
+    """A row of ROUNDS: one method's round."""
+
+    build: str  # "module:function"(samples, params, tools) -> (records, statistics): the pairs stage's work
+    losses: tuple[str, ...]  # the training.loss values that can train what `build` writes, its own first
+    sampler: str = FORESIGHT  # "module:function"(params, log) -> the sampler the sample stage hands the shard store
+    labels: bool = False  # it reads gold answers (method.answers_path): a positive control, never a result
+    params: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per stage: the method's own keys it reads (DVC params)
+    code: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per stage: the method's code it runs (DVC deps)
+    stages: tuple[str, ...] = ROUND  # the round's stages, in order (online RL: ingest, train, evaluate)
+
+
+def _responses(build: str, losses: tuple[str, ...], module: str, pairs_keys: tuple[str, ...] = (), labels: bool = False) -> Method:
+    """A method that chooses among n whole responses per query."""
+    code = (f"genius/algorithm/{module}.py", "genius/algorithm/responses.py", "genius/data/answers.py")
+    params = {"sample": RESPONSE_KEYS, "pairs": ("method.name", *pairs_keys)}
+    return Method(build, losses, RESPONSES, labels, params, {"pairs": code})
+
+
+ROUNDS: dict[str, Method] = {
+    "genius": Method("genius.algorithm.pairs:build", PAIR_LOSSES, params={"pairs": ("method.name",)}, code={"pairs": ("genius/algorithm/pairs.py",)}),
+    "self_consistency": _responses(
+        "genius.algorithm.self_consistency:build", ("scpo", *PAIR_LOSSES), "self_consistency", ("method.answer", "method.min_vote_share")
+    ),
+    "lmsi": _responses("genius.algorithm.lmsi:build", ("sft",), "lmsi", ("method.answer", "method.min_vote_share")),
+    "self_certainty": _responses("genius.algorithm.self_certainty:build", ("dpo", *PAIR_LOSSES), "self_certainty"),
+    "self_rewarding": _responses(
+        "genius.algorithm.self_rewarding:build", ("dpo", *PAIR_LOSSES), "self_rewarding",
+        ("method.judgements", "method.judge_temperature", "method.judge_max_new_tokens"),
+    ),  # fmt: skip
+    "oracle_pairs": Method(
+        "genius.algorithm.controls:build_oracle_pairs", PAIR_LOSSES, labels=True, params={"pairs": ("method.name", *ANSWER_KEYS)},
+        code={"pairs": ("genius/algorithm/controls.py", "genius/data/answers.py")},
+    ),  # fmt: skip
+    "rft": _responses("genius.algorithm.controls:build_rft", ("sft",), "controls", ANSWER_KEYS, labels=True),
+}
+
+
+def method(params) -> Method:
+    """The row of the method this lineage runs (`method.name`)."""
+    return ROUNDS[params.method.name]
+
+
+def check_method(params) -> None:
+    """Refuse, in one line naming the keys, a `training.loss` the method's data cannot train, or a
+    label-using control without its answers: before any stage of the round runs."""
+    m, name = method(params), params.method.name
+    if "train" in m.stages and params.training.loss not in m.losses:
+        raise ConfigError(
+            f"training.loss: {params.training.loss} cannot train what method.name {name} writes: set training.loss: "
+            f"{m.losses[0]}" + (f" (or one of {', '.join(m.losses[1:])})" if len(m.losses) > 1 else "")
+        )
+    if m.labels and params.method.answers_path is None:
+        raise ConfigError(
+            f"method.answers_path: null, but method.name {name} is a positive control that USES LABELS: "
+            "point it at a JSONL of {id, answer} for the query pool (the toy writes answers.jsonl beside its queries)"
+        )
 
 
 def round_stages(params) -> list[Stage]:
-    """The stages each round of this lineage runs, in order."""
-    return [STAGES[name] for name in ROUNDS["genius"]]
+    """The stages each round of this lineage runs, in order (its method's row)."""
+    return [STAGES[name] for name in method(params).stages]
 
 
 def writer(params, name: str) -> Stage:
