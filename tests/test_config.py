@@ -105,3 +105,23 @@ def test_written_overrides_read_back(tmp_path):
     params = load_params(path)
     assert params.queries.paths == ["reasoning_gym:basic_arithmetic?size=20&seed=2", "a.jsonl"]
     assert params.model.path == "/m/x" and "# kept" in path.read_text()
+
+
+def test_the_optional_grpo_section_leaves_old_hashes_alone(tmp_path):
+    """A params file without `grpo` (every preset before issue 25) hashes as it did before the
+    section existed: the hash of its other sections alone; writing the section changes it."""
+    from genius.io import stable_hash
+
+    shipped = load_params(ROOT / "params.yaml")
+    assert shipped.grpo is None
+    assert shipped.hash() == stable_hash(shipped.model_dump(exclude={"grpo"}), 12)
+    with_grpo = load_params(ROOT / "params.yaml", ["grpo.reward=self_certainty"])
+    assert with_grpo.grpo.reward == "self_certainty" and with_grpo.grpo.num_generations == 8
+    assert with_grpo.hash() != shipped.hash() and with_grpo.hash("sampling") == shipped.hash("sampling")
+
+
+def test_grpo_section_errors_name_the_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"params.yaml:\d+: grpo: unknown keys \['num_generation'\] \(known: reward, "):
+        load_params(write(tmp_path, "grpo:\n  num_generation: 4\n"))
+    with pytest.raises(ConfigError, match=r"grpo.num_generations: must be > 1, got 1"):
+        load_params(write(tmp_path, "grpo:\n  num_generations: 1\n"))

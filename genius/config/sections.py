@@ -141,6 +141,31 @@ class TrainingConfig(Section):
         return self
 
 
+class GrpoConfig(Section):
+    """Online RL rounds (issue 25): GRPO on a label-free reward; genius/training/grpo.py.
+
+    How the policy trains (full or LoRA, precision, threads, resumable states, the reference
+    model) is `training`'s; this section holds GRPO's own knobs.
+    """
+
+    reward: Literal["majority_vote", "self_certainty", "neg_entropy"] = "majority_vote"  # TTRL | INTUITOR | RENT
+    engine: Literal["genius", "trl"] = "genius"  # genius: the project's transformers engine (shared prompt cache) | trl: TRL's model.generate
+    num_generations: int = Field(8, gt=1)  # G: responses sampled per query; advantages are normalised within the group
+    temperature: Number = Field(1.0, gt=0)  # sampling temperature of the group's responses
+    max_completion_tokens: int = Field(128, gt=0)  # token limit of one response
+    batch_queries: int = Field(8, gt=0)  # queries per optimizer step (x G responses)
+    epochs: int = Field(1, gt=0)  # passes over the round's queries, each sampling fresh groups
+    num_iterations: int = Field(1, gt=0)  # mu: updates per sampled batch; the ratio clip acts only when > 1
+    learning_rate: Number = Field(1e-5, gt=0)  # AdamW peak
+    warmup_ratio: Number = Field(0.0, ge=0, lt=1)  # linear warm-up share, then linear decay
+    beta: Number = Field(0.01, ge=0)  # KL(pi || pi_ref) coefficient; 0: no reference loaded and no KL measured
+    epsilon: Number = Field(0.2, gt=0)  # ratio clip: [1 - epsilon, 1 + epsilon]
+    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = "dapo"  # token aggregation (TRL's names); grpo: per-sequence mean, length-biased
+    scale_rewards: Literal["group", "batch", "none"] = "group"  # divide the advantage by the group's std (GRPO) | the batch's | not (Dr. GRPO)
+    max_grad_norm: Number = Field(1.0, gt=0)
+    seed: int = 0
+
+
 class EvalConfig(Section):
     include_path: str = "eval"
     tasks: Strings = ["genius_toy", "genius_toy_sampled"]
@@ -216,9 +241,14 @@ class Params(Section):
     rounds: RoundsConfig
     tracking: TrackingConfig
     orchestration: OrchestrationConfig
+    grpo: GrpoConfig | None = None  # optional: only a lineage with GRPO rounds writes it
 
     def hash(self, *sections: str) -> str:
-        """A short stable hash of the named sections (all when none), for provenance."""
-        data = self.model_dump()
-        picked = {k: data[k] for k in (sections or data)}
+        """A short stable hash of the named sections (all when none), for provenance.
+
+        An optional section left out (None) is left out of the hash too: adding one to the
+        schema does not change the hash of a params file that does not use it.
+        """
+        data = {k: v for k, v in self.model_dump().items() if v is not None}
+        picked = {k: data.get(k) for k in (sections or data)}
         return stable_hash(picked, 12)
