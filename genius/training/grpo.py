@@ -31,6 +31,7 @@ import math
 import resource
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -78,6 +79,7 @@ def _train(queries, policy_path, out_dir, cfg, training, model_cfg, extract, lab
     from datasets import Dataset
 
     start = time.time()
+    _check_batch(cfg, training)  # before the model loads
     model, tokenizer = load_policy(policy_path, model_cfg, training)
     reward = GroupReward(cfg, tokenizer, extract)
     rows = [{"prompt": [{"role": "user", "content": q.text}], "query_id": q.id} for q in queries]
@@ -207,18 +209,11 @@ def engine_rollout(cfg: GrpoConfig, tokenizer) -> Callable:
 
 def _trainer(model, tokenizer, reward, dataset, cfg: GrpoConfig, training: TrainingConfig, model_cfg: ModelConfig, state_dir: Path):
     """TRL's GRPOTrainer with the round's settings (where TRL's defaults differ: README of bench/grpo.py)."""
-    from accelerate import PartialState
     from transformers import PrinterCallback, ProgressCallback
     from trl import GRPOConfig as TrlConfig
 
-    world, accumulation = PartialState().num_processes, training.gradient_accumulation_steps
+    world, accumulation = _check_batch(cfg, training)
     rows = cfg.batch_queries * cfg.num_generations  # responses per optimizer step, all processes together
-    if cfg.batch_queries % world or rows % (world * accumulation):
-        raise ValueError(
-            f"grpo.batch_queries ({cfg.batch_queries}) must be a multiple of the {world} training process(es), and "
-            f"its {rows} responses a multiple of processes x training.gradient_accumulation_steps ({world * accumulation}): "
-            "each process votes on whole groups"
-        )
     on_gpu = model_cfg.device != "cpu" and torch.cuda.is_available()
     bf16 = training.mixed_precision == "bf16" or (
         training.mixed_precision == "auto" and on_gpu and torch.cuda.is_bf16_supported()
@@ -235,28 +230,63 @@ def _trainer(model, tokenizer, reward, dataset, cfg: GrpoConfig, training: Train
         disable_dropout=True, logging_steps=1, log_completions=False,
         save_strategy="steps" if training.save_every else "no", save_steps=training.save_every or 1, save_total_limit=1,
     )  # fmt: skip
-    trainer = _timed_trainer()(
-        model=model, reward_funcs=[reward], args=args, train_dataset=dataset, processing_class=tokenizer,
-        rollout_func=engine_rollout(cfg, tokenizer) if cfg.engine == "genius" else None,
-    )  # fmt: skip
+    with warnings.catch_warnings():  # rollout_func is "experimental" in trl 1.16: pinned <2, tested here
+        warnings.filterwarnings("ignore", message="You are using 'rollout_func'")
+        trainer = _round_trainer()(
+            model=model, reward_funcs=[reward], args=args, train_dataset=dataset, processing_class=tokenizer,
+            rollout_func=engine_rollout(cfg, tokenizer) if cfg.engine == "genius" else None,
+        )  # fmt: skip
     for printer in (PrinterCallback, ProgressCallback):  # the round logs its own lines
         trainer.remove_callback(printer)
     return trainer
 
 
-def _timed_trainer():
+def _check_batch(cfg: GrpoConfig, training: TrainingConfig) -> tuple[int, int]:
+    """(processes, accumulation steps), once the batch is known to split into whole groups per process."""
+    from accelerate import PartialState
+
+    world, accumulation = PartialState().num_processes, training.gradient_accumulation_steps
+    rows = cfg.batch_queries * cfg.num_generations
+    if cfg.batch_queries % world or rows % (world * accumulation):
+        raise ValueError(
+            f"grpo.batch_queries ({cfg.batch_queries}) must be a multiple of the {world} training process(es), and "
+            f"its {rows} responses a multiple of processes x training.gradient_accumulation_steps ({world * accumulation}): "
+            "each process votes on whole groups"
+        )
+    return world, accumulation
+
+
+def _round_trainer():
+    """GRPOTrainer with two changes, both on TRL internals of trl 1.16 (pinned <2, tested in tests/test_grpo.py)."""
     from trl import GRPOTrainer
+    from trl.trainer.utils import RepeatSampler
 
-    class TimedGRPOTrainer(GRPOTrainer):
-        """GRPOTrainer that records each generation's seconds, so a step splits into generation and update."""
+    class EpochSampler(RepeatSampler):
+        """Each epoch's query order a function of (seed, epoch), as the ACO trainer's: TRL's sampler draws
+        epochs from one running generator, so a round resumed in its second epoch replayed the first's order."""
 
-        def _generate(self, prompts):  # TRL internal (trl 1.16); its metrics are flushed after the rewards
+        def set_epoch(self, epoch: int) -> None:  # transformers' Trainer calls it before each epoch
+            if self.shuffle:
+                self.generator.manual_seed(int(stable_hash(f"{self.seed}:{epoch}", 15), 16))
+
+    class RoundTrainer(GRPOTrainer):
+        def _get_train_sampler(self, dataset=None):
+            return EpochSampler(
+                data_source=self.train_dataset if dataset is None else dataset,
+                mini_repeat_count=self.num_generations,
+                batch_size=self.args.generation_batch_size // self.num_generations,
+                repeat_count=self.num_iterations * self.args.steps_per_generation,
+                shuffle=self.shuffle_dataset,
+                seed=self.args.seed,
+            )
+
+        def _generate(self, prompts):  # timed, so a step splits into generation and update; flushed after the rewards
             started = time.perf_counter()
             out = super()._generate(prompts)
             self._pending_metrics["generation_seconds"].append(time.perf_counter() - started)
             return out
 
-    return TimedGRPOTrainer
+    return RoundTrainer
 
 
 def _set_reference(trainer, reference_path: str | None, model_cfg: ModelConfig, cfg: GrpoConfig, training: TrainingConfig) -> None:
