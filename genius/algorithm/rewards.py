@@ -56,7 +56,9 @@ def majority_vote(responses: Sequence[str], extract: Extract) -> Vote:
     return Vote(rewards, majority, count / len(answers), answers)
 
 
-def majority_correct(majority: str | None, gold: str | None, same: Callable[[str, str], bool] | None = None) -> float | None:
+def majority_correct(
+    majority: str | None, gold: str | None, same: Callable[[str, str], bool] | None = None
+) -> float | None:
     """Measurement only: 1.0 when the group's majority answer is right, 0.0 when wrong; None without a label.
 
     No majority (no response answered) counts as wrong. `same` compares answers (default: equal strings).
