@@ -156,7 +156,7 @@ class GrpoConfig(Section):
     batch_queries: int = Field(8, gt=0)  # queries per optimizer step (x G responses)
     epochs: int = Field(1, gt=0)  # passes over the round's queries, each sampling fresh groups
     num_iterations: int = Field(1, gt=0)  # mu: updates per sampled batch; the ratio clip acts only when > 1
-    learning_rate: Number = Field(1e-5, gt=0)  # AdamW peak
+    learning_rate: Number = Field(5e-5, gt=0)  # AdamW peak, as training.learning_rate for the toy (~1e-6 for billions of parameters)
     warmup_ratio: Number = Field(0.0, ge=0, lt=1)  # linear warm-up share, then linear decay
     beta: Number = Field(0.01, ge=0)  # KL(pi || pi_ref) coefficient; 0: no reference loaded and no KL measured
     epsilon: Number = Field(0.2, gt=0)  # ratio clip: [1 - epsilon, 1 + epsilon]
