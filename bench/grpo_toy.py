@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--collapse-lr", type=float, default=1e-3)
     parser.add_argument("--arms", default=",".join(ARMS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, help="score only the first N test problems (a smoke run)")
     args = parser.parse_args()
     toy, out = Path(args.toy), Path(args.out)
     if not (toy / "model").exists():
@@ -51,7 +52,7 @@ def main() -> None:
     rows = [json.loads(line) for line in open(toy / "queries.jsonl")][: args.queries]
     queries = [Query(r["id"], r["query"]) for r in rows]
     labels = {r["id"]: str(sum(map(int, r["query"].split("+")))) for r in rows}
-    results = {"base": score(str(toy / "model"), toy)}
+    results = {"base": score(str(toy / "model"), toy, args.limit)}
     print(f"base: {results['base']}", flush=True)
     for arm in args.arms.split(","):
         cfg = GrpoConfig(
@@ -61,7 +62,7 @@ def main() -> None:
         )
         started = time.time()
         metrics = train(arm, cfg, queries, labels, toy, out / arm)
-        results[arm] = {"train": metrics, "lr": cfg.learning_rate, **score(str(out / arm / "checkpoint"), toy)}
+        results[arm] = {"train": metrics, "lr": cfg.learning_rate, **score(str(out / arm / "checkpoint"), toy, args.limit)}
         results[arm]["seconds"] = time.time() - started
         print(f"{arm}: {results[arm]['greedy']:.3f} greedy, {results[arm]['sampled']:.3f} at T=1.0", flush=True)
         (out / "results.json").write_text(json.dumps(results, indent=2))
@@ -94,10 +95,11 @@ class GoldReward(GroupReward):
         return [1.0 if self.extract(c[-1]["content"]) == gold else 0.0 for c, gold in zip(completions, label)]
 
 
-def score(model: str, toy: Path) -> dict:
+def score(model: str, toy: Path, limit: int | None) -> dict:
     from genius.evaluation.harness import evaluate
 
-    result = evaluate(model, EvalConfig(diagnostics=False, test_path=str(toy / "test.jsonl")), ModelConfig(), base_dir=ROOT)
+    eval_cfg = EvalConfig(diagnostics=False, test_path=str(toy / "test.jsonl"), limit=limit)
+    result = evaluate(model, eval_cfg, ModelConfig(), base_dir=ROOT)
     return {"greedy": result["accuracy"]["genius_toy"], "sampled": result["accuracy"]["genius_toy_sampled"]}
 
 
