@@ -52,6 +52,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--vllm", action="store_true", help="also TRL's vLLM colocate mode and the project's vLLM engine")
+    parser.add_argument("--only", help="comma-separated contenders to run (default: all, vLLM ones with --vllm)")
+    parser.add_argument("--timeout", type=int, default=1800, help="seconds a contender may run")
     parser.add_argument("--json", help="also write the numbers here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -67,7 +69,8 @@ def main() -> None:
         flush=True,
     )
     results = {}
-    for name in CONTENDERS + (VLLM if args.vllm else ()):
+    names = args.only.split(",") if args.only else CONTENDERS + (VLLM if args.vllm else ())
+    for name in names:
         results[name] = run_worker(name, args)
         print(f"{name}: {json.dumps(results[name])}", flush=True)
     print(table(results))
@@ -83,7 +86,10 @@ def run_worker(name: str, args) -> dict:
            "--threads", str(args.threads)]  # fmt: skip
     env = os.environ | {"TQDM_DISABLE": "1", "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}
     started = time.time()
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return {"failed": f"not done after {args.timeout} s", "wall_seconds": time.time() - started}
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
     if out.returncode != 0 or not lines:
         error = [line for line in out.stderr.splitlines() if line.strip()][-1:] or ["no output"]
