@@ -1,6 +1,6 @@
 """H1 and H2 of docs/RESULTS.md on one round's pairs, pure computation (no model).
 
-    python bench/calibration.py runs/science/sweep/seed0/genius/r1
+    python -m bench.calibration runs/science/sweep/seed0/genius/r1
 
 H1: ACO's calibration weight w = min(1, exp(-(A_l - A_w)/alpha)) for each alpha: its mean and
 the share of pairs with w < 1 and w < 0.5, plus the spread of the advantage gaps (what an alpha
@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from genius.algorithm.records import PreferencePair, SampleRecord  # noqa: E402
-from genius.io import read_jsonl  # noqa: E402
+from genius.algorithm.records import PreferencePair, SampleRecord
+from genius.io import read_jsonl
+from genius.layout import RoundPaths
 
 ALPHAS = [1.0, 0.1, 0.03, 0.01, 0.003]
 
@@ -75,7 +73,7 @@ def main() -> None:
     parser.add_argument("round_dir", nargs="+", help="folders holding pairs.jsonl (and samples.jsonl)")
     args = parser.parse_args()
     for d in map(Path, args.round_dir):
-        pairs = [PreferencePair.from_json(row) for row in read_jsonl(d / "pairs.jsonl")]
+        pairs = [PreferencePair.from_json(row) for row in read_jsonl(RoundPaths(d).pairs)]
         gap = np.array([p.adv_rejected - p.adv_chosen for p in pairs])
         adv = np.array([x for p in pairs for x in (p.adv_chosen, p.adv_rejected)])
         margin = np.array([p.score_chosen - p.score_rejected for p in pairs])
@@ -89,7 +87,7 @@ def main() -> None:
             print(
                 f"alpha {row['alpha']:<8.4g} mean w {row['w_mean']:.3f}  w<1 {row['w_below_1']:.3f}  w<0.5 {row['w_below_0.5']:.3f}"
             )
-        samples = d / "samples.jsonl"
+        samples = RoundPaths(d).samples
         if samples.exists():
             print(json.dumps(near_copies([SampleRecord.from_json(row) for row in read_jsonl(samples)])))
 

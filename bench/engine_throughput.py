@@ -1,7 +1,7 @@
 """Per-engine throughput of an 8B-shaped model on one GPU, for docs/SCALING.md.
 
-    python bench/engine_throughput.py                 # Llama-3.1-8B shapes, random bf16 weights
-    python bench/engine_throughput.py --layers 2      # a quick check of the script itself
+    python -m bench.engine_throughput                 # Llama-3.1-8B shapes, random bf16 weights
+    python -m bench.engine_throughput --layers 2      # a quick check of the script itself
 
 No weights are downloaded (the machines that ran it reach no hub): the model is
 LlamaForCausalLM with Llama-3.1-8B's shapes and random weights, which costs the same FLOPs
@@ -19,16 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from genius.engines.transformers_engine import TransformersEngine  # noqa: E402
-from genius.toy.tokenizer import build_tokenizer  # noqa: E402
+from genius.engines.transformers_engine import TransformersEngine
+from genius.toy.tokenizer import build_tokenizer
 
 
 def model_8b(layers: int, dtype, device):

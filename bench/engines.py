@@ -1,8 +1,8 @@
 """Foresight sampling on the vLLM engine against the transformers engine, same settings, one run.
 
-    python bench/engines.py                                  # the toy, then SmolLM2
-    python bench/engines.py --models smollm2 --queries 8     # one model, another size
-    python bench/engines.py --json bench-engines.json        # also write the numbers
+    python -m bench.engines                                  # the toy, then SmolLM2
+    python -m bench.engines --models smollm2 --queries 8     # one model, another size
+    python -m bench.engines --json bench-engines.json        # also write the numbers
 
 For each model, both engines run the project's real sampler (`genius.algorithm.sampling`, the code a
 round runs) on the same queries with the same SamplingConfig, in this process, on
@@ -28,21 +28,18 @@ import argparse
 import json
 import random
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from genius.algorithm.sampling import foresight_sample  # noqa: E402
-from genius.config import SamplingConfig, ToyConfig  # noqa: E402
-from genius.data.queries import Query  # noqa: E402
-from genius.engines.loading import load_model  # noqa: E402
-from genius.engines.transformers_engine import TransformersEngine  # noqa: E402
-from genius.toy import task  # noqa: E402
+from genius.algorithm.sampling import foresight_sample
+from genius.config import SamplingConfig, ToyConfig
+from genius.data.queries import Query
+from genius.engines.loading import load_model
+from genius.engines.transformers_engine import TransformersEngine
+from genius.toy import task
 
 
 def toy_model(path: str | None, workdir: Path) -> str:

@@ -1,8 +1,8 @@
 """GRPO tokens per second, generation and update apart: the project's round against TRL's GRPOTrainer at its defaults.
 
-    nice -n 10 .venv/bin/python bench/grpo.py                     # SmolLM2-135M-Instruct, 3 steps each
-    nice -n 10 .venv/bin/python bench/grpo.py --vllm              # also vLLM: TRL's colocate mode, the project's engine
-    nice -n 10 .venv/bin/python bench/grpo.py --model runs/toy/model --queries 16
+    nice -n 10 .venv/bin/python -m bench.grpo                     # SmolLM2-135M-Instruct, 3 steps each
+    nice -n 10 .venv/bin/python -m bench.grpo --vllm              # also vLLM: TRL's colocate mode, the project's engine
+    nice -n 10 .venv/bin/python -m bench.grpo --model runs/toy/model --queries 16
 
 The same work for every contender: the same queries (arithmetic questions), G responses per
 query at T=1.0 up to --max-tokens, --batch-queries queries per optimizer step, --steps steps,
@@ -55,7 +55,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 CONTENDERS = ("genius", "genius-trlgen", "trl-defaults")
 VLLM = ("trl-vllm", "genius-vllm")
@@ -99,7 +98,7 @@ def main() -> None:
 
 def run_worker(name: str, args) -> dict:
     workdir = tempfile.mkdtemp(prefix=f"genius-bench-grpo-{name}-")
-    cmd = [sys.executable, __file__, "--worker", name, "--workdir", workdir, "--model", args.model,
+    cmd = [sys.executable, "-m", "bench.grpo", "--worker", name, "--workdir", workdir, "--model", args.model,
            "--queries", str(args.queries), "--batch-queries", str(args.batch_queries), "--generations",
            str(args.generations), "--max-tokens", str(args.max_tokens), "--steps", str(args.steps),
            "--threads", str(args.threads)]  # fmt: skip
@@ -138,7 +137,7 @@ def queries(count: int, seed: int = 0):
 
 
 def last_number(response: str) -> str | None:
-    from genius.evaluation.diagnostics import read_answer
+    from genius.data.answers import read_answer
 
     return read_answer(response, "last_number")
 
@@ -154,14 +153,15 @@ def grpo_cfg(args, engine: str):
 
 def genius_worker(args, engine: str = "genius") -> dict:
     from genius.config import ModelConfig, TrainingConfig
+    from genius.layout import RoundPaths
     from genius.training.grpo import train_grpo_round
 
-    work = Path(args.workdir)
+    work = RoundPaths(Path(args.workdir))
     train_grpo_round(
-        queries(args.queries), args.model, work / "checkpoint", grpo_cfg(args, engine), TrainingConfig(threads=args.threads),
-        ModelConfig(device="cpu"), last_number, log=lambda _: None, work_dir=work,
+        queries(args.queries), args.model, work.checkpoint, "majority_vote", grpo_cfg(args, engine),
+        TrainingConfig(threads=args.threads), ModelConfig(device="cpu"), last_number, log=lambda _: None, work_dir=work.dir,
     )  # fmt: skip
-    return speeds([json.loads(line) for line in open(work / "train_steps.jsonl")])
+    return speeds([json.loads(line) for line in open(work.train_steps)])
 
 
 def trl_worker(args, vllm: bool = False) -> dict:
@@ -192,7 +192,7 @@ def trl_worker(args, vllm: bool = False) -> dict:
         max_completion_length=args.max_tokens, max_steps=args.steps, **extra,
     )  # fmt: skip
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    reward = GroupReward(cfg, tokenizer, last_number)
+    reward = GroupReward("majority_vote", tokenizer, last_number)
     trainer = Timed(model=args.model, reward_funcs=[reward], args=config, train_dataset=Dataset.from_list(rows))
     trainer.train()
     out = speeds(step_rows(trainer.state.log_history, cfg))

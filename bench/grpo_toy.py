@@ -1,7 +1,7 @@
 """One GRPO round of each label-free reward on the toy, scored like every round; and a round forced into collapse.
 
     .venv/bin/genius toy                                   # runs/toy (once)
-    nice -n 10 .venv/bin/python bench/grpo_toy.py          # ~15 min of CPU on 2 cores
+    nice -n 10 .venv/bin/python -m bench.grpo_toy          # ~15 min of CPU on 2 cores
 
 Arms (each from the toy's base, on the same first --queries queries of the toy's pool, G=8
 responses per query at T=1.0, 8 queries a step, one epoch; genius.training.grpo):
@@ -39,13 +39,13 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from genius.config import EvalConfig, GrpoConfig, ModelConfig, QueriesConfig, TrainingConfig
+from genius.data.answers import read_answer
+from genius.data.queries import Query
+from genius.layout import RoundPaths
+from genius.training.grpo_rollout import GroupReward
 
-from genius.config import EvalConfig, GrpoConfig, ModelConfig, TrainingConfig  # noqa: E402
-from genius.data.queries import Query  # noqa: E402
-from genius.evaluation.diagnostics import read_answer  # noqa: E402
-from genius.training.grpo_rollout import GroupReward  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 ARMS = ("majority_vote", "self_certainty", "neg_entropy", "gold", "collapse")
 
@@ -64,27 +64,24 @@ def main() -> None:
     toy, out = Path(args.toy), Path(args.out)
     if not (toy / "model").exists():
         sys.exit(f"{toy}/model does not exist: run `genius toy` first")
-    rows = [json.loads(line) for line in open(toy / "queries.jsonl")][: args.queries]
+    pool = Path(QueriesConfig().paths[0])  # the toy's pool, as the params name it: runs/toy/queries.jsonl
+    rows = [json.loads(line) for line in open(toy / pool.name)][: args.queries]
     queries = [Query(r["id"], r["query"]) for r in rows]
     labels = {r["id"]: str(sum(map(int, r["query"].split("+")))) for r in rows}
     results = {"base": score(str(toy / "model"), toy, args.limit)}
     print(f"base: {results['base']}", flush=True)
     for arm in args.arms.split(","):
-        cfg = GrpoConfig(
-            reward="majority_vote" if arm in ("gold", "collapse") else arm,
-            learning_rate=args.collapse_lr if arm == "collapse" else args.lr,
-            seed=args.seed,
-        )
+        cfg = GrpoConfig(learning_rate=args.collapse_lr if arm == "collapse" else args.lr, seed=args.seed)
         started = time.time()
-        metrics = train(arm, cfg, queries, labels, toy, out / arm)
-        results[arm] = {"train": metrics, "lr": cfg.learning_rate, **score(str(out / arm / "checkpoint"), toy, args.limit)}
+        metrics = train(arm, cfg, queries, labels, toy, RoundPaths(out / arm))
+        results[arm] = {"train": metrics, "lr": cfg.learning_rate, **score(str(RoundPaths(out / arm).checkpoint), toy, args.limit)}
         results[arm]["seconds"] = time.time() - started
         print(f"{arm}: {results[arm]['greedy']:.3f} greedy, {results[arm]['sampled']:.3f} at T=1.0", flush=True)
         (out / "results.json").write_text(json.dumps(results, indent=2))
     print(table(results, out))
 
 
-def train(arm: str, cfg: GrpoConfig, queries, labels, toy: Path, out: Path) -> dict:
+def train(arm: str, cfg: GrpoConfig, queries, labels, toy: Path, out: RoundPaths) -> dict:
     from accelerate.state import AcceleratorState
 
     import genius.training.grpo as grpo
@@ -93,9 +90,11 @@ def train(arm: str, cfg: GrpoConfig, queries, labels, toy: Path, out: Path) -> d
     if arm == "gold":
         grpo.GroupReward = GoldReward
     try:
+        reward = "majority_vote" if arm in ("gold", "collapse") else arm
         return grpo.train_grpo_round(
-            queries, str(toy / "model"), out / "checkpoint", cfg, TrainingConfig(), ModelConfig(),
+            queries, str(toy / "model"), out.checkpoint, reward, cfg, TrainingConfig(), ModelConfig(),
             lambda response: read_answer(response, "toy"), labels, log=lambda line: print(f"  {arm}: {line}", flush=True),
+            work_dir=out.dir,
         )  # fmt: skip
     finally:
         grpo.GroupReward = reward_class
@@ -129,7 +128,7 @@ def table(results: dict, out: Path) -> str:
     for arm, r in results.items():
         if arm == "base":
             continue
-        steps = [json.loads(line) for line in open(out / arm / "train_steps.jsonl")]
+        steps = [json.loads(line) for line in open(RoundPaths(out / arm).train_steps)]
         k = max(1, len(steps) // 8)
         span = lambda key, fmt: f"{fmt.format(_mean(steps[:k], key))} -> {fmt.format(_mean(steps[-k:], key))}"  # noqa: E731
         lines.append(

@@ -16,8 +16,8 @@ torch thread, and on a shared machine wall time also measures the neighbours (th
 took 0.17 s of CPU and 0.26 s of wall time on a 2-core box with three other jobs). Each
 measurement runs `--repeats` times, interleaved, and the fastest counts.
 
-    python bench/sampling.py                      # 16, 64, 256 queries on the toy, 1 thread, best of 3
-    python bench/sampling.py --sizes 64 -S sampling.batch_queries=32
+    python -m bench.sampling                      # 16, 64, 256 queries on the toy, 1 thread, best of 3
+    python -m bench.sampling --sizes 64 -S sampling.batch_queries=32
 
 The model is `runs/toy/model` when built, else a toy built once into /tmp/genius-bench-toy
 (`--toy DIR` names another). Measured (toy: 161,600 parameters, 900 pre-training steps;
@@ -40,13 +40,11 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from genius.algorithm.sampling import foresight_sample, prompt_ids  # noqa: E402
-from genius.config import SamplingConfig, load_params  # noqa: E402
-from genius.data.queries import Query, read_queries  # noqa: E402
-from genius.engines.loading import load_model  # noqa: E402
-from genius.engines.transformers_engine import TransformersEngine  # noqa: E402
+from genius.algorithm.sampling import foresight_sample, prompt_ids
+from genius.config import SamplingConfig, load_params
+from genius.data.queries import Query, read_queries
+from genius.engines.loading import load_model
+from genius.engines.transformers_engine import TransformersEngine
 
 FALLBACK_TOY = Path("/tmp/genius-bench-toy")
 clock = time.process_time  # --clock wall: time.perf_counter

@@ -20,7 +20,7 @@ assumed model-FLOPs utilisation (MFU) of the GPU's dense bf16 peak and, given a 
 forward (scoring) throughput `--score-tokens-per-second`, from that: the reference is one
 forward pass per token, the policy's forward and backward three.
 
-    python bench/scaling_plan.py --tokens-per-second 11841 --score-tokens-per-second 33428 --gpu H200 \
+    python -m bench.scaling_plan --tokens-per-second 11841 --score-tokens-per-second 33428 --gpu H200 \
         --throughput-source "measured: bench/engine_throughput.py, H200, transformers engine"
 """
 

@@ -1,13 +1,16 @@
 """Explore training settings for the replicate on one seed's round-1 pairs, many at once.
 
-    python bench/sweep.py --plan configs/sweep.yaml --workers 15 --out sweep.jsonl
+    python -m bench.sweep --plan configs/sweep.yaml --workers 15 --out sweep.jsonl
 
-Each arm of the plan is trained with the `genius` CLI (in parallel, one thread each) on the
-pairs of its `pairs_from` arm, then scored in process by sampling from the checkpoint with
-the engine: greedy and T=1.0 on the plan's test set, with the same answer rule as the
-lm-eval task (`A:<number>`). That scorer is ~50x faster than lm-eval on the toy and agreed
-with it on the base (10.25% vs 10.2% greedy); `make replicate` itself scores with lm-eval.
-Prints one line per arm as it finishes and a table at the end; the rows go to --out.
+Each arm of the plan is a lineage, as in `make replicate` (flows/replicate.py), whose rounds
+run through the round loop (genius/stages/lineage.py) and the `genius` CLI (in parallel, one
+thread each), an arm with `pairs_from` training on that arm's pairs. Its checkpoints are then
+scored in process by the library's engine scorer (genius.evaluation.scoring, the diagnostics'
+own): greedy and T=1.0 on the plan's test set, with the same answer rule as the lm-eval task
+(`A:<number>`). That scorer is ~50x faster than lm-eval on the toy and agreed with it on the
+base (10.25% vs 10.2% greedy); `make replicate` itself scores with lm-eval, so the numbers
+here are close to, not the same as, the flow's. Prints one line per arm as it finishes and a
+table at the end; the rows go to --out.
 """
 
 from __future__ import annotations
@@ -18,53 +21,53 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from flows.replicate import run_arm, stage_done  # noqa: E402
-from genius.config import load_params  # noqa: E402
-from genius.stages.replicate import arm_dir, load_plan, overrides, summarise, table  # noqa: E402
+from flows.replicate import borrow_pairs, lineage, prepare, trains_on_pairs
+from genius.config import EvalConfig, ModelConfig, load_params
+from genius.evaluation.scoring import open_engine, score
+from genius.layout import RoundPaths, round_name
+from genius.stages.lineage import Outside, run_rounds
+from genius.stages.replicate import arm_dir, load_plan, overrides, summarise, table
+from genius.stages.table import Stage, writer
 
 TASKS = {"genius_toy": "greedy", "genius_toy_sampled": "T=1.0"}
 
 
 def engine_accuracy(model_path: str, test_path: str, seed: int, limit: int | None = None) -> dict[str, float]:
     """Greedy and T=1.0 accuracy of one sample per test problem."""
-    import torch
-
-    from genius.algorithm.sampling import prompt_ids
-    from genius.engines.loading import load_model
-    from genius.engines.transformers_engine import TransformersEngine
-    from genius.toy.task import extract_answer
-
-    rows = [json.loads(line) for line in open(test_path)][:limit]
-    model, tokenizer = load_model(model_path, device="cpu")
-    engine = TransformersEngine(model, tokenizer, 512, 131072)
-    prompts = [prompt_ids(tokenizer, r["query"]) for r in rows]
-    result = {}
-    for task, temperature in (("genius_toy", 0.0), ("genius_toy_sampled", 1.0)):
-        torch.manual_seed(seed)
-        out = engine.generate(prompts, n=1, temperature=temperature, max_new_tokens=96, stop=None)
-        right = [
-            extract_answer(tokenizer.decode(c[0].token_ids, skip_special_tokens=True)) == int(r["answer"])
-            for c, r in zip(out, rows)
-        ]
-        result[task] = sum(right) / len(rows)
-    return result
+    with open(test_path) as f:
+        rows = [json.loads(line) for line in f][:limit]
+    engine, tokenizer = open_engine(model_path, EvalConfig(), ModelConfig(device="cpu"))
+    temperatures = {"genius_toy": 0.0, "genius_toy_sampled": 1.0}
+    return {task: score(engine, tokenizer, rows, "toy", 1, t, 96, seed).accuracy() for task, t in temperatures.items()}
 
 
-def score(plan, seed: int, arm, r: int) -> dict:
+def scored_metrics(plan, seed: int, arm, r: int) -> dict:
     """Write metrics.json for (seed, arm, round r) the way read_accuracy expects it."""
     params = load_params(plan.params, overrides(plan, seed, arm))
-    d = arm_dir(plan, seed, arm.name if arm else "base") / ("base" if r == 0 else f"r{r}")
-    path = d / "metrics.json"
-    if not path.exists():
-        model = params.model.path if r == 0 else str(d / "checkpoint")
+    paths = RoundPaths.of(arm_dir(plan, seed, arm.name if arm else "base"), r)
+    if not paths.metrics.exists():
+        model = params.model.path if r == 0 else str(paths.checkpoint)
         acc = engine_accuracy(model, params.eval.test_path, seed)
-        d.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"round": r, "accuracy": acc, "scorer": "engine"}) + "\n")
-    return json.loads(path.read_text())["accuracy"]
+        paths.dir.mkdir(parents=True, exist_ok=True)
+        paths.metrics.write_text(json.dumps({"round": r, "accuracy": acc, "scorer": "engine"}) + "\n")
+    return json.loads(paths.metrics.read_text())["accuracy"]
+
+
+def run_cli(outside: Outside, stage: Stage, r: int) -> None:
+    """A stage of a lineage through the `genius` CLI, unless its last output exists."""
+    if not stage.done(outside.load(), r):
+        subprocess.run(outside.command(stage, r), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def train_arm(plan, seed: int, arm) -> None:
+    """Every round of one arm but its evaluation (scored here instead)."""
+    params = load_params(plan.params, overrides(plan, seed, arm))
+    prepare(plan, seed, arm, params.model.path)
+    if arm.pairs_from and not trains_on_pairs(params).done(params, 1):
+        borrow_pairs(plan, seed, arm)
+    outside = lineage(plan, seed, arm)
+    run_rounds(params, range(1, arm.rounds + 1), lambda stage, r: run_cli(outside, stage, r), skip=("evaluate",))
 
 
 def main() -> None:
@@ -82,16 +85,15 @@ def main() -> None:
     plan = load_plan(args.plan)
     if args.score:  # a child process: score one checkpoint (processes, not threads: the GIL)
         seed, arm, r = int(args.score[0]), args.score[1], int(args.score[2])
-        score(plan, seed, None if arm == "base" else plan.arm(arm), r)
+        scored_metrics(plan, seed, None if arm == "base" else plan.arm(arm), r)
         return
     start = time.time()
 
     def scored(seed, arm, r):
         name = arm.name if arm else "base"
-        cmd = [sys.executable, __file__, "--plan", args.plan, "--score", str(seed), name, str(r)]
+        cmd = [sys.executable, "-m", "bench.sweep", "--plan", args.plan, "--score", str(seed), name, str(r)]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        d = arm_dir(plan, seed, name) / ("base" if r == 0 else f"r{r}")
-        return json.loads((d / "metrics.json").read_text())["accuracy"]
+        return json.loads(RoundPaths.of(arm_dir(plan, seed, name), r).metrics.read_text())["accuracy"]
 
     with ThreadPoolExecutor(args.workers) as pool:
         for seed, acc in zip(plan.seeds, pool.map(lambda s: scored(s, None, 0), plan.seeds)):
@@ -104,12 +106,13 @@ def main() -> None:
             return None
         if arm.pairs_from:  # wait for the source's round-1 pairs, not its later rounds
             source = next(f for f, (s, a) in list(futures.items()) if s == seed and a.name == arm.pairs_from)
-            while not stage_done(plan, seed, plan.arm(arm.pairs_from), "pairs", 1):
+            source_params = load_params(plan.params, overrides(plan, seed, plan.arm(arm.pairs_from)))
+            while not writer(source_params, "pairs").done(source_params, 1):
                 if source.done():
                     source.result()  # raises the source's failure
                 time.sleep(2)
         t = time.time()
-        run_arm(plan, seed, arm, evaluate=False, log=lambda m: None)
+        train_arm(plan, seed, arm)
         return {r: scored(seed, arm, r) for r in range(1, arm.rounds + 1)}, time.time() - t
 
     order = [(s, a) for a in plan.arms if not a.pairs_from for s in plan.seeds]  # pair sources first
@@ -130,7 +133,7 @@ def main() -> None:
             row = {"arm": arm.name, "seed": seed, "set": arm.overrides, "accuracy": acc, "seconds": round(seconds)}
             out.write(json.dumps(row) + "\n")
             out.flush()
-            line = "  ".join(f"r{r} " + " ".join(f"{100 * v:.1f}" for v in a.values()) for r, a in acc.items())
+            line = "  ".join(f"{round_name(r)} " + " ".join(f"{100 * v:.1f}" for v in a.values()) for r, a in acc.items())
             print(f"[{time.time() - start:.0f}s] {arm.name} seed {seed}: {line}  ({seconds:.0f}s)", flush=True)
 
     from genius.stages.replicate import read_accuracy

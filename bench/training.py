@@ -1,7 +1,7 @@
 """Our trainer against TRL's DPOTrainer: same pairs, same model, same batch; tokens/s and peak memory.
 
-    .venv/bin/python bench/training.py                      # the toy (runs/toy/model, else built into /tmp)
-    .venv/bin/python bench/training.py --hidden 256 --layers 4   # a bigger random Llama, same tokenizer
+    .venv/bin/python -m bench.training                      # the toy (runs/toy/model, else built into /tmp)
+    .venv/bin/python -m bench.training --hidden 256 --layers 4   # a bigger random Llama, same tokenizer
 
 Each trainer runs in its own process, one after the other (so peak memory is its own), on one
 CPU thread, DPO (sigmoid) with beta 0.1, AdamW, linear schedule with 10% warm-up, gradient
@@ -32,9 +32,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from genius.algorithm.records import PreferencePair  # noqa: E402
+from genius.algorithm.records import PreferencePair
+from genius.layout import RoundPaths
 
 CONTENDERS = ("ours", "trl", "trl-precompute")
 
@@ -61,7 +60,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="genius-bench-"))
     model = bench_model(args, work)
     pairs = bench_pairs(args.pairs)
-    (work / "pairs.json").write_text(json.dumps([p.to_json() for p in pairs]))
+    (work / "bench-pairs.json").write_text(json.dumps([p.to_json() for p in pairs]))
     print(
         f"model {model}; {len(pairs)} pairs, batch {args.batch_size}, {args.epochs} epoch(s), {args.precision}, 1 thread, best of {args.repeats}"
     )
@@ -69,7 +68,7 @@ def main() -> None:
     for name in CONTENDERS:
         runs = []
         for _ in range(args.repeats):
-            cmd = [sys.executable, __file__, "--worker", name, "--model", model, "--pairs-file", str(work / "pairs.json"),
+            cmd = [sys.executable, "-m", "bench.training", "--worker", name, "--model", model, "--pairs-file", str(work / "bench-pairs.json"),
                    "--batch-size", str(args.batch_size), "--epochs", str(args.epochs), "--precision", args.precision]  # fmt: skip
             out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ | {"TQDM_DISABLE": "1"})
             if out.returncode != 0:
@@ -134,7 +133,7 @@ def bench_pairs(n: int) -> list[PreferencePair]:
     """The round's pairs when a run left some, else toy pairs: a gold solution against a wrong answer."""
     from genius.toy import task
 
-    found = ROOT / "runs" / "r1" / "pairs.jsonl"
+    found = RoundPaths.of(ROOT / "runs", 1).pairs
     if found.exists():
         return [PreferencePair.from_json(json.loads(line)) for line in found.read_text().splitlines() if line.strip()]
     rng, pairs = random.Random(0), []
@@ -199,7 +198,7 @@ def worker(args) -> dict:
                              mixed_precision="bf16" if args.precision == "bf16" else "no")  # fmt: skip
         memory = PeakRSS()
         start = time.perf_counter()
-        metrics = train_round(pairs, args.model, out / "checkpoint", cfg, ModelConfig(device="cpu"), log=lambda m: None)
+        metrics = train_round(pairs, args.model, RoundPaths(out).checkpoint, cfg, ModelConfig(device="cpu"), log=lambda m: None)
         seconds, steps = time.perf_counter() - start, metrics["steps"]
         from transformers import AutoTokenizer
 
@@ -234,7 +233,7 @@ def worker(args) -> dict:
         model = AutoModelForCausalLM.from_pretrained(args.model)
         trainer = PretokenizedDPOTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
         trainer.train()
-        trainer.save_model(str(out / "checkpoint"))
+        trainer.save_model(str(RoundPaths(out).checkpoint))
         seconds, steps = time.perf_counter() - start, trainer.state.global_step
     rise = memory.stop()
     from genius.training.batches import tokenize_pairs

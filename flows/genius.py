@@ -25,9 +25,12 @@ from prefect.runtime import flow_run
 
 import tasks
 from genius.config import ConfigError, Params, load_params, write_overrides
+from genius.layout import RoundPaths, RunsPaths
+from genius.stages import lineage
+from genius.stages.lineage import read_metrics
 from genius.stages.pipeline import sync
-from genius.stages.registry import RoundEntry, decide_promotion, latest_promoted, read_registry, write_registry
-from genius.stages.rounds import round_paths
+from genius.stages.registry import RoundEntry, read_registry
+from genius.stages.table import Stage, round_stages, start_stages
 
 PARAMS = "params.yaml"  # DVC stages read this file: overrides are written into it
 LOCK = ".genius-flow.lock"  # held by the running flow: one flow at a time per project
@@ -71,6 +74,31 @@ def genius(new_rounds: int = 0, overrides: list[str] | None = None) -> str:
 
 
 def run_rounds(new_rounds: int, overrides: list[str] | None) -> str:
+    params = prepare(overrides)
+    # one DVC status over the lineage: finished work it finds intact is not walked again, so a
+    # nightly run costs the same after 100 rounds as after 1
+    stale = tasks.stale_stages()
+    start = start_stages(params)  # the toy (when enabled), the base model's evaluation
+    walk = bool(stale & {s.id() for s in start}) or not RoundPaths.of(params.rounds.runs_dir, 0).metrics.exists()
+    for stage in start if walk else []:  # the start changed: walk every stage
+        tasks.TASKS[stage.name](0)
+    base = read_metrics(params.rounds.runs_dir, 0)
+    entries = read_registry(params.rounds.registry)
+    # `make run` brings the project to rounds.num_rounds; `iterate` adds rounds after the last
+    last = len(entries) + new_rounds if new_rounds else max(params.rounds.num_rounds, len(entries))
+    intact = 0
+    while not walk and intact < last and finished(params, entries, intact + 1, stale):
+        intact += 1
+    if intact:
+        print(f"rounds 1-{intact}: finished and intact (dvc status), not rerun")
+    # the rounds, each judged against the latest promoted one: genius/stages/lineage.py
+    lineage.run_rounds(params, range(intact + 1, last + 1), lambda stage, r: run_stage(params, stage, r), base, judged)
+    tasks.push()
+    return publish_report(params)
+
+
+def prepare(overrides: list[str] | None) -> Params:
+    """The params (overrides written into params.yaml), dvc.yaml and the lineage in line, the stages' environment."""
     if overrides:
         write_overrides(PARAMS, overrides)  # so the DVC lineage records what actually ran
     params = load_params(PARAMS)
@@ -80,47 +108,18 @@ def run_rounds(new_rounds: int, overrides: list[str] | None) -> str:
     os.environ["GENIUS_FLOW_PID"] = str(os.getpid())  # stage processes die with this one (genius/lifeline.py)
     # DVC runs stages as shell commands: make this environment's `genius` the one they find
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-
-    # one DVC status over the lineage: finished work it finds intact is not walked again, so a
-    # nightly run costs the same after 100 rounds as after 1
-    stale = tasks.stale_stages()
-    base_metrics = Path(params.rounds.runs_dir) / "base" / "metrics.json"
-    walk = bool(stale & {"toy", "evaluate_base"}) or not base_metrics.exists()  # the start changed: walk every stage
-    if params.toy.enabled and walk:
-        tasks.build_toy()
-    base = tasks.evaluate(0, params.rounds.runs_dir) if walk else tasks._json(base_metrics)
-    entries = read_registry(params.rounds.registry)
-    # `make run` brings the project to rounds.num_rounds; `iterate` adds rounds after the last
-    last = len(entries) + new_rounds if new_rounds else max(params.rounds.num_rounds, len(entries))
-    intact = 0
-    while not walk and intact < last and finished(params, entries, intact + 1, stale):
-        intact += 1
-    if intact:
-        print(f"rounds 1-{intact}: finished and intact (dvc status), not rerun")
-    for r in range(intact + 1, last + 1):
-        register(params, r)
-        tasks.ingest(r)
-        sample(params, r)
-        tasks.build_pairs(r)
-        tasks.train(r)
-        metrics = tasks.evaluate(r, params.rounds.runs_dir)
-        promote(params, r, metrics, base)
-    tasks.push()
-    return publish_report(params)
+    return params
 
 
-def sample(params: Params, r: int) -> None:
-    """Foresight re-sampling of round r: first in shards at once when configured, then the DVC stage.
-
-    With `orchestration.sampling_shards` > 1 the shards fill the round's batches on the task
-    runner (flows/scale_out.py); the stage then only assembles them. Skipped when DVC finds
-    the stage up to date.
-    """
-    if params.orchestration.sampling_shards > 1 and not tasks.up_to_date(f"sample@r{r}"):
+def run_stage(params: Params, stage: Stage, r: int) -> None:
+    """One stage of round r through its DVC stage; a stage that shards (sampling) first fills its
+    batches in `orchestration.sampling_shards` shards at once on the task runner (flows/scale_out.py),
+    unless DVC finds it up to date."""
+    if stage.shards and params.orchestration.sampling_shards > 1 and not tasks.up_to_date(stage.id(r)):
         from flows.scale_out import run_shards
 
         run_shards(params.orchestration, r)
-    tasks.sample(r)
+    tasks.TASKS[stage.name](r)
 
 
 def finished(params: Params, entries: dict, r: int, stale: set[str]) -> bool:
@@ -128,44 +127,21 @@ def finished(params: Params, entries: dict, r: int, stale: set[str]) -> bool:
     return (
         r in entries
         and entries[r].promoted is not None
-        and round_paths(params, r).metrics.exists()
-        and not any(stage.endswith(f"@r{r}") for stage in stale)
+        and RoundPaths.of(params.rounds.runs_dir, r).metrics.exists()
+        and not stale & {stage.id(r) for stage in round_stages(params)}
     )
 
 
-def register(params: Params, r: int) -> None:
-    """Enter round r in the registry, starting from the latest promoted policy.
-
-    A round that already has results keeps its recorded policy: its lineage is history.
-    """
-    entries = read_registry(params.rounds.registry)
-    if r in entries and round_paths(params, r).metrics.exists():
-        return
-    current = latest_promoted(entries, before=r)
-    policy = params.model.path if current is None else str(round_paths(params, current).checkpoint)
-    entries[r] = RoundEntry(r, policy)
-    write_registry(params.rounds.registry, entries)
-
-
-def promote(params: Params, r: int, metrics: dict, base: dict) -> None:
-    """Record whether round r is promoted: it must not regress beyond the tolerance."""
-    entries = read_registry(params.rounds.registry)
-    task = params.rounds.promotion_task or params.eval.tasks[0]
-    current = latest_promoted(entries, before=r)
-    incumbent = base if current is None else tasks._json(round_paths(params, current).metrics)
-    promoted, reason = decide_promotion(
-        metrics["accuracy"][task], incumbent["accuracy"][task], params.rounds.promotion_tolerance, task
-    )
-    entries[r].promoted, entries[r].reason = promoted, reason
-    write_registry(params.rounds.registry, entries)
+def judged(r: int, metrics: dict, entry: RoundEntry) -> None:
+    """Round r's promotion decision, in the run's log and as a table artifact."""
     log = get_run_logger()
-    if promoted:
-        log.info(f"round {r} promoted: {reason}")
+    if entry.promoted:
+        log.info(f"round {r} promoted: {entry.reason}")
     else:
-        log.warning(f"round {r} NOT promoted, the previous policy stays current: {reason}")
+        log.warning(f"round {r} NOT promoted, the previous policy stays current: {entry.reason}")
     create_table_artifact(
         key=f"genius-round-{r}",
-        table=[{"round": r, "promoted": promoted, "reason": reason, **{t: a for t, a in metrics["accuracy"].items()}}],
+        table=[{"round": r, "promoted": entry.promoted, "reason": entry.reason, **{t: a for t, a in metrics["accuracy"].items()}}],
         description=f"Genius round {r}",
     )
 
@@ -174,12 +150,12 @@ def publish_report(params: Params) -> str:
     """The report `genius evaluate` keeps in runs/, as a Prefect markdown artifact."""
     import base64
 
-    runs = Path(params.rounds.runs_dir)
-    text = (runs / "report.md").read_text()
+    runs = RunsPaths(Path(params.rounds.runs_dir))
+    text = runs.report.read_text()
     entries = read_registry(params.rounds.registry)
     decisions = "\n".join(f"- round {r}: {'promoted' if e.promoted else 'not promoted'} ({e.reason})" for r, e in entries.items())
-    plot = base64.b64encode((runs / "accuracy.png").read_bytes()).decode()
-    markdown = text.replace("](accuracy.png)", f"](data:image/png;base64,{plot})") + f"\n## Promotion\n\n{decisions}\n"
+    plot = base64.b64encode(runs.accuracy_png.read_bytes()).decode()
+    markdown = text.replace(f"]({runs.accuracy_png.name})", f"](data:image/png;base64,{plot})") + f"\n## Promotion\n\n{decisions}\n"
     create_markdown_artifact(key="genius-report", markdown=markdown, description="Genius rounds")
     return text.split("\n\n")[1] + f"\n\n{decisions}"
 
@@ -196,7 +172,7 @@ def prefect_api():
     if PREFECT_API_URL.value():
         yield
         return
-    from flows.serve import free_port, start_server, stop
+    from flows.server import free_port, start_server, stop
 
     port = free_port()
     server = start_server(port, temporary=True)
@@ -227,7 +203,8 @@ def main() -> None:
             table = genius(args.new_rounds, args.set or None)
     except (ConfigError, FlowBusy) as e:  # bad params, a missing input, a switched lineage, a flow running: one line, nothing lost
         sys.exit(f"genius flow: error: {e}")
-    print(f"\n{table}\n\nwall time {time.time() - start:.0f} s; report: runs/report.md, plot: runs/accuracy.png")
+    runs = RunsPaths(Path(load_params(PARAMS).rounds.runs_dir))
+    print(f"\n{table}\n\nwall time {time.time() - start:.0f} s; report: {runs.report}, plot: {runs.accuracy_png}")
 
 
 if __name__ == "__main__":

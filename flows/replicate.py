@@ -1,11 +1,15 @@
 """`make replicate`: Genius, its ablations and the base, over seeds, written up in docs/RESULTS.md.
 
-The plan (configs/replicate.yaml, read by genius/stages/replicate.py) names the arms. This
-flow builds the replicate's toy once, then runs every (seed, arm) as a chain of the ordinary
-stages through the `genius` CLI (ingest -> foresight sampling -> pairs -> training ->
-lm-eval), `workers` stages at a time, and finally writes the results table and plot. The
-arms are not DVC pipelines: a stage whose last output exists is skipped (the stages write it
-atomically, last), so a rerun after a crash or Ctrl-C picks up where it stopped.
+The plan (configs/replicate.yaml, read by genius/stages/replicate.py) names the arms. Every
+(seed, arm) is a lineage of its own, with its registry and runs folder under
+`<out_dir>/seed<s>/<arm>/` (`rounds.registry`, `rounds.runs_dir`), run by the round loop the
+flow `genius` runs (genius/stages/lineage.py) with promotion off, as in the paper: round r
+starts from round r-1. Its stages are the ordinary stages of the stage table, as Prefect tasks
+(tasks/) through the `genius` CLI: a lineage outside dvc.yaml, where a stage whose last output
+exists is skipped, so a rerun after a crash or Ctrl-C picks up where it stopped. An arm with
+`pairs_from` starts from a copy of that arm's round-1 outputs before training, so its round 1
+only trains and evaluates. This file keeps the plan's lineages and the results table;
+`workers` lineages run at once.
 
     python -m flows.replicate                          # what `make replicate` runs
     python -m flows.replicate --plan my-plan.yaml
@@ -16,29 +20,36 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
+import tasks
 from genius.config import load_params
+from genius.layout import RoundPaths
 from genius.stages import replicate as rep
-from genius.stages.registry import RoundEntry, write_registry
+from genius.stages.lineage import Outside, register, run_rounds
+from genius.stages.table import NONE, Stage, evaluation, for_command, round_stages, start_stages, upstream
 
 PLAN = "configs/replicate.yaml"
 
 
+def lineage(plan: rep.Plan, seed: int, arm: rep.Arm | None) -> Outside:
+    """How the stages of one (seed, arm) run: the plan's params file and the arm's overrides (None: the base)."""
+    sets = tuple(f"{k}={_yaml(v)}" for k, v in rep.overrides(plan, seed, arm).items())
+    return Outside(str(plan.params), sets, label=f"seed{seed}/{arm.name if arm else 'base'}")
+
+
 def command(plan: rep.Plan, seed: int, arm: rep.Arm | None, stage: str, r: int | None = None) -> list[str]:
     """The `genius` CLI call that runs one stage of one (seed, arm)."""
-    sets = [x for k, v in rep.overrides(plan, seed, arm).items() for x in ("-S", f"{k}={_yaml(v)}")]
-    return [sys.executable, "-m", "genius", "--params", str(plan.params), *sets, stage, *(["--round", str(r)] if r is not None else [])]
+    return lineage(plan, seed, arm).command(for_command(stage, r), r)
 
 
 def _yaml(value: Any) -> str:
@@ -46,116 +57,68 @@ def _yaml(value: Any) -> str:
 
 
 def prepare(plan: rep.Plan, seed: int, arm: rep.Arm, policy: str) -> None:
-    """Write the arm's registry: round r starts from round r-1's checkpoint, round 1 from `policy`.
-
-    Unconditionally chained, as in the paper: the replicate measures every round, it does not
-    gate them (the product's flow promotes; see flows/genius.py).
-    """
-    d = rep.arm_dir(plan, seed, arm.name)
-    d.mkdir(parents=True, exist_ok=True)
-    entries = {1: RoundEntry(1, policy)}
-    for r in range(2, arm.rounds + 1):
-        entries[r] = RoundEntry(r, str(d / f"r{r - 1}" / "checkpoint"))
-    write_registry(d / "rounds.yaml", entries)
-
-
-def stage_done(plan: rep.Plan, seed: int, arm: rep.Arm | None, stage: str, r: int) -> bool:
-    """Whether a stage's last output exists (the stages write it atomically, last)."""
-    d = rep.arm_dir(plan, seed, arm.name if arm else "base") / ("base" if r == 0 else f"r{r}")
-    last = {"ingest": "queries.jsonl", "sample": "sampling.json", "pairs": "pairs.json", "train": "train.json"}
-    return (d / last.get(stage, "metrics.json")).exists()
+    """Register the arm's rounds, unconditionally chained: round 1 from `policy`, round r from round r-1."""
+    rep.arm_dir(plan, seed, arm.name).mkdir(parents=True, exist_ok=True)
+    params = load_params(plan.params, rep.overrides(plan, seed, arm) | {"model.path": policy})
+    for r in range(1, arm.rounds + 1):
+        register(params, r, promotion=False)
 
 
 def borrow_pairs(plan: rep.Plan, seed: int, arm: rep.Arm) -> None:
-    """Copy the round-1 queries and pairs of `arm.pairs_from` into this arm's r1/."""
-    src = rep.arm_dir(plan, seed, arm.pairs_from) / "r1"
-    dst = rep.arm_dir(plan, seed, arm.name) / "r1"
-    dst.mkdir(parents=True, exist_ok=True)
-    for name in ("ingest_report.json", "queries.jsonl", "sampling.json", "pairs.jsonl", "pairs.json"):
-        shutil.copyfile(src / name, dst / name)
+    """Copy what the round-1 stages before training wrote in `arm.pairs_from` into this arm's round 1:
+    those stages are then done here, and this arm trains on the same pairs."""
+    params = load_params(plan.params, rep.overrides(plan, seed, arm))
+    src, dst = (RoundPaths.of(rep.arm_dir(plan, seed, name), 1) for name in (arm.pairs_from, arm.name))
+    dst.dir.mkdir(parents=True, exist_ok=True)
+    for stage in upstream(params, "pairs"):
+        for name in stage.writes:
+            shutil.copyfile(getattr(src, name), getattr(dst, name))
 
 
-def run_stage(plan: rep.Plan, seed: int, arm: rep.Arm | None, stage: str, r: int, log=print) -> bool:
-    """Run one stage through the CLI unless its output exists; True if it ran.
-
-    The stage's output goes to `stages.log` in the arm's folder; a failure raises with its tail.
-    """
-    if stage_done(plan, seed, arm, stage, r):
-        return False
-    d = rep.arm_dir(plan, seed, arm.name if arm else "base")
-    d.mkdir(parents=True, exist_ok=True)
-    name = f"seed{seed}/{arm.name if arm else 'base'} {stage}" + (f" r{r}" if r else "")
-    log(f"{name}: running")
-    with open(d / "stages.log", "a") as out:
-        out.write(f"\n==== {stage} r{r}\n")
-        out.flush()
-        done = subprocess.run(command(plan, seed, arm, stage, r), stdout=out, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
-        tail = (d / "stages.log").read_text().splitlines()[-15:]
-        raise RuntimeError(f"{name} failed (exit {done.returncode}); {d / 'stages.log'} ends:\n" + "\n".join(tail))
-    return True
+def trains_on_pairs(params) -> Stage:
+    """The stage that trains on the round's pairs: an arm with `pairs_from` borrows until it is done."""
+    return next(s for s in round_stages(params) if "pairs" in s.reads)
 
 
-def start_arm(plan: rep.Plan, seed: int, arm: rep.Arm) -> None:
-    """Before an arm's first stage: its round registry and, for `pairs_from`, the borrowed pairs."""
-    prepare(plan, seed, arm, str(load_params(plan.params, rep.overrides(plan, seed, arm)).model.path))
-    if arm.pairs_from:
-        borrow_pairs(plan, seed, arm)
-
-
-def run_arm(plan: rep.Plan, seed: int, arm: rep.Arm, evaluate: bool = True, log=print) -> None:
-    """All rounds of one (seed, arm), each stage skipped if already done."""
-    start_arm(plan, seed, arm)
-    for r in range(1, arm.rounds + 1):
-        for name in ("train", "evaluate") if arm.pairs_from else rep.STAGES:
-            if name != "evaluate" or evaluate:
-                run_stage(plan, seed, arm, name, r, log)
-
-
-@task(name="replicate-toy", retries=1)
-def build_toy(plan_path: str) -> str:
-    """The replicate's own toy (more test problems than the default's): built once, deterministic."""
-    plan = rep.load_plan(plan_path)
-    model = Path(load_params(plan.params, rep.overrides(plan, plan.seeds[0], None)).model.path)
-    if not (model / "config.json").exists():
-        subprocess.run(command(plan, plan.seeds[0], None, "toy"), check=True)
-    return str(model)
-
-
-@task(name="replicate-stage", task_run_name="seed{seed} {arm} {name} r{r}", retries=1, retry_delay_seconds=5)
-def stage(plan_path: str, seed: int, arm: str, name: str, r: int) -> bool:
-    """One stage of one (seed, arm) through the `genius` CLI; skipped when already done."""
+@task(name="replicate-lineage", task_run_name="seed{seed} {arm}")  # no retries of its own: its stages retry
+def run_lineage(plan_path: str, seed: int, arm: str) -> None:
+    """Every round of one (seed, arm), stage by stage (`base`: the base model's evaluation)."""
     plan = rep.load_plan(plan_path)
     spec = None if arm == "base" else plan.arm(arm)
-    first = "train" if spec and spec.pairs_from else "ingest"  # the arm's first stage
-    if spec and (name, r) == (first, 1) and not stage_done(plan, seed, spec, name, r):
-        start_arm(plan, seed, spec)
-    return run_stage(plan, seed, spec, name, r, log=get_run_logger().info)
+    outside = lineage(plan, seed, spec)
+    params = load_params(plan.params, rep.overrides(plan, seed, spec))
+    if spec is None:
+        tasks.TASKS[evaluation(0).name](0, outside)
+        return
+    prepare(plan, seed, spec, params.model.path)
+    if spec.pairs_from and not trains_on_pairs(params).done(params, 1):
+        borrow_pairs(plan, seed, spec)
+    run_rounds(params, range(1, spec.rounds + 1), lambda stage, r: tasks.TASKS[stage.name](r, outside))
+
+
+@task(name="replicate-inputs")
+def build_inputs(plan_path: str) -> None:
+    """What every lineage reads, built once (the embedded toy, when the plan's params enable it): deterministic."""
+    plan = rep.load_plan(plan_path)
+    outside = lineage(plan, plan.seeds[0], None)
+    for stage in start_stages(outside.load()):
+        if stage.rounds == NONE:
+            tasks.TASKS[stage.name](None, outside)
 
 
 @flow(name="genius-replicate", log_prints=True)
 def replicate(plan_path: str = PLAN) -> str:
     plan = rep.load_plan(plan_path)
     start = time.time()
-    toy = build_toy.submit(plan_path)
-    futures = []
+    inputs = build_inputs.submit(plan_path)
+    lineages: dict[tuple[int, str], Any] = {}
+    for arm in sorted(plan.arms, key=lambda a: a.pairs_from is not None):  # pair sources first
+        for seed in plan.seeds:
+            after = [lineages[(seed, arm.pairs_from)]] if arm.pairs_from else [inputs]
+            lineages[(seed, arm.name)] = run_lineage.submit(plan_path, seed, arm.name, wait_for=after)
     for seed in plan.seeds:
-        futures.append(stage.submit(plan_path, seed, "base", "evaluate", 0, wait_for=[toy]))
-        r1_pairs = {}
-        for arm in sorted(plan.arms, key=lambda a: a.pairs_from is not None):  # pair sources first
-            if arm.pairs_from:
-                previous = r1_pairs[arm.pairs_from]
-                for name in ("train", "evaluate"):
-                    previous = stage.submit(plan_path, seed, arm.name, name, 1, wait_for=[previous])
-                futures.append(previous)
-                continue
-            previous = toy
-            for r in range(1, arm.rounds + 1):
-                for name in rep.STAGES:
-                    previous = stage.submit(plan_path, seed, arm.name, name, r, wait_for=[previous])
-                    if (r, name) == (1, "pairs"):
-                        r1_pairs[arm.name] = previous
-            futures.append(previous)
+        lineages[(seed, "base")] = run_lineage.submit(plan_path, seed, "base", wait_for=[inputs])
+    futures = list(lineages.values())
     wait(futures)
     failed = [f for f in futures if not f.state.is_completed()]  # failed, or never ran: upstream failed
     text = rep.write_results(plan, time.time() - start, command=" ".join(["make replicate"] if plan_path == PLAN else ["python -m flows.replicate --plan", plan_path]))

@@ -26,6 +26,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 import tasks
 from genius.config import OrchestrationConfig
+from genius.stages.table import sharded
 
 # Environment a Ray worker needs beside the code: the Hugging Face cache and offline
 # switches, tokenizers' threads, and the Prefect API and its key (or it starts a server of its own).
@@ -68,7 +69,14 @@ def worker_env(api_url: str) -> dict[str, str]:
     return env | {"PREFECT_API_URL": api_url}
 
 
-@flow(name="sample-shards", flow_run_name="sample r{r} in {num_shards} shards")
+def _run_name() -> str:
+    from prefect.runtime import flow_run
+
+    args = flow_run.parameters
+    return f"{sharded().run_name(args['r'])} in {args['num_shards']} shards"
+
+
+@flow(name="sample-shards", flow_run_name=_run_name)
 def sample_shards(r: int, num_shards: int, project: str, resources: dict | None = None) -> list[str]:
     """One `genius sample --shard i/S` task per shard, all at once; fails if a shard still fails after its retry.
 

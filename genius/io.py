@@ -1,4 +1,4 @@
-"""Files the stages write and read: atomic writes, JSON Lines, stable hashes.
+"""Files the stages write and read: atomic writes, JSON Lines, stable hashes, and a lock on a round.
 
 Every write goes to a temp file beside its target, then one rename: a reader, a resumed run
 or a crash sees the old file or the whole new one, never half of it. The temp name is unique
@@ -7,10 +7,13 @@ or a crash sees the old file or the whole new one, never half of it. The temp na
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -56,3 +59,31 @@ def stable_hash(data: Any, length: int | None = None) -> str:
     """sha256 of `data`'s canonical JSON (keys sorted): equal data, equal hash, on any machine."""
     digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
     return digest[:length] if length else digest
+
+
+class Busy(RuntimeError):
+    """Another process holds the lock; the message names it."""
+
+
+@contextmanager
+def hold(path: str | Path, holder: str, shared: bool = False) -> Iterator[None]:
+    """Hold the OS lock (flock) on `path` while the block runs; refuse at once, naming the holder, if
+    another process holds it. `shared`: several shared holders may hold it at once (sampling shards).
+
+    The kernel drops the lock when its holder ends, `kill -9` included: no stale lock is left behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            other = f.read().strip().splitlines()
+            who = other[-1] if other else "another process"
+            raise Busy(f"{path.parent} is held by {who}: wait for it to end, or stop it, then run again") from None
+        if not shared:
+            f.truncate(0)
+        f.write(f"pid {os.getpid()} ({holder}) since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        f.flush()
+        yield

@@ -301,10 +301,10 @@ step_bench() {
     local out=$LOGDIR/engine_throughput.json
     if [ "$CUDA" = 1 ]; then
         # 8B shapes at 4 layers (random bf16 weights): 64 prompts x 8 samples, 64 new tokens
-        py bench/engine_throughput.py --layers 4 --prompts 64 --n 8 --prompt-tokens 256 --new-tokens 64 --out "$out"
+        py -m bench.engine_throughput --layers 4 --prompts 64 --n 8 --prompt-tokens 256 --new-tokens 64 --out "$out"
     else
         [ "$QUICK" = 1 ] && skip "--quick: even one 8B-shaped layer is ~5 GB of fp32 weights on CPU"
-        py bench/engine_throughput.py --layers 1 --prompts 2 --n 2 --prompt-tokens 16 --new-tokens 4 --out "$out"
+        py -m bench.engine_throughput --layers 1 --prompts 2 --n 2 --prompt-tokens 16 --new-tokens 4 --out "$out"
     fi
 }
 

@@ -47,7 +47,7 @@ def write(tmp_path, text, pad=True):
     [
         ("sampling:\n  tau: 0.1\n  step_beam: 2\n", "params.yaml:3: sampling: unknown keys ['step_beam'] (known: engine, step_beam_size"),
         ("sampling:\n  tau: -1\n", "params.yaml:2: sampling.tau: must be > 0, got -1"),
-        ("training:\n  loss: ppo\n", "params.yaml:2: training.loss: must be one of 'aco', 'dpo', 'ipo', 'simpo', 'ropo', 'sft', got 'ppo'"),
+        ("training:\n  loss: ppo\n", "params.yaml:2: training.loss: must be one of 'aco', 'dpo', 'ipo', 'simpo', 'ropo', 'sft', 'scpo', got 'ppo'"),
         ("rounds:\n  num_rounds: two\n", "params.yaml:2: rounds.num_rounds: expected an integer, got 'two'"),
         ("model:\n  trust_remote_code: yes please\n", "model.trust_remote_code: expected true or false"),
         ("queries:\n  paths: 3\n", "queries.paths: expected a list"),
@@ -61,6 +61,9 @@ def write(tmp_path, text, pad=True):
         ('sampling:\n  step_delimiter: ""\n', "params.yaml:2: sampling.step_delimiter: must not be empty"),
         ("sampling:\n  tau: 0.1\nsampling:\n  tau: 0.2\n", "params.yaml:3: sampling: written twice (first at line 1)"),
         ("sampling:\n  tau: 0.1\n  tau: 0.2\n", "params.yaml:3: sampling.tau: written twice"),
+        ("method:\n  name: star\n", "params.yaml:2: method.name: must be one of 'genius', 'self_consistency'"),
+        ("method:\n  answer: regex:abc\n", "params.yaml: method.answer: answer reader regex:abc: needs a group"),
+        ("method:\n  answer: last\n", "method.answer: answer reader must be one of toy, reasoning_gym"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path, text, message):
@@ -107,21 +110,64 @@ def test_written_overrides_read_back(tmp_path):
     assert params.model.path == "/m/x" and "# kept" in path.read_text()
 
 
-def test_the_optional_grpo_section_leaves_old_hashes_alone(tmp_path):
-    """A params file without `grpo` (every preset before issue 25) hashes as it did before the
-    section existed: the hash of its other sections alone; writing the section changes it."""
-    from genius.io import stable_hash
+def test_params_yaml_comments_are_the_schema():
+    """Every key is documented once, in genius/config/sections.py; params.yaml's comments are written from it."""
+    from genius.config.document import descriptions, document
 
-    shipped = load_params(ROOT / "params.yaml")
-    assert shipped.grpo is None
-    assert shipped.hash() == stable_hash(shipped.model_dump(exclude={"grpo"}), 12)
-    with_grpo = load_params(ROOT / "params.yaml", ["grpo.reward=self_certainty"])
-    assert with_grpo.grpo.reward == "self_certainty" and with_grpo.grpo.num_generations == 8
-    assert with_grpo.hash() != shipped.hash() and with_grpo.hash("sampling") == shipped.hash("sampling")
+    for key, text in descriptions().items():
+        assert text.strip(), f"{key} has no description in genius/config/sections.py"
+    text = (ROOT / "params.yaml").read_text()
+    assert document(text) == text, "params.yaml's comments differ from the schema: run `python -m genius.config.document`"
+
+
+# Params.hash of each preset, as the runs already done recorded it (sampling.json's config_hash,
+# the sampler's resume check): a change to the schema must not change them.
+PRESET_HASHES = {
+    "params.yaml": "ca46737e18f8",  # 12c1fa6b440d until issue 23 set the toy's recipe (dedup, lowest, sft_weight 100)
+    "configs/paper-8b.yaml": "0a0dc41fc673",
+    "configs/smollm2-rg.yaml": "2022f8108a64",
+}
+
+
+@pytest.mark.parametrize("preset", sorted(PRESET_HASHES))
+def test_preset_hashes_do_not_move(preset):
+    assert load_params(ROOT / preset).hash() == PRESET_HASHES[preset]
+
+
+def test_an_optional_section_at_its_default_leaves_the_hash_alone(tmp_path):
+    """`method` absent, or written as the schema's defaults: the same hash; any other method: another."""
+    text = (ROOT / "configs" / "smollm2-rg.yaml").read_text()
+    written = write(tmp_path, text + "\nmethod:\n  name: genius\n  samples: 8\n")
+    assert load_params(written).hash() == PRESET_HASHES["configs/smollm2-rg.yaml"]
+    assert load_params(written, ["method.name=lmsi"]).hash() != PRESET_HASHES["configs/smollm2-rg.yaml"]
+    assert load_params(written, ["method.samples=4"]).hash("sampling") == load_params(written).hash("sampling")
+
+
+def test_unparsable_files_are_one_line_with_their_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("model:\n  path: a\n  dtype: [float32\ntoy: {}\n")
+    with pytest.raises(ConfigError) as e:
+        load_params(path)
+    assert str(e.value).startswith(f"{path}:4: not valid YAML: expected ',' or ']'") and "\n" not in str(e.value)
+    assert "line 3" in str(e.value) and "<unicode string>" not in str(e.value)
+    path.write_bytes(b"model:\n  path: a\n  dtype: \xe9\n")  # latin-1, not UTF-8
+    with pytest.raises(ConfigError, match=rf"^{path}:3: not UTF-8 \(byte 0xe9\)"):
+        load_params(path)
+
+
+def test_the_optional_grpo_section_leaves_old_hashes_alone(tmp_path):
+    """A params file without `grpo` (every preset before issue 25), or with it at the schema's defaults,
+    hashes as it did before the section existed; any other value changes the hash, not the others'."""
+    text = (ROOT / "configs" / "smollm2-rg.yaml").read_text()
+    written = write(tmp_path, text + "\ngrpo:\n  num_generations: 8\n  engine: genius\n")
+    assert load_params(written).hash() == PRESET_HASHES["configs/smollm2-rg.yaml"]
+    other = load_params(written, ["grpo.learning_rate=1e-3"])
+    assert other.grpo.learning_rate == 1e-3 and other.grpo.num_generations == 8
+    assert other.hash() != PRESET_HASHES["configs/smollm2-rg.yaml"] and other.hash("sampling") == load_params(written).hash("sampling")
 
 
 def test_grpo_section_errors_name_the_key(tmp_path):
-    with pytest.raises(ConfigError, match=r"params.yaml:\d+: grpo: unknown keys \['num_generation'\] \(known: reward, "):
+    with pytest.raises(ConfigError, match=r"params.yaml:\d+: grpo: unknown keys \['num_generation'\] \(known: engine, "):
         load_params(write(tmp_path, "grpo:\n  num_generation: 4\n"))
     with pytest.raises(ConfigError, match=r"grpo.num_generations: must be > 1, got 1"):
         load_params(write(tmp_path, "grpo:\n  num_generations: 1\n"))

@@ -1,8 +1,8 @@
 """scripts/gpu_check.sh's dry run on a machine without CUDA: every step runs at tiny sizes or
 SKIPs saying why, nothing FAILs, and the steps that need CUDA are the ones skipped for it.
 
-The script is what a session with a lent GPU runs; this keeps it working between such
-sessions. `--quick` leaves out the slow CPU-only extras (the paths' own test files, which this
+The script is what runs on a machine with a GPU; this keeps it working on the machines without
+one. `--quick` leaves out the slow CPU-only extras (the paths' own test files, which this
 suite runs anyway, and the 8B-shaped bench), so the run stays within a few minutes.
 """
 

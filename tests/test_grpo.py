@@ -19,7 +19,7 @@ from genius.algorithm.sampling import prompt_ids  # noqa: E402
 from genius.config import GrpoConfig, ModelConfig, TrainingConfig  # noqa: E402
 from genius.data.queries import Query  # noqa: E402
 from genius.engines.loading import load_model  # noqa: E402
-from genius.evaluation.diagnostics import read_answer  # noqa: E402
+from genius.data.answers import read_answer  # noqa: E402
 from genius.training.grpo import GroupReward, train_grpo_round  # noqa: E402
 
 QUERIES = [Query(f"q{i}", q) for i, q in enumerate(["1+2+3", "4+5+6", "7+8+9", "2+2+2"])]
@@ -45,7 +45,7 @@ def chat(text):
 
 
 def test_majority_vote_groups_responses_by_query_whatever_their_order():
-    reward = GroupReward(GrpoConfig(num_generations=2), tokenizer=None, extract=toy_answer)
+    reward = GroupReward("majority_vote", tokenizer=None, extract=toy_answer)
     logged = {}
     prompts = [chat("a"), chat("b"), chat("a"), chat("b"), chat("a")]
     completions = [[{"role": "assistant", "content": c}] for c in ["A:1", "A:2", "A:1", "A:3", "A:4"]]
@@ -62,7 +62,7 @@ def test_logit_rewards_equal_the_definition_on_each_response_alone(tmp_path):
     torch.manual_seed(0)
     path = tiny_model(tmp_path / "model")
     model, tokenizer = load_model(path, device="cpu")
-    reward = GroupReward(GrpoConfig(reward="self_certainty", num_generations=2), tokenizer, toy_answer)
+    reward = GroupReward("self_certainty", tokenizer, toy_answer)
     reward.trainer = SimpleNamespace(model=model, accelerator=SimpleNamespace(unwrap_model=lambda m: m))
     completions = [tokenizer("1+2=3\nA:3", add_special_tokens=False)["input_ids"], [tokenizer.eos_token_id]]
     got = reward.logit_reward(["1+2", "4+5+6"], completions)
@@ -79,9 +79,9 @@ def test_logit_rewards_equal_the_definition_on_each_response_alone(tmp_path):
 def test_a_round_writes_checkpoint_steps_and_summary(tmp_path, reward, engine):
     path = tiny_model(tmp_path / "model")
     tracked = []
-    cfg = GrpoConfig(reward=reward, engine=engine, **SMALL)
+    cfg = GrpoConfig(engine=engine, **SMALL)
     metrics = train_grpo_round(
-        QUERIES, path, tmp_path / "r1" / "checkpoint", cfg, TrainingConfig(), ModelConfig(device="cpu"),
+        QUERIES, path, tmp_path / "r1" / "checkpoint", reward, cfg, TrainingConfig(), ModelConfig(device="cpu"),
         toy_answer, LABELS, log=lambda _: None, track=lambda row, step: tracked.append((step, row)),
     )  # fmt: skip
     steps = [json.loads(line) for line in (tmp_path / "r1" / "train_steps.jsonl").read_text().splitlines()]
@@ -91,8 +91,11 @@ def test_a_round_writes_checkpoint_steps_and_summary(tmp_path, reward, engine):
             assert row[key] is not None and row[key] == row[key], key  # present and not NaN
         assert 0 <= row["majority_agreement"] <= 1 and row["generated_tokens"] > 0 and row["generation_seconds"] > 0
     assert [s for s, _ in tracked] == [1, 2] and tracked[-1][1]["reward"] == steps[-1]["reward"]
-    assert json.loads((tmp_path / "r1" / "train.json").read_text()) == metrics
     assert metrics["reward"] == reward and metrics["engine"] == engine and metrics["generated_tokens"] > 0
+    assert metrics["generated_tokens"] == sum(row["generated_tokens"] for row in steps)
+    # prompt tokens: the project's engine prefills each query's prompt once for its G rows, TRL's generate each row
+    prompts = sum(row["tokens"] for row in steps) - metrics["generated_tokens"]
+    assert metrics["prefill_tokens"] == (prompts // SMALL["num_generations"] if engine == "genius" else prompts) > 0
     after, _ = load_model(str(tmp_path / "r1" / "checkpoint"), device="cpu")  # an ordinary HF folder
     before, _ = load_model(path, device="cpu")
     assert not torch.equal(after.model.embed_tokens.weight, before.model.embed_tokens.weight)
@@ -108,7 +111,7 @@ def test_a_killed_round_resumes_from_its_last_state(tmp_path):
     quiet = dict(log=lambda _: None)
 
     def run(name, **kw):
-        args = (QUERIES, path, tmp_path / name / "checkpoint", cfg, training, ModelConfig(device="cpu"), toy_answer, LABELS)
+        args = (QUERIES, path, tmp_path / name / "checkpoint", "majority_vote", cfg, training, ModelConfig(device="cpu"), toy_answer, LABELS)
         return train_grpo_round(*args, **(quiet | kw))
 
     def killed_at_step_3(row, step):
@@ -140,7 +143,7 @@ def test_another_rounds_state_is_not_resumed(tmp_path):
     lines = []
     cfg = GrpoConfig(**SMALL)
     metrics = train_grpo_round(
-        QUERIES[:2], path, tmp_path / "r1" / "checkpoint", cfg, TrainingConfig(save_every=1), ModelConfig(device="cpu"),
+        QUERIES[:2], path, tmp_path / "r1" / "checkpoint", "majority_vote", cfg, TrainingConfig(save_every=1), ModelConfig(device="cpu"),
         toy_answer, log=lines.append,
     )  # fmt: skip
     assert metrics["resumed_from_step"] == 0 and not any("resuming" in line for line in lines)
@@ -151,6 +154,6 @@ def test_groups_must_not_be_split_between_processes(tmp_path):
     bad = GrpoConfig(**SMALL | {"num_generations": 3, "batch_queries": 1})
     with pytest.raises(ValueError, match=r"grpo.batch_queries \(1\) must .* training.gradient_accumulation_steps \(2\)"):
         train_grpo_round(
-            QUERIES, path, tmp_path / "c", bad, TrainingConfig(gradient_accumulation_steps=2), ModelConfig(device="cpu"),
+            QUERIES, path, tmp_path / "c", "majority_vote", bad, TrainingConfig(gradient_accumulation_steps=2), ModelConfig(device="cpu"),
             toy_answer, log=lambda _: None,
         )  # fmt: skip

@@ -143,3 +143,29 @@ def test_sft_is_mean_token_nll_of_the_positive():
     assert losses.tolist() == pytest.approx([0.5, 2.0])
     (g,) = torch.autograd.grad(losses.sum(), pw)
     assert g.tolist() == pytest.approx([-0.5, -1 / 3])
+
+
+def test_scpo_hand_value_and_gradient():
+    # Votes 5 of 8 for y+ and 1 of 8 for y-: w = (5 - 1) / 8 = 0.5; alpha 1, |y+| = 2 tokens.
+    # preference term: w log(1 + e^-0.15); NLL term: w alpha (-log pi_w / |y+|) = 0.5 * 1 * 0.5 = 0.25
+    # dL/dlog pi_w = -w beta sigmoid(-z) - w alpha / |y+| = -0.05 sigmoid(-0.15) - 0.25
+    from genius.algorithm.losses import scpo_loss
+
+    pw = t(POLICY_W).requires_grad_()
+    pref, nll, r_w, r_l = scpo_loss(pw, t(POLICY_L), t(REF_W), t(REF_L), t(LEN_W), t(0.5), BETA, alpha=1.0)
+    assert pref.item() == pytest.approx(0.5 * math.log1p(math.exp(-0.15)), abs=1e-12)
+    assert nll.item() == pytest.approx(0.25, abs=1e-12)
+    assert r_w.item() == pytest.approx(0.05) and r_l.item() == pytest.approx(-0.1)
+    (g,) = torch.autograd.grad((pref + nll).sum(), pw)
+    assert g.item() == pytest.approx(-0.05 * sigmoid(-0.15) - 0.25, abs=1e-12)
+    # a query that split its votes evenly teaches nothing; a unanimous-but-one one teaches most
+    zero, zero_nll, *_ = scpo_loss(pw, t(POLICY_L), t(REF_W), t(REF_L), t(LEN_W), t(0.0), BETA, 1.0)
+    assert zero.item() == 0 and zero_nll.item() == 0
+
+
+def test_scpo_margin_one_is_dpo_plus_sft():
+    from genius.algorithm.losses import scpo_loss
+
+    pref, nll, *_ = scpo_loss(t(POLICY_W), t(POLICY_L), t(REF_W), t(REF_L), t(LEN_W), t(1.0), BETA, alpha=0.5)
+    dpo, *_ = dpo_loss(t(POLICY_W), t(POLICY_L), t(REF_W), t(REF_L), BETA)
+    assert pref.item() == pytest.approx(dpo.item()) and nll.item() == pytest.approx(0.5 * sft_loss(t(POLICY_W), t(LEN_W)).item())

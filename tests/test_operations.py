@@ -103,7 +103,7 @@ def test_task_that_fails_once_succeeds_on_retry(monkeypatch, prefect_harness):
 
     @flow
     def one_stage():
-        return tasks.ingest.with_options(retry_delay_seconds=0)(1)
+        return tasks.TASKS["ingest"].with_options(retry_delay_seconds=0)(1)
 
     assert one_stage() is True
     assert calls == ["ingest@r1", "ingest@r1"]

@@ -27,8 +27,15 @@ def test_dvc_repro_runs_pipeline_then_nothing(project):
 
     second = run(["dvc", "repro"], project)
     assert second.returncode == 0 and "Running stage" not in second.stdout, second.stdout
+    # DVC's views read in a terminal: the headline (rounds.metrics.json) is the metric, a round's
+    # metrics.json a plain output; README's `dvc exp show` keeps a few columns
     metrics = run(["dvc", "metrics", "show"], project)
-    assert "runs/r2/metrics.json" in metrics.stdout
+    assert "rounds.metrics.json" in metrics.stdout and "runs/r2/metrics.json" not in metrics.stdout, metrics.stdout
+    assert len(metrics.stdout.splitlines()[0].split()) == 1 + 1 + 3 * 2  # Path, round, (base, change, latest) x 2 tasks
+    shown = run([*readme_exp_show(), "--csv"], project)
+    header = shown.stdout.splitlines()[0].split(",")
+    assert shown.returncode == 0 and len(header) == 14, header  # Experiment, Created, round, 6 headline, 5 params
+    assert "genius_toy.change" in header and "training.beta" in header
 
 
 def test_shipped_registry_matches_num_rounds():
@@ -36,6 +43,14 @@ def test_shipped_registry_matches_num_rounds():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     assert list(registry) == list(range(1, params["rounds"]["num_rounds"] + 1))
     assert registry[1].policy == params["model"]["path"]
+
+
+def readme_exp_show() -> list[str]:
+    """README's `dvc exp show` command, as a user copies it."""
+    import shlex
+
+    line = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("dvc exp show "))
+    return shlex.split(line.split("  #")[0])
 
 
 @pytest.mark.e2e

@@ -36,3 +36,29 @@ def test_decide_promotion_tolerance():
     assert promoted is False and "fell to 43.0% from 45.0%" in reason
     assert decide_promotion(0.5, 0.45, 0.0, "t")[0] is True
 
+
+
+def test_a_round_held_by_one_stage_is_refused_to_another_naming_it(project, capsys):
+    """Two stages of one round at once (`genius sample --round 1` twice, by hand): the second stops at
+    once with one line naming the first, before it touches anything."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    from genius.stages.cli import main
+
+    lock = project / "runs" / "r1" / ".stage.lock"
+    code = f"from genius.io import hold\nwith hold({str(lock)!r}, 'genius sample --round 1'):\n    print('held', flush=True)\n    input()"
+    holder = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["sample", "--round", "1"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"runs/r1 is held by pid {holder.pid} (genius sample --round 1) since " in err, err
+        assert not (project / "runs" / "r1" / "samples").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(["pairs", "--round", "1"]) == 2  # free again: now it runs, and stops at its missing input
+    assert "runs/r1/samples.jsonl does not exist" in capsys.readouterr().err

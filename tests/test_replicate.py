@@ -83,7 +83,7 @@ def test_results_block_keeps_the_hand_written_text(tmp_path):
     (tmp_path / "RESULTS.md").write_text(f"# Results\n\nwhat we tried\n\n{rep.BEGIN}\nold\n{rep.END}\n\nmore notes\n")
     rep.write_results(plan, 60, "make replicate")
     text = (tmp_path / "RESULTS.md").read_text()
-    assert "what we tried" in text and "more notes" in text and "old" not in text and "`make replicate`" in text
+    assert "what we tried" in text and "more notes" in text and "\nold\n" not in text and "`make replicate`" in text
     (tmp_path / "RESULTS.md").write_text("no markers")
     with pytest.raises(ValueError, match="markers"):
         rep.write_results(plan, 60, "make replicate")

@@ -56,9 +56,9 @@ def test_report_tables_csv_and_plot(tmp_path):
 
     # the round table: headline (group) accuracy only, one row per round
     lines = summary.splitlines()
-    assert lines[0] == "| round | queries | pairs | genius_reasoning | wall s |"
-    assert lines[2] == "| base | - | - | 50.0% | 12 |"
-    assert lines[4] == "| 2 | 1000 | 2800 | 56.5% | 95 |"
+    assert lines[0] == "| round | method | queries | training data | data tokens | genius_reasoning | wall s |"
+    assert lines[2] == "| base | - | - | - | - | 50.0% | 12 |"
+    assert lines[4] == "| 2 | - | 1000 | 2800 pairs | - | 56.5% | 95 |"
 
     report = (runs / "report.md").read_text()
     assert report.split("\n\n")[1] == summary  # the flow publishes the second paragraph as its summary
@@ -79,6 +79,16 @@ def test_report_tables_csv_and_plot(tmp_path):
     assert png.format == "PNG" and png.size == (1200, 432)  # two panels: accuracy, and the signal
 
 
+def test_report_names_the_method_and_marks_a_control(tmp_path):
+    """A round's method and what its training data cost show in the round table; a control that
+    uses labels is marked in the table and under it."""
+    rft = metrics(1, 0.6, 0.2) | {"method": {"name": "rft", "uses_labels": True}, "pairs": {"targets": 40},
+                                  "cost": {"data_tokens": 12345}}  # fmt: skip
+    summary = write_report(write_runs(tmp_path, [metrics(0, 0.5, 0.2), rft]), num_rounds=1)
+    assert "| 1 | rft (control: USES LABELS) | 1000 | 40 targets | 12,345 | 40.0% | 95 |" in summary
+    assert "**rft: a positive control that USES LABELS**" in (tmp_path / "report.md").read_text()
+
+
 def test_report_without_diagnostics_or_later_rounds(tmp_path):
     runs = write_runs(tmp_path, [metrics(0, 0.5, 0.2), metrics(1, 0.6, 0.2)])
     write_report(runs, num_rounds=3)  # r2 and r3 not run yet: reported as far as they exist
@@ -93,7 +103,7 @@ def test_changed_task_list_leaves_gaps(tmp_path):
     later["accuracy"]["genius_toy"] = 0.4
     runs = write_runs(tmp_path, [metrics(0, 0.5, 0.2), later])
     summary = write_report(runs, num_rounds=1)
-    assert summary.splitlines()[2] == "| base | - | - | 35.0% | - | 12 |"
+    assert summary.splitlines()[2] == "| base | - | - | - | - | 35.0% | - | 12 |"
     assert "| genius_toy | - | 40.0% | - |" in (runs / "report.md").read_text()
 
 
@@ -105,5 +115,27 @@ def test_no_metrics_is_a_clear_error(tmp_path):
 def test_genius_report_command(tmp_path, capsys):
     runs = write_runs(tmp_path / "runs", [metrics(0, 0.5, 0.2), metrics(1, 0.6, 0.25)])
     assert main(["--params", str(ROOT / "params.yaml"), "-S", f"rounds.runs_dir={runs}", "report"]) == 0
-    assert "| 1 | 1000 | 2800 | 42.5% | 95 |" in capsys.readouterr().out
+    assert "| 1 | - | 1000 | 2800 pairs | - | 42.5% | 95 |" in capsys.readouterr().out
     assert (runs / "report.md").exists() and (runs / "accuracy.png").exists()
+
+
+def test_headline_is_base_latest_unrefused_round_and_change(tmp_path):
+    """DVC's metric: per task, the base, the latest round the gate did not refuse, the change.
+
+    Base 0.40, round 1 0.45 (promoted), round 2 0.30 (refused), round 3 0.47 (not judged yet: counts):
+    latest is round 3, change +0.07; with round 3 gone, round 1 (+0.05), not the refused round 2.
+    """
+    from genius.stages.registry import RoundEntry, write_registry
+    from genius.stages.report import write_summary
+
+    runs = tmp_path / "runs"
+    for r, acc in ((0, 0.40), (1, 0.45), (2, 0.30), (3, 0.47)):
+        (runs / ("base" if r == 0 else f"r{r}")).mkdir(parents=True)
+        (runs / ("base" if r == 0 else f"r{r}") / "metrics.json").write_text(json.dumps(metrics(r, acc, acc)))
+    registry = tmp_path / "rounds.yaml"
+    write_registry(registry, {1: RoundEntry(1, "m", True), 2: RoundEntry(2, "r1", False), 3: RoundEntry(3, "r1")})
+    summary = write_summary(runs, registry)
+    assert summary == {"round": 3, "genius_reasoning": {"base": 0.40, "latest": 0.47, "change": 0.07}}
+    assert json.loads((tmp_path / "rounds.metrics.json").read_text()) == summary  # beside the registry
+    (runs / "r3" / "metrics.json").unlink()
+    assert write_summary(runs, registry)["genius_reasoning"] == {"base": 0.40, "latest": 0.45, "change": 0.05}

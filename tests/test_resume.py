@@ -133,3 +133,35 @@ def test_config_diff_names_dotted_keys():
     new = {"policy": "a", "sampling": {"tau": 0.5, "selection": "greedy", "extra": 1}}
     assert config_diff(old, new) == ["sampling.extra", "sampling.selection", "sampling.tau"]
     assert config_diff(old, old) == []
+
+
+def test_the_shard_store_samples_with_the_sampler_it_is_handed(tmp_path):
+    """The method's sampler is handed in (shards.py imports none): its records land batch by batch with
+    their cost, and a method's own sampler keys are part of what resuming checks."""
+    import ast
+
+    from genius.algorithm.records import Response, ResponseGroup
+    from genius.data.queries import Query
+    from genius.engines.base import EngineCost
+    from genius.stages.shards import sample_in_shards, sampling_cost
+
+    tree = ast.parse((ROOT / "genius" / "stages" / "shards.py").read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not any(m.startswith("genius.algorithm") for m in imported if m)
+
+    class Engine:
+        cost, num_parameters = EngineCost(), 10
+
+    def sampler(engine, tokenizer, batches):
+        for batch in batches:
+            engine.cost.generated_tokens += 2 * len(batch)
+            yield [ResponseGroup(q.id, q.text, (Response("A:1", (1,), True, -1.0),)) for q in batch]
+
+    queries = [Query(f"q{i}", f"{i}+1") for i in range(5)]
+    store = ShardStore(tmp_path / "samples")
+    store.open(sampler_config(SamplingConfig(), "m", method={"samples": 8}), [q.id for q in queries])
+    assert sample_in_shards(Engine(), None, queries, 2, sampler, store, lambda _: None) == 0
+    assert store.done() == {0, 1, 2} and sampling_cost(store.costs())["generated_tokens"] == 10
+    assert store.assemble([q.id for q in queries], tmp_path / "samples.jsonl") == 5
+    with pytest.raises(ResumeError, match=r"method.samples: 8 -> 4"):
+        store.open(sampler_config(SamplingConfig(), "m", method={"samples": 4}), [q.id for q in queries])

@@ -18,7 +18,7 @@ def stages(monkeypatch):
 
 
 def test_each_task_runs_its_stage(stages):
-    assert tasks.ingest.fn(3) and tasks.sample.fn(3) and tasks.build_pairs.fn(3) and tasks.train.fn(3)
+    assert all(tasks.TASKS[name].fn(3) for name in ("ingest", "sample", "pairs", "train"))
     assert stages == ["ingest@r3", "sample@r3", "pairs@r3", "train@r3"]
 
 
@@ -32,6 +32,6 @@ def test_evaluate_returns_the_rounds_metrics(stages, tmp_path):
 
 
 def test_stage_tasks_retry_and_hold_no_concurrency_tag():
-    for task in (tasks.ingest, tasks.sample, tasks.build_pairs, tasks.train, tasks.evaluate):
+    for task in (*tasks.TASKS.values(), tasks.evaluate):
         assert task.retries >= 1, task.name
         assert not task.tags, f"{task.name}: a tag limit's slot leaks when a flow is killed (the project lock serialises flows)"

@@ -316,3 +316,47 @@ def test_non_finite_training_stops_and_saves_nothing(pairs, base, tmp_path):
     with pytest.raises(TrainingDiverged, match="non-finite .* no checkpoint saved"):
         run(pairs, base, tmp_path, CFG.model_copy(update={"learning_rate": 1e30, "max_grad_norm": 1e30, "warmup_ratio": 0.0}))
     assert not (tmp_path / "checkpoint").exists()
+
+
+@pytest.mark.parametrize("accumulation", [1, 3])
+def test_term_gradient_norms_split_the_first_step(pairs, base, tmp_path, accumulation):
+    """train_round(term_grad_norms=True) logs the gradient norm of the preference term and of
+    the SFT term apart: each is that of its own mean over step 1's pairs, in one plain forward."""
+    from genius.algorithm.losses import dpo_loss, sft_loss
+    from genius.engines.loading import load_model
+    from genius.training.batches import collate, pair_sequences, sequence_logps, step_batches, tokenize_pairs
+
+    cfg = CFG.model_copy(update={"loss": "dpo", "sft_weight": 0.5, "max_grad_norm": 1e9, "gradient_accumulation_steps": accumulation})
+    run(pairs, base, tmp_path, cfg, term_grad_norms=True)
+    logged = json.loads((tmp_path / "train_steps.jsonl").read_text().splitlines()[0])
+    model, tokenizer = load_model(base, device="cpu")
+    examples = tokenize_pairs(tokenizer, [pairs[i] for i in step_batches(len(pairs), 8, 2, CFG.seed)[0]])
+
+    def norm_of(term) -> float:
+        model.zero_grad()
+        logps, lengths = sequence_logps(model, *collate(pair_sequences(examples), tokenizer.pad_token_id, "cpu"))
+        chosen, rejected = logps[:8], logps[8:]
+        losses, *_ = dpo_loss(chosen, rejected, chosen.detach(), rejected.detach(), CFG.beta)  # step 0: policy = reference
+        (losses if term == "preference" else 0.5 * sft_loss(chosen, lengths[:8])).mean().backward()
+        return torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()])).item()
+
+    assert logged["grad_norm_preference"] == pytest.approx(norm_of("preference"), rel=1e-4)
+    assert logged["grad_norm_sft"] == pytest.approx(norm_of("sft"), rel=1e-4)
+    assert logged["pull_preference"] == pytest.approx(CFG.beta * 0.5, rel=1e-6)  # z = 0 at step 0: beta sigmoid(0)
+
+
+def test_sft_targets_train_through_the_same_trainer(pairs, base, tmp_path):
+    """An SftTarget's pair (an empty negative) trains with loss sft exactly as a pair with the same positive."""
+    from dataclasses import replace
+
+    from genius.algorithm.records import SftTarget
+
+    targets = [SftTarget(p.query_id, p.query, p.chosen, p.chosen_complete, 1.0) for p in pairs]
+    cfg = CFG.model_copy(update={"loss": "sft", "epochs": 1})
+    metrics = run([t.as_pair() for t in targets], base, tmp_path / "targets", cfg)
+    same = [replace(p, rejected=p.chosen) for p in pairs]  # another negative, which sft never reads
+    run(same, base, tmp_path / "pairs", cfg)
+    assert metrics["steps"] == 3 and metrics["reward_rejected"] == 0.0
+    assert "grad_norm_sft" not in json.loads((tmp_path / "targets" / "train_steps.jsonl").read_text().splitlines()[0])  # opt-in
+    for k, v in weights(tmp_path / "pairs" / "checkpoint").items():
+        torch.testing.assert_close(weights(tmp_path / "targets" / "checkpoint")[k], v, rtol=0, atol=1e-6)

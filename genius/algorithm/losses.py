@@ -1,5 +1,5 @@
-"""Preference losses as pure tensor functions: ACO (paper Eq. 11-12) and the baselines of the
-paper's Table 4 (DPO, IPO, SimPO, ROPO, SFT on the positives).
+"""Preference losses as pure tensor functions: ACO (paper Eq. 11-12), the baselines of the
+paper's Table 4 (DPO, IPO, SimPO, ROPO, SFT on the positives), and ScPO's vote-weighted loss.
 
 Every argument is a 1-D tensor of shape (B,) holding, per pair, a sequence log-prob summed
 over the response tokens (`*_logps`), a response length in tokens (`*_lengths`, float) or an
@@ -135,6 +135,34 @@ def ropo_loss(
     phi_l = beta * (policy_rejected_logps - ref_rejected_logps)
     z = phi_w - phi_l
     return gamma * torch.sigmoid(-z) - eta * F.logsigmoid(z), phi_w.detach(), phi_l.detach()
+
+
+def scpo_loss(
+    policy_chosen_logps: Tensor,
+    policy_rejected_logps: Tensor,
+    ref_chosen_logps: Tensor,
+    ref_rejected_logps: Tensor,
+    chosen_lengths: Tensor,
+    vote_margin: Tensor,
+    beta: float,
+    alpha: float,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """L_ScPO = -w(x) log sigmoid(phi_w - phi_l) - w(x) alpha log pi_theta(y+|x) / |y+|, w(x) = (V(y+) - V(y-)) / k.
+
+    Prasad et al. (arXiv 2411.04109), their weighted loss: DPO plus a length-normalised NLL
+    term on the chosen response (alpha: `training.sft_weight`, as IRPO adds it), both scaled
+    by the vote margin w(x) of the query's k samples
+    (genius.algorithm.self_consistency), which carries no gradient. So -dL/dphi_w =
+    w sigmoid(-z): a query that voted 7 to 1 pulls 6x harder than one that voted 2 to 1.
+    Returns (preference terms, NLL terms, chosen_rewards, rejected_rewards), each (B,): the
+    loss is their sum, kept apart so the two terms can be measured apart.
+    """
+    w = vote_margin.detach()
+    phi_w = beta * (policy_chosen_logps - ref_chosen_logps)
+    phi_l = beta * (policy_rejected_logps - ref_rejected_logps)
+    preference = -w * F.logsigmoid(phi_w - phi_l)
+    nll = w * alpha * sft_loss(policy_chosen_logps, chosen_lengths)
+    return preference, nll, phi_w.detach(), phi_l.detach()
 
 
 def sft_loss(policy_chosen_logps: Tensor, chosen_lengths: Tensor) -> Tensor:

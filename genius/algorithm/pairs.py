@@ -5,6 +5,11 @@ The quintuples (x, T_w, A_w, T_l, A_l) are built during sampling, one per timest
 says what kind of pairs they are. In particular, only pairs whose responses come from
 different beams can land in ACO's calibration region (A_l > A_w): the share of such pairs
 tells how often ACO can differ from DPO at all.
+
+`build` is Genius's row of the stage table's ROUNDS: what the round's pairs stage calls. Every
+method has one, `build(samples, params, tools) -> (training records, statistics)`; `tools`
+(genius.stages.tools) lends the answer reader, the gold answers of a control and the round's
+policy, each made on first use. `target_stats` describes the SFT targets of LMSI and RFT.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genius.algorithm.records import PreferencePair, SampleRecord
+from genius.algorithm.records import PreferencePair, SampleRecord, SftTarget
 from genius.io import read_jsonl, write_jsonl
 
 
@@ -39,3 +44,21 @@ def extract_pairs(samples_path: str | Path, pairs_path: str | Path) -> dict:
     pairs = [p for r in records for p in r.pairs]
     write_jsonl(pairs_path, (p.to_json() for p in pairs))
     return pair_stats(pairs, len(records))
+
+
+def build(records: list[SampleRecord], params, tools) -> tuple[list[PreferencePair], dict]:
+    """Genius: the pairs the foresight search chose, one per timestamp (docs/ALGORITHM.md section 1)."""
+    pairs = [p for r in records for p in r.pairs]
+    return pairs, pair_stats(pairs, len(records))
+
+
+def target_stats(targets: list[SftTarget], num_queries: int) -> dict:
+    """Counts of a round's SFT targets: how many, from how many of its queries."""
+    kept = len({t.query_id for t in targets})
+    return {
+        "targets": len(targets),
+        "queries": num_queries,
+        "queries_kept": kept,
+        "targets_per_query": len(targets) / max(num_queries, 1),
+        "complete_fraction": float(np.mean([t.complete for t in targets])) if targets else 0.0,
+    }

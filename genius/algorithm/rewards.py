@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 import torch
 
 Extract = Callable[[str], "str | None"]  # response -> its final answer, None when it gives none
+REWARDS = ("majority_vote", "self_certainty", "neg_entropy")  # TTRL's, INTUITOR's, RENT's
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from genius.algorithm.foresight import (
 )
 from genius.algorithm.records import PreferencePair, SampleRecord
 from genius.config import SamplingConfig
-from genius.data.queries import Query
+from genius.data.queries import Query, cut_batches
 from genius.engines.base import Completion, Continuation, Engine
 
 
@@ -100,13 +100,10 @@ def foresight_sample(
         yield from batch
 
 
-def cut_batches(queries: list[Query], size: int) -> list[list[Query]]:
-    """A round's queries, in order, cut into batches of `size` (the last may be shorter).
-
-    The one place batches are cut: batch b is what a shard samples and resumes
-    (`genius.stages.shards`), so every process must cut the same list the same way.
-    """
-    return [queries[b : b + size] for b in range(0, len(queries), size)]
+def batch_sampler(params, log: Callable[[str], None] | None = None):
+    """Genius's sampler for the shard store (genius.stages.shards.Sampler): foresight re-sampling
+    with the `sampling` section, batch by batch."""
+    return lambda engine, tokenizer, batches: foresight_sample_batches(engine, tokenizer, batches, params.sampling, log)
 
 
 def foresight_sample_batches(

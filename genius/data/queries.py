@@ -29,6 +29,7 @@ from genius.config import QueriesConfig
 from genius.data import reasoning_gym
 from genius.data.sources import read_source
 from genius.io import write_atomic, write_json
+from genius.layout import RoundPaths
 
 
 class QueryError(ValueError):
@@ -237,7 +238,7 @@ def round_slice(pool: list[Query], round_index: int, per_round: int) -> list[Que
 
 
 def ingest(cfg: QueriesConfig, round_index: int, out_dir: Path, base_dir: Path = Path(".")) -> IngestReport:
-    """Load the pool, take the round's slice, write out_dir/queries.jsonl and out_dir/ingest_report.json."""
+    """Load the pool, take the round's slice, write the round folder's report, then its queries (RoundPaths)."""
     pool, report = load_pool(cfg, base_dir)
     chosen = round_slice(pool, round_index, cfg.per_round)
     report.round, report.round_size = round_index, len(chosen)
@@ -245,11 +246,11 @@ def ingest(cfg: QueriesConfig, round_index: int, out_dir: Path, base_dir: Path =
     report.slice_end = report.slice_start + len(chosen)
     if len(chosen) < cfg.per_round:
         report.note = f"partial round: {len(chosen)} of {cfg.per_round} queries; the pool of {len(pool)} is used up"
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = RoundPaths(Path(out_dir))
+    paths.dir.mkdir(parents=True, exist_ok=True)
     rows = "".join(json.dumps({"id": q.id, "query": q.text}, ensure_ascii=False) + "\n" for q in chosen)
-    write_atomic(out_dir / "queries.jsonl", rows)
-    write_json(out_dir / "ingest_report.json", report.to_json())
+    write_json(paths.ingest_report, report.to_json())
+    write_atomic(paths.queries, rows)  # last: a round whose queries exist is ingested whole
     return report
 
 
@@ -266,3 +267,13 @@ def read_queries(path: str | Path) -> list[Query]:
             except (ValueError, KeyError, TypeError) as e:
                 raise QueryError(f"{path} line {n}: expected {{'id', 'query'}} as ingest writes ({e!r})") from None
     return queries
+
+
+def cut_batches(queries: list[Query], size: int) -> list[list[Query]]:
+    """A round's queries, in order, cut into batches of `size` (the last may be shorter).
+
+    The one place batches are cut: batch b is what a sampler samples with one seed and what a
+    shard samples and resumes (`genius.stages.shards`), so every process must cut the same
+    list the same way.
+    """
+    return [queries[b : b + size] for b in range(0, len(queries), size)]

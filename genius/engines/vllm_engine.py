@@ -114,6 +114,23 @@ def cpu_engine_process() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+def _params(temperature: float, max_tokens: int, stops: list[int], seed: int):
+    """One sample of one request, its sampled tokens' log-probs with it (logprobs=0), no text."""
+    from vllm import SamplingParams
+    from vllm.sampling_params import RequestOutputKind
+
+    return SamplingParams(
+        n=1,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        stop_token_ids=stops or None,
+        logprobs=0,
+        detokenize=False,
+        seed=seed,
+        output_kind=RequestOutputKind.FINAL_ONLY,
+    )
+
+
 class VLLMEngine:
     def __init__(
         self,
@@ -174,9 +191,7 @@ class VLLMEngine:
         """One vLLM request per sample; a step that did not end the response gets its rollout
         request (prompt + step, in the prefix cache already) the moment it finishes, so rollouts
         fill the batch while other steps are still running, as in the transformers engine."""
-        from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
-        from vllm.sampling_params import RequestOutputKind
 
         stop_ids = self._stop_token_ids(stop)
         stop_set = set(stop_ids)
@@ -184,18 +199,6 @@ class VLLMEngine:
         # depend on the torch seed of its batch and its place in the call alone
         step_seeds = torch.randint(0, 2**31 - 1, (len(prompts), n)).tolist()
         roll_seeds = torch.randint(0, 2**31 - 1, (len(prompts), n)).tolist() if then else None
-
-        def params(temp, max_tokens, stops, seed):
-            return SamplingParams(
-                n=1,
-                temperature=temp,
-                max_tokens=max_tokens,
-                stop_token_ids=stops or None,
-                logprobs=0,
-                detokenize=False,
-                seed=seed,
-                output_kind=RequestOutputKind.FINAL_ONLY,
-            )
 
         engine = self.llm.llm_engine
         out: list[list[Completion | None]] = [[None] * n for _ in prompts]
@@ -205,9 +208,10 @@ class VLLMEngine:
         def submit(i: int, j: int, tokens: list[int], rollout: bool) -> Completion | None:
             if len(tokens) >= self.max_model_len:  # vLLM refuses it: no room for one token
                 return Completion([], [], "length")
-            sampling = params(then.temperature, then.max_new_tokens, [], roll_seeds[i][j]) if rollout else params(
-                temperature, max_new_tokens, stop_ids, step_seeds[i][j]
-            )
+            if rollout:
+                sampling = _params(then.temperature, then.max_new_tokens, [], roll_seeds[i][j])
+            else:
+                sampling = _params(temperature, max_new_tokens, stop_ids, step_seeds[i][j])
             rid = f"g{next(self._request_ids)}"
             running[rid] = (i, j, rollout, len(tokens))
             internal = engine.add_request(rid, TokensPrompt(prompt_token_ids=list(tokens)), sampling)
@@ -226,28 +230,36 @@ class VLLMEngine:
                     early = submit(i, j, list(p), rollout=False)
                     if early is not None:
                         finished_step(i, j, early)
-            while engine.has_unfinished_requests():
-                for r in engine.step():
-                    if not r.finished:
-                        continue
-                    i, j, rollout, length = running.pop(aliases.pop(r.request_id, r.request_id))
-                    # tokens vLLM computed rather than found in its prefix cache
-                    self.cost.prefill_tokens += length - (r.num_cached_tokens or 0)
-                    (output,) = r.outputs
-                    c = to_completion(output, set() if rollout else stop_set)
-                    if rollout:
-                        out[i][j].continuation = c
-                    else:
-                        finished_step(i, j, c)
+            for i, j, rollout, output in self._finished(engine, running, aliases):
+                c = to_completion(output, set() if rollout else stop_set)
+                if rollout:
+                    out[i][j].continuation = c
+                else:
+                    finished_step(i, j, c)
         except BaseException:
             if running:
                 engine.abort_request(list(running))
             raise
+        self._count(out)
+        return out
+
+    def _count(self, out: list[list[Completion]]) -> None:
         self.cost.calls += 1
         self.cost.generated_tokens += sum(
             len(c.token_ids) + (len(c.continuation.token_ids) if c.continuation else 0) for cs in out for c in cs
         )
-        return out
+
+    def _finished(self, engine, running: dict, aliases: dict):
+        """Step the engine until no request is left: (prompt, sample, is_rollout, output) of each that finishes."""
+        while engine.has_unfinished_requests():
+            for r in engine.step():
+                if not r.finished:
+                    continue
+                i, j, rollout, length = running.pop(aliases.pop(r.request_id, r.request_id))
+                # tokens vLLM computed rather than found in its prefix cache
+                self.cost.prefill_tokens += length - (r.num_cached_tokens or 0)
+                (output,) = r.outputs
+                yield i, j, rollout, output
 
     def _stop_token_ids(self, stop: str | None) -> list[int]:
         if not stop:

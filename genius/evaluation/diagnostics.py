@@ -17,7 +17,8 @@ above wrong ones:
   the top-scored candidate (the positive T_w) is right against an average candidate.
 
 The numbers are pure functions of scores and labels (`auroc`, `response_level`,
-`step_level`); `diagnose` does the sampling with `genius.engines.transformers_engine.TransformersEngine`.
+`step_level`); `diagnose` samples with the engine `eval.engine` names, through
+`genius.evaluation.scoring` (which also reads the answers).
 
 The probe is a JSONL file, or a `reasoning_gym:` spec (`eval.diagnostics_answer:
 reasoning_gym`): then it is the very test set of the genius_rg tasks (the spec's problems
@@ -28,7 +29,6 @@ gives its extracted answer full marks, as those tasks count it.
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -40,10 +40,8 @@ from sklearn.metrics import roc_auc_score
 from genius.algorithm.records import SampleRecord
 from genius.config import ConfigError, EvalConfig, ModelConfig, SamplingConfig
 from genius.data import reasoning_gym
+from genius.evaluation.scoring import is_right, judge, open_engine, read_answer, score  # noqa: F401 (is_right, read_answer: the answer rules live there)
 from genius.threads import torch_threads
-
-NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-
 
 # ---------------------------------------------------------------------------- pure functions
 
@@ -113,47 +111,6 @@ def step_level(records: list[SampleRecord], is_correct: Callable[[str, str], boo
     }
 
 
-def read_answer(response: str, mode: str) -> str | None:
-    """The answer a response gives, as a normalised string; None when it gives none.
-
-    toy: the number after the last `A:` (genius.toy.task.extract_answer); last_number: the
-    last number anywhere, thousands separators dropped ("1,000" -> "1000", "2.50" -> "2.5");
-    reasoning_gym: the text after the last `Answer:`, else the last number
-    (genius.data.reasoning_gym.extract_answer).
-    """
-    if mode == "toy":
-        from genius.toy.task import extract_answer
-
-        answer = extract_answer(response)
-        return None if answer is None else str(answer)
-    if mode == "last_number":
-        found = NUMBER_RE.findall(response)
-        return _number(found[-1]) if found else None
-    if mode == "reasoning_gym":
-        return reasoning_gym.extract_answer(response)
-    raise ValueError(f"diagnostics_answer must be toy, last_number or reasoning_gym, got {mode!r}")
-
-
-def _number(text: str) -> str:
-    value = float(text.replace(",", ""))
-    return str(int(value)) if value.is_integer() else repr(value)
-
-
-def is_right(response: str, gold: str, mode: str) -> bool:
-    answer = read_answer(response, mode)
-    gold_norm = read_answer(f"A:{gold}" if mode == "toy" else str(gold), mode)
-    return answer is not None and answer == gold_norm
-
-
-def judge(problem: dict, mode: str) -> Callable[[str], bool]:
-    """response -> right or wrong, for one probe problem: reasoning-gym's scorer where the problem
-    comes from a spec (it carries "spec" and "index"), else the gold answer compared as `mode` reads it."""
-    if mode == "reasoning_gym":
-        spec = reasoning_gym.parse_spec(problem["spec"])
-        return lambda response: reasoning_gym.is_correct(response, spec, problem["index"])
-    return lambda response: is_right(response, problem["answer"], mode)
-
-
 # ---------------------------------------------------------------------------- sampling
 
 
@@ -184,31 +141,26 @@ def read_probe(path: str | Path, limit: int) -> list[dict]:
 
 
 def diagnose(
-    model, tokenizer, probe: list[dict], sampling: SamplingConfig, n: int, answer_mode: str, seed: int = 0
+    engine, tokenizer, probe: list[dict], sampling: SamplingConfig, n: int, answer_mode: str, seed: int = 0
 ) -> dict:
-    """Sample on the probe with the model and measure both levels; see the module docstring.
+    """Sample on the probe with the engine and measure both levels; see the module docstring.
 
-    Returns {"summary": flat numbers for metrics.json, "problems": per-problem scores and
-    correctness for inspection}.
+    `engine`: a generation engine (genius.evaluation.scoring.open_engine), or a loaded
+    transformers model to run on the transformers engine. Returns {"summary": flat numbers
+    for metrics.json, "problems": per-problem scores and correctness for inspection}.
     """
-    from genius.algorithm.sampling import foresight_sample, prompt_ids
+    from genius.algorithm.sampling import foresight_sample
     from genius.data.queries import Query
     from genius.engines.transformers_engine import TransformersEngine
 
     start = time.perf_counter()
-    engine = TransformersEngine(model, tokenizer, sampling.max_batch_sequences)
-    prompts = [prompt_ids(tokenizer, p["query"]) for p in probe]
-    decode = lambda c: tokenizer.decode(c.token_ids, skip_special_tokens=True)  # noqa: E731
+    if isinstance(engine, torch.nn.Module):  # a model
+        engine = TransformersEngine(engine, tokenizer, sampling.max_batch_sequences)
     limit = sampling.max_rollout_tokens  # a rollout is by definition the rest of a whole response
-    torch.manual_seed(seed)
-    sampled = engine.generate(prompts, n=n, temperature=sampling.temperature, max_new_tokens=limit, stop=None)
-    greedy = engine.generate(prompts, n=1, temperature=0.0, max_new_tokens=limit, stop=None)
+    sampled = score(engine, tokenizer, probe, answer_mode, n, sampling.temperature, limit, seed=seed)
+    greedy_correct = [c[0] for c in score(engine, tokenizer, probe, answer_mode, 1, 0.0, limit).correct]
 
     right = {p["id"]: judge(p, answer_mode) for p in probe}
-    scores = [[float(np.mean(c.logprobs)) if c.logprobs else float("-inf") for c in cs] for cs in sampled]
-    correct = [[right[p["id"]](decode(c)) for c in cs] for cs, p in zip(sampled, probe)]
-    greedy_correct = [right[p["id"]](decode(cs[0])) for cs, p in zip(greedy, probe)]
-
     queries = [Query(p["id"], p["query"]) for p in probe]
     records = list(foresight_sample(engine, tokenizer, queries, sampling))
     steps = step_level(records, lambda qid, text: right[qid](text))
@@ -217,13 +169,13 @@ def diagnose(
         "problems": len(probe),
         "samples_per_problem": n,
         "temperature": sampling.temperature,
-        **response_level(scores, correct, greedy_correct),
+        **response_level(sampled.scores, sampled.correct, greedy_correct),
         **steps,
         "seconds": time.perf_counter() - start,
     }
     problems = [
         {"id": p["id"], "scores": s, "correct": c, "greedy_correct": g}
-        for p, s, c, g in zip(probe, scores, correct, greedy_correct)
+        for p, s, c, g in zip(probe, sampled.scores, sampled.correct, greedy_correct)
     ]
     return {"summary": summary, "problems": problems}
 
@@ -236,12 +188,11 @@ def diagnose_checkpoint(
     base_dir: Path = Path("."),
     pool: Sequence[str] | None = None,
 ) -> dict:
-    """The stage hook: `diagnose` the checkpoint at `model_path` on the configured probe.
+    """The stage hook: `diagnose` the checkpoint at `model_path` on the configured probe, on the engine
+    `eval.engine` names (genius.evaluation.scoring.open_engine).
 
     `pool` is `queries.paths`: required when the probe is a `reasoning_gym:` spec.
     """
-    from genius.evaluation.harness import load_for_eval
-
     base_dir = Path(base_dir)
     source, limit = eval_cfg.diagnostics_path or eval_cfg.test_path, eval_cfg.diagnostics_problems
     if reasoning_gym.is_spec(source) != (eval_cfg.diagnostics_answer == "reasoning_gym"):
@@ -254,6 +205,6 @@ def diagnose_checkpoint(
     else:
         probe = read_probe(base_dir / source, limit)
     with torch_threads(eval_cfg.threads):
-        model, tokenizer = load_for_eval(model_path, model_cfg)
+        engine, tokenizer = open_engine(model_path, eval_cfg, model_cfg, sampling)
         n, answer = eval_cfg.diagnostics_samples, eval_cfg.diagnostics_answer
-        return diagnose(model, tokenizer, probe, sampling, n, answer, eval_cfg.seed)
+        return diagnose(engine, tokenizer, probe, sampling, n, answer, eval_cfg.seed)

@@ -18,7 +18,7 @@ import gc
 import json
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -37,8 +37,11 @@ def evaluate(
     model_cfg: ModelConfig,
     base_dir: Path = Path("."),
     pool: Sequence[str] | None = None,
+    done: Callable[[int], None] | None = None,
 ) -> dict:
     """Run `eval_cfg.tasks` on the model at `model_path`; relative config paths resolve in `base_dir`.
+
+    `done(k)`: called once the first k tasks are scored (the stage's progress).
 
     `pool` is `queries.paths`: required when `eval.test_path` is a `reasoning_gym:` spec,
     whose test set must leave out the pool's problems (`task_metadata`).
@@ -59,7 +62,7 @@ def evaluate(
             chat = getattr(lm.tokenizer, "chat_template", None) is not None
         else:
             lm, chat = hf_lm(model_path, eval_cfg, model_cfg)
-        out = run_tasks(lm, eval_cfg, task_manager, apply_chat_template=chat)
+        out = run_tasks(lm, eval_cfg, task_manager, apply_chat_template=chat, done=done)
     # vLLM holds its share of GPU memory until its engine is collected, and the diagnostics
     # load the checkpoint again right after (not verified on a GPU in this project yet)
     del lm

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import yaml
 
@@ -104,12 +104,15 @@ def read_task_yaml(path: str | Path) -> dict:
     return merged | data
 
 
-def run_tasks(lm, eval_cfg: EvalConfig, task_manager, apply_chat_template: bool) -> dict:
-    """Run each name in `eval_cfg.tasks` through lm-eval with `lm`; the numbers as `evaluate` returns them."""
+def run_tasks(lm, eval_cfg: EvalConfig, task_manager, apply_chat_template: bool, done: Callable[[int], None] | None = None) -> dict:
+    """Run each name in `eval_cfg.tasks` through lm-eval with `lm`; the numbers as `evaluate` returns them.
+
+    `done(k)` is called once the first k names are scored.
+    """
     import lm_eval  # ~1.3 s of imports that callers who only sample or train should not pay for
 
     out: dict[str, Any] = {"accuracy": {}, "stderr": {}, "num_samples": {}, "samples": {}}
-    for name in eval_cfg.tasks:
+    for k, name in enumerate(eval_cfg.tasks, 1):
         results = lm_eval.simple_evaluate(
             model=lm,
             tasks=[name],
@@ -128,6 +131,8 @@ def run_tasks(lm, eval_cfg: EvalConfig, task_manager, apply_chat_template: bool)
         )
         for part, values in scores(name, results, _headline_metrics(task_manager, name), eval_cfg.metric).items():
             out[part] |= values
+        if done:
+            done(k)
     return out
 
 

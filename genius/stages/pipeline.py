@@ -30,7 +30,9 @@ import yaml
 
 from genius.config import SPEED_ONLY, ConfigError, Params
 from genius.io import write_atomic
+from genius.layout import RoundPaths, RunsPaths, summary_path
 from genius.stages.registry import Lineage, RoundEntry, read_lineage, read_registry, write_registry
+from genius.stages.table import EACH, NONE, STAGES, Stage, check_method, method, reads, round_stages
 
 HEADER = """\
 # Written by `genius pipeline` from params.yaml and {registry}: do not edit by hand, edit
@@ -113,87 +115,61 @@ def keys(params: Params, present: set[str], *sections: str) -> list[str]:
 
 
 def stages(params: Params, present: set[str]) -> dict:
-    """The stage table: what each stage runs, reads and writes, as dvc.yaml lists it.
+    """dvc.yaml's stages, from the stage table (genius/stages/table.py): what each runs, reads and writes.
 
     `present`: the dotted keys the params file writes out (file_keys).
     """
-    runs, e = params.rounds.runs_dir, params.eval
-    model = _local_files(params, params.model.path)
-    eval_files = _local_files(params, e.test_path, e.diagnostics_path) + [e.include_path]
-    round_dir = f"{runs}/${{key}}"
     table: dict = {}
-    if params.toy.enabled:
-        table["toy"] = {"cmd": "genius toy", "deps": ["genius/toy"], "params": keys(params, present, "toy"), "outs": [params.toy.out_dir]}
-    table["evaluate_base"] = {
-        "cmd": "genius evaluate --round 0",
-        "deps": [*model, *eval_files, "genius/evaluation"],
-        "params": keys(params, present, "model", "eval", "sampling"),  # sampling: the diagnostics re-run the round's foresight sampling
-        "outs": [f"{runs}/base/eval_samples.jsonl", f"{runs}/base/diagnostics.json"],
-        "metrics": [f"{runs}/base/metrics.json"],
-    }
-    per_round = {
-        "ingest": {
-            "cmd": "genius ingest --round ${item.round}",
-            "deps": [*_local_files(params, *params.queries.paths), "genius/data"],
-            "params": keys(params, present, "queries"),
-            "outs": [f"{round_dir}/queries.jsonl", f"{round_dir}/ingest_report.json"],
-        },
-        "sample": {
-            "cmd": "genius sample --round ${item.round}",
-            "deps": [
-                "${item.policy}",
-                f"{round_dir}/queries.jsonl",
-                "genius/algorithm",
-                "genius/engines",
-                "genius/stages/shards.py",
-            ],
-            "params": keys(params, present, "model", "sampling"),
-            "outs": [f"{round_dir}/samples.jsonl", f"{round_dir}/sampling.json"],
-        },
-        "pairs": {
-            "cmd": "genius pairs --round ${item.round}",
-            "deps": [f"{round_dir}/samples.jsonl", "genius/algorithm/pairs.py", "genius/algorithm/records.py"],
-            "outs": [f"{round_dir}/pairs.jsonl", f"{round_dir}/pairs.json"],
-        },
-        "train": {
-            "cmd": "genius train --round ${item.round}",
-            "deps": ["${item.policy}", f"{round_dir}/pairs.jsonl", "genius/training", "genius/algorithm/losses.py", "genius/algorithm/records.py"],
-            "params": keys(params, present, "model", "training"),
-            "outs": [f"{round_dir}/checkpoint", f"{round_dir}/train.json", f"{round_dir}/train_steps.jsonl"],
-        },
-        "evaluate": {
-            "cmd": "genius evaluate --round ${item.round}",
-            "deps": [
-                f"{round_dir}/checkpoint",
-                *eval_files,
-                "genius/evaluation",
-                *(f"{round_dir}/{name}" for name in ("ingest_report.json", "sampling.json", "pairs.json", "train.json")),
-            ],
-            "params": keys(params, present, "model", "eval", "sampling"),
-            "outs": [f"{round_dir}/eval_samples.jsonl", f"{round_dir}/diagnostics.json"],
-            "metrics": [f"{round_dir}/metrics.json"],
-        },
-    }
-    for name, stage in per_round.items():
-        table[name] = {"foreach": "${round_list}", "do": stage}
-    for stage in [table["evaluate_base"], *(s["do"] for s in table.values() if "do" in s)]:
-        # a moved runs folder invalidates every stage (which then asks for `genius pipeline`)
-        stage["params"] = [*stage.get("params", []), "rounds.runs_dir"]
+    for stage in STAGES.values():
+        if stage.enabled(params) and (stage.rounds != EACH or stage in round_stages(params)):
+            entry = dvc_stage(stage, params, present)
+            table[stage.name] = {"foreach": "${round_list}", "do": entry} if stage.rounds == EACH else entry
     return table
+
+
+def dvc_stage(stage: Stage, params: Params, present: set[str]) -> dict:
+    """One stage's dvc.yaml entry; a stage of each round uses DVC's `${key}` (the round's name) and `${item.*}`."""
+    runs = params.rounds.runs_dir
+    paths = RoundPaths(Path(runs) / "${key}") if stage.rounds == EACH else RoundPaths.of(runs, 0)
+    files = lambda names: [str(getattr(paths, name)) for name in names]  # noqa: E731
+    stats = [s.stats[1] for s in round_stages(params) if s.stats] if stage.round_stats else []
+    row = method(params)  # the method's own keys and code, for the stages it shapes (sample, pairs)
+    own = [k for k in row.params.get(stage.name, ()) if k in present]
+    entry: dict = {
+        "cmd": " ".join(["genius", *stage.argv("${item.round}")]),
+        "deps": [
+            *(["${item.policy}"] if stage.policy else []),
+            *files(reads(params, stage)),
+            *_local_files(params, *stage.inputs(params)),
+            *row.code.get(stage.name, ()),
+            *stage.code,
+            *files(stats),  # evaluate: the round's other statistics go into its metrics.json
+        ],
+    }
+    if stage.name in row.params and "method.answers_path" in row.params[stage.name]:  # a control's labels
+        entry["deps"] += _local_files(params, params.method.answers_path)
+    keys_ = keys(params, present, *stage.params) + own + (["rounds.runs_dir"] if stage.rounds != NONE else [])
+    if keys_:  # a moved runs folder invalidates every stage of a round (which then asks for `genius pipeline`)
+        entry["params"] = keys_
+    entry["outs"] = [*files(stage.writes), *stage.outputs(params)]
+    return entry
 
 
 def render(params: Params, present: set[str] | None = None) -> str:
     """dvc.yaml's text for these params; `present` defaults to the keys params.yaml writes out."""
     present = file_keys() if present is None else present
-    runs = params.rounds.runs_dir
+    runs = RunsPaths(Path(params.rounds.runs_dir))
     doc = {
         "vars": [params.rounds.registry],
         "stages": stages(params, present),
-        # `genius evaluate` refreshes the report over every round evaluated so far: no plot stage
-        "plots": [{f"{runs}/accuracy.csv": {"x": "round"}}, f"{runs}/accuracy.png"],
+        # `genius evaluate` (and the flow, once it has judged a round) refreshes the report over every
+        # round evaluated so far, and the headline: base, latest round, change per task. A round's
+        # metrics.json is a plain output: as DVC metrics, every key of every round would be a column.
+        "metrics": [str(summary_path(params.rounds.registry))],
+        "plots": [{str(runs.accuracy_csv): {"x": "round"}}, str(runs.accuracy_png)],
     }
     body = yaml.safe_dump(doc, sort_keys=False, width=1000)
-    return HEADER.format(registry=params.rounds.registry, runs=runs) + body
+    return HEADER.format(registry=params.rounds.registry, runs=params.rounds.runs_dir) + body
 
 
 def sync(params: Params, dvc_yaml: str | Path = "dvc.yaml", num_rounds: int | None = None, present: set[str] | None = None) -> list[str]:
@@ -205,6 +181,7 @@ def sync(params: Params, dvc_yaml: str | Path = "dvc.yaml", num_rounds: int | No
     writes dvc.yaml if its text differs.
     """
     check_inputs(params)
+    check_method(params)  # a loss the method cannot train with, a control without answers: refused before DVC runs anything
     changed: list[str] = []
     entries = read_registry(params.rounds.registry)
     lineage = Lineage(params.model.path, params.rounds.runs_dir)
@@ -218,7 +195,7 @@ def sync(params: Params, dvc_yaml: str | Path = "dvc.yaml", num_rounds: int | No
         changed.append(f"{params.rounds.registry}: lineage {lineage.model} in {lineage.runs_dir}/")
     for r in range(1, (params.rounds.num_rounds if num_rounds is None else num_rounds) + 1):
         if r not in entries:
-            entries[r] = RoundEntry(r, params.model.path if r == 1 else str(Path(lineage.runs_dir) / f"r{r - 1}" / "checkpoint"))
+            entries[r] = RoundEntry(r, params.model.path if r == 1 else str(RoundPaths.of(lineage.runs_dir, r - 1).checkpoint))
             changed.append(f"{params.rounds.registry}: round {r} registered")
     if changed:
         write_registry(params.rounds.registry, entries, lineage)
@@ -234,7 +211,7 @@ def check_lineage(params: Params, entries: dict[int, RoundEntry], recorded: Line
     """Refuse a new model or runs folder under a registry whose rounds have results."""
     if recorded is None:
         return
-    done = [r for r in entries if (Path(recorded.runs_dir) / f"r{r}" / "metrics.json").exists()]
+    done = [r for r in entries if RoundPaths.of(recorded.runs_dir, r).metrics.exists()]
     if not done:
         return
     registry = params.rounds.registry

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import yaml
 
+from genius.config import read_yaml
 from genius.io import write_atomic
+from genius.layout import round_name
 
 HEADER = """\
 # The round registry: the lineage (the model it self-trains, the folder its rounds write to),
@@ -46,15 +48,15 @@ def read_registry(path: str | Path) -> dict[int, RoundEntry]:
     path = Path(path)
     if not path.exists():
         return {}
-    data = yaml.safe_load(path.read_text()) or {}
+    data = read_yaml(path, "round registry")[0] or {}
     entries = {}
     for key, item in (data.get("round_list") or {}).items():
         try:
             entry = RoundEntry(**item)
         except TypeError as e:
             raise ValueError(f"{path}: round_list.{key}: {e}") from None
-        if key != f"r{entry.round}":
-            raise ValueError(f"{path}: round_list.{key}: the key must be r{entry.round}")
+        if key != round_name(entry.round):
+            raise ValueError(f"{path}: round_list.{key}: the key must be {round_name(entry.round)}")
         entries[entry.round] = entry
     if sorted(entries) != list(range(1, len(entries) + 1)):
         raise ValueError(f"{path}: rounds must be numbered 1..n without gaps, got {sorted(entries)}")
@@ -64,7 +66,7 @@ def read_registry(path: str | Path) -> dict[int, RoundEntry]:
 def read_lineage(path: str | Path) -> Lineage | None:
     """The lineage the registry records, or None (no registry, or one from before lineages)."""
     path = Path(path)
-    data = (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+    data = (read_yaml(path, "round registry")[0] or {}) if path.exists() else {}
     item = data.get("lineage")
     if item is None:
         return None
@@ -86,7 +88,7 @@ def write_registry(path: str | Path, entries: dict[int, RoundEntry], lineage: Li
         item = {"round": e.round, "policy": e.policy}
         if e.promoted is not None:
             item |= {"promoted": e.promoted, "reason": e.reason}
-        lines.append(f"  r{r}: " + yaml.safe_dump(item, default_flow_style=True, sort_keys=False, width=1000).strip())
+        lines.append(f"  {round_name(r)}: " + yaml.safe_dump(item, default_flow_style=True, sort_keys=False, width=1000).strip())
     write_atomic(path, "\n".join(lines) + "\n")
 
 

@@ -1,8 +1,9 @@
 """The run's report: tables of rounds, benchmarks and self-reward signal, and a plot, from metrics.json files.
 
-Reads `runs/base/metrics.json` and `runs/r<k>/metrics.json`; writes `report.md`,
-`accuracy.csv` (for `dvc plots`) and `accuracy.png` next to them. The round table comes
-first in report.md: the Prefect flow publishes it as the run's summary.
+Reads every round's metrics.json (the base's included); writes `report.md`, `accuracy.csv`
+(for `dvc plots`) and `accuracy.png` beside them (genius.layout.RunsPaths), and the
+lineage's headline beside its registry, DVC's metric (`write_summary`). The round table
+comes first in report.md: the Prefect flow publishes it as the run's summary.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+
+from genius.layout import BASE, RoundPaths, RunsPaths, round_name, summary_path
 
 # (metrics.json diagnostics key, column title), as genius.evaluation.diagnostics names them
 SIGNAL = [
@@ -27,14 +30,12 @@ SIGNAL = [
 
 def collect(runs_dir: str | Path, num_rounds: int) -> list[dict]:
     """Metrics of the base (round 0) and of rounds 1..num_rounds that exist."""
-    runs_dir = Path(runs_dir)
-    folders = [runs_dir / "base"] + [runs_dir / f"r{r}" for r in range(1, num_rounds + 1)]
-    paths = [folder / "metrics.json" for folder in folders]
+    paths = [RoundPaths.of(runs_dir, r).metrics for r in range(num_rounds + 1)]
     return [json.loads(p.read_text()) for p in paths if p.exists()]
 
 
 def _name(m: dict) -> str:
-    return "base" if m["round"] == 0 else f"r{m['round']}"
+    return round_name(m["round"])
 
 
 def benchmarks(rows: list[dict]) -> list[str]:
@@ -47,24 +48,78 @@ def _pct(value) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    """A markdown table: round, queries, pairs, headline accuracy per eval task or group, wall time.
+    """A markdown table: round, method, queries, training data and its tokens, headline accuracy per eval task
+    or group, wall time.
 
     Headline keys are the names in eval.tasks (no "/"); per-benchmark numbers are in
     `benchmark_table`.
     """
     tasks = [k for k in benchmarks(rows) if "/" not in k]
-    header = ["round", "queries", "pairs", *tasks, "wall s"]
+    header = ["round", "method", "queries", "training data", "data tokens", *tasks, "wall s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for m in rows:
         cells = [
-            "base" if m["round"] == 0 else str(m["round"]),
-            str(m.get("sampling", {}).get("queries", "-")),
-            str(m.get("pairs", {}).get("pairs", "-")),
+            BASE if m["round"] == 0 else str(m["round"]),
+            method_cell(m.get("method")),
+            str(m.get("training" if online(m) else "sampling", {}).get("queries", "-")),  # online: sampled while training
+            training_data(m),
+            f"{m['cost']['data_tokens']:,}" if "cost" in m else "-",  # sampled, prefilled, and run again by the pairs stage
             *(_pct(m["accuracy"].get(t)) for t in tasks),
             f"{m.get('seconds_total', m['seconds']):.0f}",  # evaluation and diagnostics; a round's stages too
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def online(m: dict) -> bool:
+    """An online RL round (GRPO): its train stage sampled, no sample or pairs stage ran."""
+    return bool((m.get("method") or {}).get("reward"))
+
+
+def training_data(m: dict) -> str:
+    """What the round trained on: its pairs or SFT targets, or (online) its GRPO steps."""
+    data = m.get("pairs", {})
+    if online(m):
+        t = m.get("training", {})
+        return f"online, {t['steps']} steps" if "steps" in t else "online"
+    return f"{data['pairs']} pairs" if "pairs" in data else f"{data['targets']} targets" if "targets" in data else "-"
+
+
+# (train.json key stem, column title): what a user watches in a GRPO round (genius.training.grpo_metrics)
+WATCHED = [
+    ("reward", "reward"),
+    ("majority_agreement", "majority agreement"),
+    ("majority_correct", "majority right"),
+    ("entropy", "token entropy"),
+    ("response_length", "response length"),
+    ("kl", "KL"),
+]
+
+
+def online_table(rows: list[dict]) -> str | None:
+    """Per online round, first step -> last step of what a user watches; None when no round is online.
+
+    Rising reward with falling majority-right (where labels measure it) or entropy is the
+    collapse the promotion gate must stop (docs: PEERS, bench/grpo_toy.py).
+    """
+    rows = [m for m in rows if online(m) and m.get("training")]
+    if not rows:
+        return None
+    header = ["round", "reward", *(title for _, title in WATCHED), "rollout tokens"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    span = lambda t, k: "-" if t.get(f"{k}_first") is None else f"{t[f'{k}_first']:.3g} -> {t[f'{k}_last']:.3g}"  # noqa: E731
+    for m in rows:
+        t = m["training"]
+        cells = [_name(m), m["method"]["reward"], *(span(t, key) for key, _ in WATCHED)]
+        lines.append("| " + " | ".join([*cells, f"{m.get('cost', {}).get('data_tokens', 0):,}"]) + " |")
+    return "\n".join(lines)
+
+
+def method_cell(info: dict | None) -> str:
+    """The round's method; a label-using control says so in capitals wherever it shows."""
+    if not info:
+        return "-"
+    return f"{info['name']} (control: USES LABELS)" if info.get("uses_labels") else info["name"]
 
 
 def benchmark_table(rows: list[dict]) -> str:
@@ -156,26 +211,69 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def headline(rows: list[dict], entries: dict) -> dict:
+    """Per headline task: its accuracy on the base, on the latest round, and the change; and which round that is.
+
+    The latest round is the last evaluated one the promotion gate did not refuse (`entries`: the
+    registry; a round DVC ran without the flow is not judged, and counts).
+    """
+    base = next((m for m in rows if m["round"] == 0), None)
+    if base is None:
+        return {}
+    judged = [m for m in rows if m["round"] > 0 and getattr(entries.get(m["round"]), "promoted", None) is not False]
+    latest = judged[-1] if judged else base
+    out: dict = {"round": latest["round"]}
+    for task in (k for k in base["accuracy"] if "/" not in k):
+        first, last = base["accuracy"][task], latest["accuracy"].get(task)
+        out[task] = {"base": first, "latest": last, "change": None if last is None else round(last - first, 6)}
+    return out
+
+
+def write_summary(runs_dir: str | Path, registry: str | Path) -> dict:
+    """The lineage's headline (`headline`) into its summary file, DVC's metric (genius.layout.summary_path)."""
+    from genius.io import write_json
+    from genius.stages.registry import read_registry
+
+    entries = read_registry(registry)
+    summary = headline(collect(runs_dir, len(entries)), entries)
+    if summary:
+        write_json(summary_path(registry), summary)
+    return summary
+
+
 def write_report(runs_dir: str | Path, num_rounds: int) -> str:
     """Write report.md, accuracy.csv and accuracy.png into runs_dir; return the round table."""
-    runs_dir = Path(runs_dir)
-    rows = collect(runs_dir, num_rounds)
+    runs = RunsPaths(Path(runs_dir))
+    rows = collect(runs.dir, num_rounds)
     if not rows:
-        raise FileNotFoundError(f"no metrics.json under {runs_dir}: run the rounds first")
+        raise FileNotFoundError(f"no {runs.round(0).metrics.name} under {runs.dir}: run the rounds first")
     text = table(rows)
     keys = benchmarks(rows)
-    with open(runs_dir / "accuracy.csv", "w", newline="") as f:
+    with open(runs.accuracy_csv, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["round", *keys])
         writer.writerows([m["round"], *(m["accuracy"].get(k, "") for k in keys)] for m in rows)
-    plot(rows, runs_dir / "accuracy.png")
+    plot(rows, runs.accuracy_png)
+    controls = sorted({m["method"]["name"] for m in rows if (m.get("method") or {}).get("uses_labels")})
     sections = [
         "# Genius run",
         text,
-        "![accuracy per round](accuracy.png)",
+        *([f"**{', '.join(controls)}: a positive control that USES LABELS** (method.answers_path): it bounds what "
+           "training can show with perfect choices, and is not a label-free result."] if controls else []),
+        f"![accuracy per round]({runs.accuracy_png.name})",
         "## Accuracy per benchmark",
         benchmark_table(rows),
     ]
+    watched = online_table(rows)
+    if watched:
+        sections += [
+            "## Online RL: what the rounds watched",
+            "First -> last optimizer step of each GRPO round (runs/r<k>/train_steps.jsonl has every step): the "
+            "mean reward, the share of a group agreeing with its majority answer, how often that majority is "
+            "right (only where method.answers_path gives labels; measurement, never a reward), the policy's "
+            "token entropy, the response length and the KL to the reference.",
+            watched,
+        ]
     signal = signal_table(rows)
     if signal:
         sections += [
@@ -188,5 +286,5 @@ def write_report(runs_dir: str | Path, num_rounds: int) -> str:
             "candidate drawn uniformly.",
             signal,
         ]
-    (runs_dir / "report.md").write_text("\n\n".join(sections) + "\n")
+    runs.report.write_text("\n\n".join(sections) + "\n")
     return text

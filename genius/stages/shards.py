@@ -1,16 +1,21 @@
 """Sampling in shards: a round's samples written batch by batch, by any number of processes.
 
-A round's queries are cut, in query order, into batches of `sampling.batch_queries`; batch b
-is sampled with a seed taken from its first query's id (`genius.algorithm.sampling`), so its records
-depend on its queries alone, not on which process samples it or when. A *shard* s of S
-samples batches s, s + S, s + 2S, ...: S processes (or Ray tasks, `flows/scale_out.py`)
-fill one folder between them and the result is the same for any S.
+A round's queries are cut, in query order, into batches of `sampling.batch_queries`
+(`genius.data.queries.cut_batches`); batch b is sampled with a seed taken from its first
+query's id, so its records depend on its queries alone, not on which process samples it or
+when. A *shard* s of S samples batches s, s + S, s + 2S, ...: S processes (or Ray tasks,
+`flows/scale_out.py`) fill one folder between them and the result is the same for any S.
+
+What samples a batch is the method's sampler (the stage table's ROUNDS row: foresight
+re-sampling for Genius, n whole responses for the voting methods), handed in as a function
+of (engine, tokenizer, batches) yielding each batch's records; this module imports none.
 
 `runs/r<k>/samples/` holds, while a round is being sampled:
-  manifest.json            the sampler's config (the `sampling` section and the policy), its hash,
-                           and a hash of the query ids in order (what batch b means)
-  batch-00000.jsonl        the provenance records of batch 0, renamed into place only once
-                           complete (a kill leaves no partial batch)
+  manifest.json            what decides the samples (the `sampling` section, the method's own
+                           keys, the policy), its hash, and a hash of the query ids in order
+                           (what batch b means)
+  batch-00000.jsonl        the records of batch 0, renamed into place only once complete (a
+                           kill leaves no partial batch)
   batch-00000.cost.json    what that batch cost: engine calls, tokens, seconds, parameters, and
                            the host and process that sampled it
 A rerun checks the manifest: another config or another query list is refused, naming the
@@ -29,27 +34,28 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator
 
-from genius.algorithm.records import SampleRecord
-from genius.algorithm.sampling import cut_batches, foresight_sample_batches
 from genius.config import SPEED_ONLY, ConfigError, SamplingConfig
-from genius.data.queries import Query
+from genius.data.queries import Query, cut_batches
 from genius.engines.base import Engine, EngineCost
 from genius.io import stable_hash, write_atomic
-
-# Keys that change how fast sampling runs, not what it samples: resuming on a machine
-# with other threads, GPUs or memory is allowed.
+from genius.progress import Progress
 
 
 class ResumeError(ConfigError):
     """Unfinished batches of a run with another config; the message names the differing keys."""
 
 
-def sampler_config(cfg: SamplingConfig, policy: str, dtype: str = "float32") -> dict:
-    """What decides the samples: the sampling section (minus its SPEED_ONLY keys), the policy and its precision."""
+# A method's sampler: (engine, tokenizer, batches of queries) -> each batch's records, in order.
+Sampler = Callable[[Engine, Any, list[list[Query]]], Iterator[list[Any]]]
+
+
+def sampler_config(cfg: SamplingConfig, policy: str, dtype: str = "float32", method: dict | None = None) -> dict:
+    """What decides the samples: the sampling section (minus its SPEED_ONLY keys), the policy and its
+    precision, and the method's own keys its sampler reads (`method`: key -> value; none for Genius)."""
     sampling = {k: v for k, v in cfg.model_dump().items() if k not in SPEED_ONLY["sampling"]}
-    return {"sampling": sampling, "policy": policy, "dtype": dtype}
+    return {"sampling": sampling, "policy": policy, "dtype": dtype} | ({"method": method} if method else {})
 
 
 def config_hash(config: dict) -> str:
@@ -127,7 +133,7 @@ class ShardStore:
         """Indices of the finished batches."""
         return {int(p.name[6:11]) for p in self.batches()}
 
-    def write(self, index: int, records: list[SampleRecord], cost: dict) -> Path:
+    def write(self, index: int, records: list, cost: dict) -> Path:
         """Add finished batch `index`: its cost first, then the records, each renamed into place."""
         path = self.batch_path(index)
         write_atomic(path.with_suffix(".cost.json"), json.dumps(cost) + "\n")
@@ -150,7 +156,7 @@ class ShardStore:
                 offset = 0
                 for line in f:
                     if line.strip():
-                        where.setdefault(SampleRecord.from_json(json.loads(line)).query_id, (batch, offset))
+                        where.setdefault(json.loads(line)["query_id"], (batch, offset))
                     offset += len(line)
         missing = [q for q in query_ids if q not in where]
         if missing:
@@ -186,17 +192,17 @@ def sample_in_shards(
     engine: Engine,
     tokenizer,
     queries: list[Query],
-    cfg: SamplingConfig,
+    batch_queries: int,
+    sample: Sampler,
     store: ShardStore,
     log: Callable[[str], None] = print,
     shard: int = 0,
     num_shards: int = 1,
 ) -> int:
-    """Sample this shard's unfinished batches, one file each; returns how many of its queries were done already.
-
-    `store.open` must have accepted this run's config and query list.
+    """Sample this shard's unfinished batches with `sample`, one file each; returns how many of its queries
+    were done already. `store.open` must have accepted this run's config and query list.
     """
-    mine, done = shard_plan(queries, cfg.batch_queries, shard, num_shards), store.done()
+    mine, done = shard_plan(queries, batch_queries, shard, num_shards), store.done()
     todo = [b for b in mine if b not in done]
     skipped = sum(len(mine[b]) for b in mine if b in done)
     if skipped:
@@ -207,12 +213,16 @@ def sample_in_shards(
             leftover.unlink()
     before, start = dataclasses.replace(engine.cost), time.perf_counter()
     where = {"host": socket.gethostname(), "pid": os.getpid(), "shard": shard, "num_shards": num_shards}
-    for b, records in zip(todo, foresight_sample_batches(engine, tokenizer, [mine[b] for b in todo], cfg, progress=log), strict=True):
+    done, progress = skipped, Progress(log, sum(map(len, mine.values())), "queries")
+    progress(done)
+    for b, records in zip(todo, sample(engine, tokenizer, [mine[b] for b in todo]), strict=True):
         now = time.perf_counter()
         cost = {k: v - getattr(before, k) for k, v in dataclasses.asdict(engine.cost).items()}
         cost |= {"queries": len(records), "seconds": now - start, "parameters": engine.num_parameters} | where
         store.write(b, records, cost)
         before, start = dataclasses.replace(engine.cost), now
+        done += len(records)
+        progress(done)
     return skipped
 
 

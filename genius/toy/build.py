@@ -1,7 +1,8 @@
 """Build the embedded default: the perm task's data and a tiny Llama pre-trained on it.
 
 `build_toy` writes, into one folder, everything a self-training run needs when the user has
-no model of their own: an unlabelled query pool (`queries.jsonl`), a labelled held-out set
+no model of their own: an unlabelled query pool (`queries.jsonl`) and, apart, its labels
+(`answers.jsonl`: for the label-using controls and the audit only), a labelled held-out set
 (`test.jsonl`), and a char-level Llama in HF format (`model/`) pre-trained on gold solutions
 of *other* problems, so later stages load it like any hub model. The pre-training is pinned
 by seed and step count: a prototype of the task measured 35.8% greedy at 900 steps and 96.3% (no headroom
@@ -33,7 +34,7 @@ LOG_EVERY = 100
 
 
 def build_toy(cfg: ToyConfig, out_dir: str | Path, log=print) -> Path:
-    """Write queries.jsonl, test.jsonl, model/ and toy.json into `out_dir`; return it.
+    """Write queries.jsonl, answers.jsonl (the pool's labels), test.jsonl, model/ and toy.json into `out_dir`; return it.
 
     Everything is built in a temporary folder next to `out_dir` and renamed into place at
     the end, so an interrupted build never leaves a folder that looks complete.
@@ -46,6 +47,8 @@ def build_toy(cfg: ToyConfig, out_dir: str | Path, log=print) -> Path:
         start = time.perf_counter()
         pool, test = task.generate_splits(cfg.seed, cfg.num_queries, cfg.num_test)
         _write_jsonl(tmp / "queries.jsonl", [{"id": f"q{i:05d}", "query": p.query} for i, p in enumerate(pool)])
+        # the pool's labels: read only by the label-using controls (method.answers_path) and the audit, never by training
+        _write_jsonl(tmp / "answers.jsonl", [{"id": f"q{i:05d}", "answer": str(p.answer)} for i, p in enumerate(pool)])
         _write_jsonl(
             tmp / "test.jsonl", [{"id": f"t{i:05d}", "query": p.query, "answer": str(p.answer)} for i, p in enumerate(test)]
         )

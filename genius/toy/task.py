@@ -12,10 +12,9 @@ matched greedy to within 0.5 points (docs/ALGORITHM.md section 4).
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass
 
-ANSWER_RE = re.compile(r"A:(\d+)")
+from genius.data.answers import toy_answer
 
 
 @dataclass(frozen=True)
@@ -53,9 +52,16 @@ def solve(problem: Problem, rng: random.Random) -> str:
 
 
 def extract_answer(response: str) -> int | None:
-    """The integer after the last `A:` in a response, or None."""
-    found = ANSWER_RE.findall(response)
-    return int(found[-1]) if found else None
+    """The integer after the last `A:` in a response, or None (genius.data.answers reads every task's answers)."""
+    return toy_answer(response)
+
+
+def query_answer(query: str) -> int:
+    """The gold answer of a toy query, `35+16+8` -> 59: the sum is in the query itself.
+
+    For measuring and for the label-using controls only: training never sees it.
+    """
+    return sum(int(x) for x in query.split("+"))
 
 
 def generate_splits(seed: int, num_queries: int, num_test: int) -> tuple[list[Problem], list[Problem]]:

@@ -18,8 +18,9 @@ its conventions:
 - what a user watches (genius.training.grpo_metrics): per step, reward, majority agreement,
   token entropy, response length, KL to the reference, seconds of generation and of update.
 - the round's checkpoint is `policy.save_checkpoint`'s (merged HF folder, safetensors);
-  `train_steps.jsonl` and `train.json` sit in `work_dir`; each step goes to `track` (wandb).
-- resume: with `training.save_every`, TRL/transformers checkpoints go to work_dir/train_state
+  the steps' rows go to `train_steps.jsonl` in `work_dir` (genius.layout.RoundPaths), each step
+  also to `track` (wandb); the caller writes the returned summary (the stage: train.json).
+- resume: with `training.save_every`, TRL/transformers checkpoints go to `train_state/` in work_dir
   (loaded with torch's weights-only loader), guarded by a key of the round's inputs and
   settings; they are removed once the round is done.
 """
@@ -39,15 +40,18 @@ from genius.algorithm.rewards import Extract
 from genius.config import GrpoConfig, ModelConfig, TrainingConfig
 from genius.data.queries import Query
 from genius.io import stable_hash
+from genius.layout import RoundPaths
 from genius.threads import torch_threads
 from genius.training.grpo_metrics import StepLog, round_summary, step_rows
 from genius.training.grpo_rollout import GroupReward, engine_rollout
 from genius.training.policy import load_policy, save_checkpoint
 
+
 def train_grpo_round(
     queries: list[Query],
     policy_path: str,
     out_dir: str | Path,
+    reward: str,
     cfg: GrpoConfig,
     training: TrainingConfig,
     model_cfg: ModelConfig,
@@ -60,23 +64,25 @@ def train_grpo_round(
 ) -> dict:
     """GRPO on `queries` from the policy at `policy_path`; save to `out_dir`; return the round's metrics.
 
+    `reward`: one of genius.algorithm.rewards.REWARDS (the method's: ttrl, intuitor, rent).
     `extract` reads a response's final answer (the majority vote, and its measurement under
     every reward); `labels` (query id -> answer as `extract` writes it) are measurement only.
-    `reference_path` None: the reference is the policy as it starts the round.
+    `reference_path` None: the reference is the policy as it starts the round. The steps' rows
+    go to `work_dir`'s train_steps.jsonl (default: out_dir's parent, the round's folder).
     """
-    out_dir, work_dir = Path(out_dir), Path(work_dir or Path(out_dir).parent)
+    out_dir, work = Path(out_dir), RoundPaths(Path(work_dir or Path(out_dir).parent))
     with torch_threads(training.threads):
-        inputs = (queries, labels, policy_path, reference_path)
-        return _train(inputs, out_dir, cfg, training, model_cfg, extract, log, track, work_dir)
+        inputs = (queries, labels, policy_path, reference_path, reward)
+        return _train(inputs, out_dir, cfg, training, model_cfg, extract, log, track, work)
 
 
-def _train(inputs, out_dir, cfg, training, model_cfg, extract, log, track, work_dir) -> dict:
-    queries, labels, policy_path, reference_path = inputs
+def _train(inputs, out_dir, cfg, training, model_cfg, extract, log, track, work: RoundPaths) -> dict:
+    queries, labels, policy_path, reference_path, reward_name = inputs
     start = time.time()
     _check_batch(cfg, training)  # before the model loads
     model, tokenizer = load_policy(policy_path, model_cfg, training)
-    reward = GroupReward(cfg, tokenizer, extract)
-    state_dir, resume = work_dir / "train_state", None
+    reward = GroupReward(reward_name, tokenizer, extract)
+    state_dir, resume = work.train_state, None
     if training.save_every:
         run_key = _run_key(inputs, cfg, training, model_cfg)  # hashes the weights: only when states are kept
         resume = _resumable(state_dir, run_key)
@@ -89,7 +95,7 @@ def _train(inputs, out_dir, cfg, training, model_cfg, extract, log, track, work_
     trainer.add_callback(StepLog(history, cfg, log, track))
     steps = len(queries) // cfg.batch_queries * cfg.epochs * cfg.num_iterations  # TRL drops a last, partial batch
     log(
-        f"GRPO ({cfg.reward}, {cfg.engine} engine) on {len(queries)} queries: {steps} steps of "
+        f"GRPO ({reward_name}, {cfg.engine} engine) on {len(queries)} queries: {steps} steps of "
         f"{cfg.batch_queries} queries x {cfg.num_generations} responses, lr {cfg.learning_rate:g}, beta {cfg.beta:g}"
         + (f"; resuming from {resume.name}" if resume else "")
     )
@@ -97,13 +103,12 @@ def _train(inputs, out_dir, cfg, training, model_cfg, extract, log, track, work_
     save_checkpoint(trainer.model, tokenizer, out_dir, trainer.accelerator)
     steps = step_rows(trainer.state.log_history, cfg)  # every step, a resumed attempt's included
     resumed = len(steps) - len(history)
-    metrics = round_summary(steps, cfg, training, len(queries), resumed, time.time() - start, trainer)
+    metrics = round_summary(steps, reward_name, cfg, training, len(queries), resumed, time.time() - start, trainer)
     if trainer.accelerator.is_main_process:
         shutil.rmtree(state_dir, ignore_errors=True)  # the round is done: its resumable state is spent
-        with open(work_dir / "train_steps.jsonl", "w") as f:
+        with open(work.train_steps, "w") as f:
             f.writelines(json.dumps(row) + "\n" for row in steps)
-        (work_dir / "train.json").write_text(json.dumps(metrics, indent=2))
-        record = {"config": cfg.model_dump(), "metrics": metrics}
+        record = {"reward": reward_name, "config": cfg.model_dump(), "metrics": metrics}
         (out_dir / "genius_training.json").write_text(json.dumps(record, indent=2))
     trainer.accelerator.wait_for_everyone()
     return metrics
@@ -220,11 +225,11 @@ def _run_key(inputs, cfg: GrpoConfig, training: TrainingConfig, model_cfg: Model
     """What a resumable state belongs to: the queries, the models and every setting that changes the result."""
     from genius.training.reference import model_fingerprint
 
-    queries, labels, policy_path, reference_path = inputs
+    queries, labels, policy_path, reference_path, reward = inputs
     settings = {k: v for k, v in training.model_dump().items() if k not in ("save_every", "threads")}
     return stable_hash({
         "queries": [(q.id, q.text) for q in queries], "labels": labels, "policy": model_fingerprint(policy_path),
-        "reference": reference_path, "grpo": cfg.model_dump(), "training": settings, "model": model_cfg.model_dump(),
+        "reference": reference_path, "reward": reward, "grpo": cfg.model_dump(), "training": settings, "model": model_cfg.model_dump(),
     })  # fmt: skip
 
 

@@ -34,9 +34,11 @@ ROW_KEYS = {  # train_steps.jsonl name -> TRL's log name
 def step_rows(log_history: list[dict], cfg: GrpoConfig) -> list[dict]:
     """One row per optimizer step from TRL's log history (logging_steps=1), in the project's names.
 
-    generated_tokens: response tokens sampled for the step; tokens: prompt + response tokens the
-    update ran over (a batch reused by num_iterations > 1 counts again). Update seconds are the
-    step's seconds less generation: rewards, reference and loss passes, the optimizer.
+    generated_tokens: response tokens sampled for the step; prefill_tokens: prompt tokens the
+    sampler ran through the policy (the project's engine: each query's prompt once for its G
+    rows; TRL's generate: once per row); tokens: prompt + response tokens the update ran over
+    (a batch reused by num_iterations > 1 counts again). Update seconds are the step's seconds
+    less generation: rewards, reference and loss passes, the optimizer.
     """
     rows, seen, batch_tokens = [], 0.0, 0.0
     for logs in log_history:
@@ -47,9 +49,11 @@ def step_rows(log_history: list[dict], cfg: GrpoConfig) -> list[dict]:
         if generation:
             batch_tokens, seen = logs["num_tokens"] - seen, logs["num_tokens"]
         update = row["seconds"] - generation
-        generated = row["response_length"] * cfg.batch_queries * cfg.num_generations if generation else 0
+        generated = round(row["response_length"] * cfg.batch_queries * cfg.num_generations) if generation else 0
+        prompts = round(batch_tokens) - generated if generation else 0  # every row's prompt, as the update sees them
         rows.append(row | {
             "generated_tokens": generated,
+            "prefill_tokens": prompts // cfg.num_generations if cfg.engine == "genius" else prompts,
             "tokens": batch_tokens,
             "generation_tokens_per_second": generated / generation if generation else None,
             "update_tokens_per_second": batch_tokens / update if update > 0 else None,
@@ -82,11 +86,12 @@ class StepLog(TrainerCallback):
 
 
 def round_summary(
-    steps: list[dict], cfg: GrpoConfig, training: TrainingConfig, queries: int, resumed: int, seconds: float, trainer
+    steps: list[dict], reward: str, cfg: GrpoConfig, training: TrainingConfig, queries: int, resumed: int, seconds: float, trainer
 ) -> dict:
-    """The round's training metrics for train.json: first, last and mean of what a user watches, and speed.
+    """The round's training metrics for train.json: first, last and mean of what a user watches, cost and speed.
 
-    Speed counts only the steps this attempt ran (from `resumed` on).
+    Cost and speed count only the steps this attempt ran (from `resumed` on): the rollouts
+    (generated and prefilled tokens, generation seconds) and the update (its tokens and seconds).
     """
     first, last = (steps[0], steps[-1]) if steps else ({}, {})
     ran = steps[resumed:]
@@ -101,7 +106,7 @@ def round_summary(
     )
     return {
         "method": "grpo",
-        "reward": cfg.reward,
+        "reward": reward,
         "engine": cfg.engine,
         "queries": queries,
         "steps": len(steps),
@@ -111,8 +116,10 @@ def round_summary(
         **{f"{k}_mean": _mean(steps, k) for k in watched},
         "lr_peak": max((r["lr"] for r in steps), default=None),
         "generated_tokens": total("generated_tokens"),
+        "prefill_tokens": total("prefill_tokens"),
         "generation_seconds": generation,
         "generation_tokens_per_second": total("generated_tokens") / generation if generation > 0 else None,
+        "tokens": total("tokens"),
         "update_seconds": update,
         "update_tokens_per_second": total("tokens") / update if update > 0 else None,
         "peak_memory_mb": peak / 2**20,

@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from genius.algorithm.rewards import Extract, majority_correct, majority_vote, neg_entropy, self_certainty
+from genius.algorithm.rewards import REWARDS, Extract, majority_correct, majority_vote, neg_entropy, self_certainty
 from genius.algorithm.sampling import prompt_ids
 from genius.config import GrpoConfig
 from genius.training.batches import collate
@@ -32,9 +32,11 @@ class GroupReward:
     once the trainer exists: the policy whose logits self-certainty and entropy read.
     """
 
-    def __init__(self, cfg: GrpoConfig, tokenizer, extract: Extract):
-        self.__name__ = cfg.reward  # TRL names the reward's metrics after it: rewards/<name>/mean
-        self.cfg, self.tokenizer, self.extract = cfg, tokenizer, extract
+    def __init__(self, reward: str, tokenizer, extract: Extract):
+        if reward not in REWARDS:
+            raise ValueError(f"unknown reward {reward!r}: one of {', '.join(REWARDS)}")
+        self.__name__ = reward  # TRL names the reward's metrics after it: rewards/<name>/mean
+        self.reward, self.tokenizer, self.extract = reward, tokenizer, extract
         self.trainer = None
         self._prompt = functools.cache(lambda query: prompt_ids(tokenizer, query))  # TRL renders the same chat template
 
@@ -46,7 +48,7 @@ class GroupReward:
         votes = {q: majority_vote([texts[i] for i in idx], self.extract) for q, idx in groups.items()}
         if log_metric is not None:
             _log_votes(votes, groups, label, log_metric)
-        if self.cfg.reward == "majority_vote":
+        if self.reward == "majority_vote":
             rewards = [0.0] * len(texts)
             for q, idx in groups.items():
                 for i, r in zip(idx, votes[q].rewards):
@@ -61,7 +63,7 @@ class GroupReward:
         device = next(model.parameters()).device
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         seqs = [(self._prompt(q), list(c)) for q, c in zip(queries, completion_ids)]
-        score = self_certainty if self.cfg.reward == "self_certainty" else neg_entropy
+        score = self_certainty if self.reward == "self_certainty" else neg_entropy
         vocab = model.get_output_embeddings().weight.shape[0]
         rows = max(1, LOGIT_BYTES // (4 * vocab * max(len(p) + len(c) for p, c in seqs)))
         out: list[float] = []

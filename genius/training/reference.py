@@ -98,14 +98,16 @@ def compute_reference(model, examples: list[Example], batch_size: int, pad_id: i
 
 
 def round_reference(
-    model, examples, cfg, model_cfg, reference_path, fingerprints, batch_size, pad_id, accelerator, work_dir
+    model, examples, cfg, model_cfg, reference_path, fingerprints, batch_size, pad_id, accelerator, cache: Path
 ):
-    """(P, 2) reference log-probs on the device (None when the loss needs none), and where they came from."""
+    """(P, 2) reference log-probs on the device (None when the loss needs none), and where they came from.
+
+    `cache`: the round's reference_logps.safetensors (genius.layout.RoundPaths).
+    """
     if cfg.loss not in NEEDS_REFERENCE or not examples:
         return None, "not needed"
     model_fp = fingerprints["policy"] if reference_path is None else model_fingerprint(reference_path)
     key, parts = reference_key(fingerprints["tokens"], model_fp, model_cfg.dtype, str(accelerator.mixed_precision))
-    cache = work_dir / "reference_logps.safetensors"
     ref = load_reference(cache, key)
     source = f"reused {cache}"
     if ref is None:
@@ -121,7 +123,7 @@ def round_reference(
                 ref = compute_reference(reference, examples, batch_size, pad_id, accelerator)
                 del reference
         if accelerator.is_main_process:
-            work_dir.mkdir(parents=True, exist_ok=True)
+            cache.parent.mkdir(parents=True, exist_ok=True)
             save_reference(cache, key, ref, parts | {"reference": reference_path or "policy"})
         source = f"computed in {time.time() - started:.1f}s, saved to {cache}"
     return ref.to(accelerator.device), source
