@@ -159,3 +159,13 @@ def test_an_online_round_is_ingest_train_evaluate_in_dvc_yaml(name, tmp_path):
     assert not any(k.startswith("grpo.") for k in stages["train"]["do"]["params"])
     assert [s.name for s in round_stages(params)] == ["ingest", "train", "evaluate"]
     assert table.upstream(params, "checkpoint") == [STAGES["ingest"], STAGES["train"]]
+
+
+def test_an_online_method_without_trl_is_refused_in_one_line(monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "trl" else find_spec(name, *a))
+    with pytest.raises(table.ConfigError, match=r"^method.name: rent trains online with TRL's GRPOTrainer, which is not installed"):
+        table.check_method(load_params(ROOT / "params.yaml", ["method.name=rent"]))
+    table.check_method(load_params(ROOT / "params.yaml"))  # Genius needs no TRL

@@ -87,7 +87,7 @@ def training_data(m: dict) -> str:
 
 # (train.json key stem, column title): what a user watches in a GRPO round (genius.training.grpo_metrics)
 WATCHED = [
-    ("reward", "reward"),
+    ("reward", "mean reward"),
     ("majority_agreement", "majority agreement"),
     ("majority_correct", "majority right"),
     ("entropy", "token entropy"),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -259,14 +260,16 @@ def method(params) -> Method:
 
 
 def check_method(params) -> None:
-    """Refuse, in one line naming the keys, a `training.loss` the method's data cannot train, or a
-    label-using control without its answers: before any stage of the round runs."""
+    """Refuse, in one line naming the keys, a `training.loss` the method's data cannot train, an online
+    method without TRL, or a label-using control without its answers: before any stage of the round runs."""
     m, name = method(params), params.method.name
     if m.losses and params.training.loss not in m.losses:  # online methods train on their reward, not a loss on pairs
         raise ConfigError(
             f"training.loss: {params.training.loss} cannot train what method.name {name} writes: set training.loss: "
             f"{m.losses[0]}" + (f" (or one of {', '.join(m.losses[1:])})" if len(m.losses) > 1 else "")
         )
+    if m.reward and importlib.util.find_spec("trl") is None:
+        raise ConfigError(f"method.name: {name} trains online with TRL's GRPOTrainer, which is not installed: pip install -e '.[rl]'")
     if m.labels and params.method.answers_path is None:
         raise ConfigError(
             f"method.answers_path: null, but method.name {name} is a positive control that USES LABELS: "

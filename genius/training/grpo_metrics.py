@@ -40,17 +40,17 @@ def step_rows(log_history: list[dict], cfg: GrpoConfig) -> list[dict]:
     (a batch reused by num_iterations > 1 counts again). Update seconds are the step's seconds
     less generation: rewards, reference and loss passes, the optimizer.
     """
-    rows, seen, batch_tokens = [], 0.0, 0.0
+    rows, seen, batch_tokens = [], 0.0, 0
     for logs in log_history:
         if "loss" not in logs or "step" not in logs:
             continue  # the final summary entry
         row = {name: logs[key] for name, key in ROW_KEYS.items() if key in logs} | {"step": logs["step"]}
         generation = row.get("generation_seconds", 0.0)
         if generation:
-            batch_tokens, seen = logs["num_tokens"] - seen, logs["num_tokens"]
+            batch_tokens, seen = round(logs["num_tokens"] - seen), logs["num_tokens"]  # TRL counts in floats
         update = row["seconds"] - generation
         generated = round(row["response_length"] * cfg.batch_queries * cfg.num_generations) if generation else 0
-        prompts = round(batch_tokens) - generated if generation else 0  # every row's prompt, as the update sees them
+        prompts = batch_tokens - generated if generation else 0  # every row's prompt, as the update sees them
         rows.append(row | {
             "generated_tokens": generated,
             "prefill_tokens": prompts // cfg.num_generations if cfg.engine == "genius" else prompts,
