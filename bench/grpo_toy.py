@@ -71,9 +71,9 @@ def main() -> None:
     results = {"base": score(str(toy / "model"), toy, args.limit)}
     print(f"base: {results['base']}", flush=True)
     for arm in args.arms.split(","):
-        cfg = GrpoConfig(learning_rate=args.collapse_lr if arm == "collapse" else args.lr, seed=args.seed)
+        cfg = GrpoConfig(learning_rate=args.collapse_lr if arm == "collapse" else args.lr)
         started = time.time()
-        metrics = train(arm, cfg, queries, labels, toy, RoundPaths(out / arm))
+        metrics = train(arm, cfg, TrainingConfig(seed=args.seed), queries, labels, toy, RoundPaths(out / arm))
         results[arm] = {"train": metrics, "lr": cfg.learning_rate, **score(str(RoundPaths(out / arm).checkpoint), toy, args.limit)}
         results[arm]["seconds"] = time.time() - started
         print(f"{arm}: {results[arm]['greedy']:.3f} greedy, {results[arm]['sampled']:.3f} at T=1.0", flush=True)
@@ -81,7 +81,7 @@ def main() -> None:
     print(table(results, out))
 
 
-def train(arm: str, cfg: GrpoConfig, queries, labels, toy: Path, out: RoundPaths) -> dict:
+def train(arm: str, cfg: GrpoConfig, training: TrainingConfig, queries, labels, toy: Path, out: RoundPaths) -> dict:
     from accelerate.state import AcceleratorState
 
     import genius.training.grpo as grpo
@@ -92,7 +92,7 @@ def train(arm: str, cfg: GrpoConfig, queries, labels, toy: Path, out: RoundPaths
     try:
         reward = "majority_vote" if arm in ("gold", "collapse") else arm
         return grpo.train_grpo_round(
-            queries, str(toy / "model"), out.checkpoint, reward, cfg, TrainingConfig(), ModelConfig(),
+            queries, str(toy / "model"), out.checkpoint, reward, cfg, training, ModelConfig(),
             lambda response: read_answer(response, "toy"), labels, log=lambda line: print(f"  {arm}: {line}", flush=True),
             work_dir=out.dir,
         )  # fmt: skip

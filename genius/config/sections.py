@@ -221,7 +221,7 @@ class TrainingConfig(Section):
     reference: Literal["previous", "base"] = Field(
         "previous", description="previous: the policy the round started from | base: the original model"
     )
-    seed: int = Field(0, description="data order and dropout")
+    seed: int = Field(0, description="data order and dropout; GRPO's: its query order and sampling too")
     threads: int = Field(1, gt=0, description="torch threads for training")
     simpo_gamma: Number = Field(1.0, ge=0, description="simpo: target margin between the length-normalised rewards")
     ropo_gamma: Number = Field(
@@ -289,8 +289,8 @@ class TrainingConfig(Section):
 class GrpoConfig(Section):
     """Online RL rounds: GRPO on the reward of method.name ttrl, intuitor or rent (genius/training/grpo.py)."""
 
-    # How the policy trains (full or LoRA, precision, threads, resumable states, the reference)
-    # is `training`'s; these are GRPO's own knobs. Absent, or at these defaults, the section
+    # How the policy trains (full or LoRA, precision, threads, resumable states, the reference,
+    # the seed) is `training`'s; these are GRPO's own knobs. Absent, or at these defaults, the section
     # leaves the params hash alone (Params.hash).
 
     engine: Literal["genius", "trl"] = Field(
@@ -317,7 +317,6 @@ class GrpoConfig(Section):
         "group", description="divide the advantage by the group's std (GRPO) | the batch's | not at all (Dr. GRPO)"
     )
     max_grad_norm: Number = Field(1.0, gt=0, description="gradient clipping norm")
-    seed: int = Field(0, description="sampling and query-order seed")
 
 
 class EvalConfig(Section):

@@ -142,7 +142,7 @@ def _trainer(model, tokenizer, reward, dataset, cfg: GrpoConfig, training: Train
         max_completion_length=cfg.max_completion_tokens, learning_rate=cfg.learning_rate, lr_scheduler_type="linear",
         warmup_steps=cfg.warmup_ratio, weight_decay=0.0, optim="adamw_torch", max_grad_norm=cfg.max_grad_norm,
         beta=cfg.beta, epsilon=cfg.epsilon, num_iterations=cfg.num_iterations, loss_type=cfg.loss_type,
-        scale_rewards=cfg.scale_rewards, seed=cfg.seed, data_seed=cfg.seed,
+        scale_rewards=cfg.scale_rewards, seed=training.seed, data_seed=training.seed,
         activation_checkpointing=False,  # TRL's default True recomputes every activation: memory for time
         disable_dropout=True, logging_steps=1, log_completions=False,
         save_strategy="steps" if training.save_every else "no", save_steps=training.save_every or 1, save_total_limit=1,
