@@ -133,7 +133,7 @@ def dvc_stage(stage: Stage, params: Params, present: set[str]) -> dict:
     paths = RoundPaths(Path(runs) / "${key}") if stage.rounds == EACH else RoundPaths.of(runs, 0)
     files = lambda names: [str(getattr(paths, name)) for name in names]  # noqa: E731
     stats = [s.stats[1] for s in round_stages(params) if s.stats] if stage.round_stats else []
-    row = method(params)  # the method's own keys and code, for the stages it shapes (sample, pairs)
+    row = method(params)  # the method's own keys, code and inputs, for the stages it shapes (sample, pairs; online: train)
     own = [k for k in row.params.get(stage.name, ()) if k in present]
     entry: dict = {
         "cmd": " ".join(["genius", *stage.argv("${item.round}")]),
