@@ -131,6 +131,37 @@ def smollm2_path() -> Path:
     return out
 
 
+PRETRAINED_TOY = {"num_queries": 256, "num_test": 100}  # the default's pre-training (600 steps), smaller splits
+
+
+def pretrained_toy_path() -> Path:
+    """The embedded toy pre-trained as `make run` builds it (600 steps: ~30% greedy), cached under .cache/.
+
+    Built once per version of the toy's code and of torch (~90 s on a quiet core, minutes on a
+    busy one); a test that needs a policy with skill to lose (the promotion gate) reads it and
+    never writes it.
+    """
+    import hashlib
+
+    import torch
+
+    from genius.config import ToyConfig
+    from genius.toy.build import build_toy
+
+    cfg = ToyConfig(**PRETRAINED_TOY)
+    code = hashlib.sha1(b"".join(p.read_bytes() for p in sorted((ROOT / "genius" / "toy").glob("*.py"))))
+    code.update(f"{cfg.model_dump()}{torch.__version__}".encode())
+    out = ROOT / ".cache" / "genius-tests" / f"toy-{code.hexdigest()[:10]}"
+    if not (out / "toy.json").exists():
+        build_toy(cfg, out, log=lambda _: None)  # built aside and renamed into place: never half a folder
+    return out
+
+
+@pytest.fixture(scope="session")
+def pretrained_toy() -> Path:
+    return pretrained_toy_path()
+
+
 @pytest.fixture(scope="session")
 def prefect_harness():
     """One temporary Prefect API for every test that runs flows or tasks in this process."""

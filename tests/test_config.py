@@ -158,3 +158,21 @@ def test_unparsable_files_are_one_line_with_their_line(tmp_path):
     path.write_bytes(b"model:\n  path: a\n  dtype: \xe9\n")  # latin-1, not UTF-8
     with pytest.raises(ConfigError, match=rf"^{path}:3: not UTF-8 \(byte 0xe9\)"):
         load_params(path)
+
+
+def test_the_optional_grpo_section_leaves_old_hashes_alone(tmp_path):
+    """A params file without `grpo` (every preset before issue 25), or with it at the schema's defaults,
+    hashes as it did before the section existed; any other value changes the hash, not the others'."""
+    text = (ROOT / "configs" / "smollm2-rg.yaml").read_text()
+    written = write(tmp_path, text + "\ngrpo:\n  num_generations: 8\n  engine: genius\n")
+    assert load_params(written).hash() == PRESET_HASHES["configs/smollm2-rg.yaml"]
+    other = load_params(written, ["grpo.learning_rate=1e-3"])
+    assert other.grpo.learning_rate == 1e-3 and other.grpo.num_generations == 8
+    assert other.hash() != PRESET_HASHES["configs/smollm2-rg.yaml"] and other.hash("sampling") == load_params(written).hash("sampling")
+
+
+def test_grpo_section_errors_name_the_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"params.yaml:\d+: grpo: unknown keys \['num_generation'\] \(known: engine, "):
+        load_params(write(tmp_path, "grpo:\n  num_generation: 4\n"))
+    with pytest.raises(ConfigError, match=r"grpo.num_generations: must be > 1, got 1"):
+        load_params(write(tmp_path, "grpo:\n  num_generations: 1\n"))

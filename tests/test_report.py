@@ -90,6 +90,34 @@ def test_report_names_the_method_and_marks_a_control(tmp_path):
     assert "**rft: a positive control that USES LABELS**" in (tmp_path / "report.md").read_text()
 
 
+def test_an_online_round_shows_its_steps_queries_and_what_it_watched(tmp_path):
+    """A GRPO round has no sampling or pairs statistics: its queries and steps come from training, and
+    the report's online table gives first -> last step of what a user watches."""
+    watched = {"reward": (0.28, 0.99), "majority_agreement": (0.28, 0.99), "majority_correct": (0.09, 0.0),
+               "entropy": (0.429, 0.209), "response_length": (25.5, 4.25), "kl": (0.0, 2.259)}  # fmt: skip
+    training = {"reward": "majority_vote", "queries": 512, "steps": 64}
+    training |= {f"{k}_{w}": v for k, (first, last) in watched.items() for w, v in (("first", first), ("last", last))}
+    ttrl = metrics(1, 0.6, 0.2) | {"method": {"name": "ttrl", "uses_labels": False, "reward": "majority_vote"},
+                                   "training": training, "cost": {"data_tokens": 108000}}  # fmt: skip
+    del ttrl["sampling"], ttrl["pairs"]  # the online round has neither stage
+    summary = write_report(write_runs(tmp_path, [metrics(0, 0.5, 0.2), ttrl]), num_rounds=1)
+    assert "| 1 | ttrl | 512 | online, 64 steps | 108,000 | 40.0% | 95 |" in summary
+    report = (tmp_path / "report.md").read_text()
+    assert "| round | reward | mean reward | majority agreement | majority right | token entropy | response length | KL | rollout tokens |" in report
+    assert "| r1 | majority_vote | 0.28 -> 0.99 | 0.28 -> 0.99 | 0.09 -> 0 | 0.429 -> 0.209 | 25.5 -> 4.25 | 0 -> 2.26 | 108,000 |" in report
+
+
+def test_online_round_cost_counts_its_rollouts_as_data():
+    """GRPO samples inside its train stage: generated 900 + prefilled 100 tokens in 3 s of generation are the
+    round's data; the update's 1,500 tokens and the stage's other 7 s of 10 its training."""
+    from genius.stages.rounds import round_cost
+
+    training = {"generated_tokens": 900, "prefill_tokens": 100, "generation_seconds": 3.0, "tokens": 1500, "seconds": 10.0}
+    assert round_cost({"training": training}) == {"data_tokens": 1000, "data_seconds": 3.0, "train_tokens": 1500, "train_seconds": 7.0}
+    offline = {"sampling": {"generated_tokens": 50, "prefill_tokens": 5, "seconds": 2.0}, "training": {"tokens": 70, "seconds": 4.0}}
+    assert round_cost(offline) == {"data_tokens": 55, "data_seconds": 2.0, "train_tokens": 70, "train_seconds": 4.0}
+
+
 def test_report_without_diagnostics_or_later_rounds(tmp_path):
     runs = write_runs(tmp_path, [metrics(0, 0.5, 0.2), metrics(1, 0.6, 0.2)])
     write_report(runs, num_rounds=3)  # r2 and r3 not run yet: reported as far as they exist

@@ -75,24 +75,35 @@ def test_stage_options_come_from_the_table():
 
 
 def test_every_method_has_a_row_that_resolves():
-    """Every `method.name` has a row: its sampler and builder import, its losses exist, its keys and code are real."""
+    """Every `method.name` has a row: its sampler and builder import, its losses exist (an online method:
+    its reward), its keys, code and the files its stages read are real."""
     from typing import get_args
 
+    from genius.algorithm.rewards import REWARDS
     from genius.config import MethodConfig
+    from genius.layout import round_fields
     from genius.training.objective import LOSSES
 
     assert set(table.ROUNDS) == set(get_args(MethodConfig.model_fields["name"].annotation))
     params = load_params(ROOT / "params.yaml")
     for name, row in table.ROUNDS.items():
-        assert callable(resolve(row.sampler)) and callable(resolve(row.build)), name
-        assert row.losses and set(row.losses) <= set(LOSSES), name
-        assert set(row.stages) <= set(STAGES) and set(row.params) | set(row.code) <= set(row.stages), name
+        if row.reward is None:  # offline: sample, pairs, then a loss on the pairs
+            assert callable(resolve(row.sampler)) and callable(resolve(row.build)), name
+            assert row.losses and set(row.losses) <= set(LOSSES), name
+        else:  # online: no sample or pairs stage; its train stage samples
+            assert row.reward in REWARDS and (row.sampler, row.build, row.losses) == (None, None, ()), name
+            assert row.stages == ("ingest", "train", "evaluate") and row.reads == {"train": ("queries",)}, name
+        assert set(row.stages) <= set(STAGES) and set(row.params) | set(row.code) | set(row.reads) <= set(row.stages), name
+        assert all(set(files) <= set(round_fields()) for files in row.reads.values()), name
         for key in (k for keys in row.params.values() for k in keys):
             section, leaf = key.split(".")
             assert hasattr(getattr(params, section), leaf), (name, key)
         assert all((ROOT / path).exists() for paths in row.code.values() for path in paths), name
         assert all(k.startswith("method.") for k in row.params.get("sample", ())), name  # the sampler's manifest keys
     assert [n for n, row in table.ROUNDS.items() if row.labels] == ["oracle_pairs", "rft"]
+    assert {n: row.reward for n, row in table.ROUNDS.items() if row.reward} == {
+        "ttrl": "majority_vote", "intuitor": "self_certainty", "rent": "neg_entropy"
+    }
 
 
 @pytest.mark.parametrize(
@@ -124,3 +135,38 @@ def test_a_methods_keys_and_code_reach_dvc_yaml():
     assert {"method.answer", "method.min_vote_share"} <= set(lmsi["pairs"]["do"]["params"])
     assert "genius/algorithm/lmsi.py" in lmsi["pairs"]["do"]["deps"] and "method.judgements" not in lmsi["pairs"]["do"]["params"]
     assert "method.answers_path" in stages("method.name=oracle_pairs")["pairs"]["do"]["params"]
+
+
+@pytest.mark.parametrize("name", ["ttrl", "intuitor", "rent"])
+def test_an_online_round_is_ingest_train_evaluate_in_dvc_yaml(name, tmp_path):
+    """GRPO's train stage reads the round's queries (no samples.jsonl, no pairs.jsonl), lists the grpo keys the
+    params file writes and the labels it measures with; evaluate expects no pairs.json or sampling.json."""
+    present = file_keys(ROOT / "params.yaml")
+    params = load_params(ROOT / "params.yaml", [f"method.name={name}"])
+    stages = yaml.safe_load(render(params, present))["stages"]
+    assert [s for s in stages if s not in ("toy", "evaluate_base")] == ["ingest", "train", "evaluate"]
+    train, evaluate = stages["train"]["do"], stages["evaluate"]["do"]
+    assert train["deps"][:2] == ["${item.policy}", "runs/${key}/queries.jsonl"] and "runs/toy/answers.jsonl" in train["deps"]
+    assert "genius/algorithm/rewards.py" in train["deps"] and not any("pairs" in d for d in train["deps"])
+    assert {"method.name", "method.answer", "grpo.learning_rate", "grpo.num_generations"} <= set(train["params"])
+    assert train["outs"] == ["runs/${key}/checkpoint", "runs/${key}/train_steps.jsonl", "runs/${key}/train.json"]
+    assert [d for d in evaluate["deps"] if d.startswith("runs/${key}")] == [
+        "runs/${key}/checkpoint", "runs/${key}/ingest_report.json", "runs/${key}/train.json"
+    ]
+    # a params file without the grpo section: no grpo key is listed (DVC refuses a key the file lacks)
+    bare = tmp_path / "params.yaml"
+    bare.write_text(yaml.safe_dump({k: v for k, v in yaml.safe_load((ROOT / "params.yaml").read_text()).items() if k != "grpo"}))
+    stages = yaml.safe_load(render(load_params(bare, [f"method.name={name}"]), file_keys(bare)))["stages"]
+    assert not any(k.startswith("grpo.") for k in stages["train"]["do"]["params"])
+    assert [s.name for s in round_stages(params)] == ["ingest", "train", "evaluate"]
+    assert table.upstream(params, "checkpoint") == [STAGES["ingest"], STAGES["train"]]
+
+
+def test_an_online_method_without_trl_is_refused_in_one_line(monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "trl" else find_spec(name, *a))
+    with pytest.raises(table.ConfigError, match=r"^method.name: rent trains online with TRL's GRPOTrainer, which is not installed"):
+        table.check_method(load_params(ROOT / "params.yaml", ["method.name=rent"]))
+    table.check_method(load_params(ROOT / "params.yaml"))  # Genius needs no TRL

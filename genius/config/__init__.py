@@ -10,7 +10,7 @@ key documented: genius/config/sections.py.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -19,6 +19,7 @@ from genius.config.sections import (
     SPEED_ONLY,
     ConfigError,
     EvalConfig,
+    GrpoConfig,
     MethodConfig,
     ModelConfig,
     OrchestrationConfig,
@@ -32,8 +33,8 @@ from genius.config.sections import (
 )
 
 __all__ = [
-    "SPEED_ONLY", "ConfigError", "EvalConfig", "MethodConfig", "ModelConfig", "OrchestrationConfig", "Params", "QueriesConfig",
-    "RoundsConfig", "SamplingConfig", "ToyConfig", "TrackingConfig", "TrainingConfig",
+    "SPEED_ONLY", "ConfigError", "EvalConfig", "GrpoConfig", "MethodConfig", "ModelConfig", "OrchestrationConfig", "Params",
+    "QueriesConfig", "RoundsConfig", "SamplingConfig", "ToyConfig", "TrackingConfig", "TrainingConfig",
     "load_params", "read_yaml", "validate", "write_overrides",
 ]  # fmt: skip
 
@@ -184,7 +185,7 @@ def validate(model: type[M], data: Any, path: Path, lines: dict[str, int], prefi
         unknown = [e["loc"][-1] for e in errors if e["type"] == kind and e["loc"][:-1] == loc[:-1]]
         loc = loc[:-1]
         for key in loc:
-            model = model.model_fields[key].annotation
+            model = _section_type(model.model_fields[key].annotation)
         said = f"unknown keys {unknown} (known: {', '.join(f.alias or k for k, f in model.model_fields.items())})"
     else:
         if "expected" in ctx:  # "'a', 'b' or 'c'" -> "'a', 'b', 'c'"
@@ -193,3 +194,9 @@ def validate(model: type[M], data: Any, path: Path, lines: dict[str, int], prefi
         said += "" if kind == "missing" else f", got {errors[0]['input']!r}"
     key = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in (*prefix, *loc)).lstrip(".")
     raise ConfigError(f"{path}{f':{line}' if line else ''}: {f'{key}: ' if key else ''}{said}") from None
+
+
+def _section_type(annotation):
+    """The section model behind a field's annotation: `GrpoConfig | None` -> GrpoConfig."""
+    members = [a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+    return members[0] if members else annotation

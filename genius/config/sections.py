@@ -161,18 +161,22 @@ class SamplingConfig(Section):
 
 
 class MethodConfig(Section):
-    """How a round turns the policy's own samples into training data (README, "Methods"); the stage table's ROUNDS has its row."""
+    """How a round learns from the policy's own samples, offline or online (README, "Methods"); the stage table's ROUNDS has its row."""
 
-    name: Literal["genius", "self_consistency", "lmsi", "self_certainty", "self_rewarding", "oracle_pairs", "rft"] = Field(
+    name: Literal[
+        "genius", "self_consistency", "lmsi", "self_certainty", "self_rewarding", "oracle_pairs", "rft", "ttrl", "intuitor", "rent"
+    ] = Field(
         "genius",
-        description="genius (foresight + ACO) | self_consistency (ScPO) | lmsi | self_certainty (offline) | self_rewarding (an instruct model) | oracle_pairs, rft: positive controls that USE LABELS (answers_path)",
+        description="genius (foresight + ACO) | self_consistency (ScPO) | lmsi | self_certainty (offline) | self_rewarding (an instruct model) | oracle_pairs, rft: positive controls that USE LABELS (answers_path) | online RL, GRPO (the grpo section) on TTRL's majority vote (ttrl), INTUITOR's self-certainty (intuitor), RENT's negative entropy (rent)",
     )
-    samples: int = Field(8, gt=1, description="whole responses sampled per query (every method but genius and oracle_pairs)")
+    samples: int = Field(
+        8, gt=1, description="whole responses sampled per query (the offline methods but genius and oracle_pairs; online: grpo.num_generations)"
+    )
     temperature: Number = Field(0.8, gt=0, description="their sampling temperature")
     max_new_tokens: int = Field(128, gt=0, description="token limit of one response")
     answer: str = Field(
         "toy",
-        description="how a response's final answer is read (voting, controls): toy | reasoning_gym | last_number | regex:<pattern with a group>",
+        description="how a response's final answer is read (voting, TTRL's too, controls): toy | reasoning_gym | last_number | regex:<pattern with a group>",
     )
     min_vote_share: Number | None = Field(
         None, ge=0, le=1,
@@ -183,7 +187,7 @@ class MethodConfig(Section):
     judge_max_new_tokens: int = Field(256, gt=0, description="self_rewarding: token limit of one judgement")
     answers_path: str | None = Field(
         None,
-        description="oracle_pairs, rft only: a JSONL of {id, answer} for the query pool (the toy writes runs/toy/answers.jsonl); null: the controls refuse to run",
+        description="oracle_pairs, rft: a JSONL of {id, answer} for the query pool (the toy writes runs/toy/answers.jsonl); null: the controls refuse to run. ttrl, intuitor, rent: measurement only, how often the vote's majority is right",
     )
 
     @field_validator("answer")
@@ -227,7 +231,7 @@ class TrainingConfig(Section):
     reference: Literal["previous", "base"] = Field(
         "previous", description="previous: the policy the round started from | base: the original model"
     )
-    seed: int = Field(0, description="data order and dropout")
+    seed: int = Field(0, description="data order and dropout; GRPO's: its query order and sampling too")
     threads: int = Field(1, gt=0, description="torch threads for training")
     simpo_gamma: Number = Field(1.0, ge=0, description="simpo: target margin between the length-normalised rewards")
     ropo_gamma: Number = Field(
@@ -290,6 +294,39 @@ class TrainingConfig(Section):
                 "training.main_process_ip: required when training.num_machines > 1 (the address of machine rank 0)"
             )
         return self
+
+
+class GrpoConfig(Section):
+    """Online RL rounds: GRPO on the reward of method.name ttrl, intuitor or rent (genius/training/grpo.py)."""
+
+    # How the policy trains (full or LoRA, precision, threads, resumable states, the reference,
+    # the seed) is `training`'s; these are GRPO's own knobs. Absent, or at these defaults, the section
+    # leaves the params hash alone (Params.hash).
+
+    engine: Literal["genius", "trl"] = Field(
+        "genius",
+        description="genius: the project's transformers engine samples the groups (a prompt prefilled once for its G rows) | trl: TRL's model.generate",
+    )
+    num_generations: int = Field(8, gt=1, description="G: responses sampled per query; advantages are normalised within the group")
+    temperature: Number = Field(1.0, gt=0, description="sampling temperature of the group's responses")
+    max_completion_tokens: int = Field(128, gt=0, description="token limit of one response")
+    batch_queries: int = Field(8, gt=0, description="queries per optimizer step (x G responses)")
+    epochs: int = Field(1, gt=0, description="passes over the round's queries, each sampling fresh groups")
+    num_iterations: int = Field(1, gt=0, description="mu: updates per sampled batch; the ratio clip acts only when > 1")
+    learning_rate: Number = Field(
+        5e-5, gt=0,
+        description="AdamW peak, as training.learning_rate for the toy (~1e-6 for billions of parameters); 1e-3 collapses the toy (bench/grpo_toy.py)",
+    )
+    warmup_ratio: Number = Field(0.0, ge=0, lt=1, description="linear warm-up share, then linear decay")
+    beta: Number = Field(0.01, ge=0, description="KL(pi || pi_ref) coefficient; 0: no reference loaded and no KL measured")
+    epsilon: Number = Field(0.2, gt=0, description="ratio clip: [1 - epsilon, 1 + epsilon]")
+    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = Field(
+        "dapo", description="token aggregation, TRL's names (grpo: per-sequence mean, length-biased)"
+    )
+    scale_rewards: Literal["group", "batch", "none"] = Field(
+        "group", description="divide the advantage by the group's std (GRPO) | the batch's | not at all (Dr. GRPO)"
+    )
+    max_grad_norm: Number = Field(1.0, gt=0, description="gradient clipping norm")
 
 
 class EvalConfig(Section):
@@ -445,11 +482,12 @@ class Params(Section):
     tracking: TrackingConfig
     orchestration: OrchestrationConfig
     method: MethodConfig = MethodConfig()  # optional: a params file without it runs Genius
+    grpo: GrpoConfig = GrpoConfig()  # optional: only online RL rounds (method.name ttrl, intuitor, rent) read it
 
     def hash(self, *sections: str) -> str:
         """A short stable hash of the named sections (all when none), for provenance.
 
-        An optional section left at its default (`method` absent or as the schema writes it)
+        An optional section left at its default (`method` or `grpo` absent, or as the schema writes it)
         is left out of the hash too: adding one to the schema does not change the hash of a
         params file that does not use it.
         """

@@ -40,7 +40,7 @@ from genius.config import SPEED_ONLY, ConfigError, Params
 from genius.io import write_atomic
 from genius.layout import RoundPaths, RunsPaths, summary_path
 from genius.stages.registry import Lineage, RoundEntry, read_lineage, read_registry, write_registry
-from genius.stages.table import EACH, NONE, SHARED_CODE, STAGES, Stage, check_method, method, round_stages
+from genius.stages.table import EACH, NONE, SHARED_CODE, STAGES, Stage, check_method, method, reads, round_stages
 
 HEADER = """\
 # Written by `genius pipeline` from params.yaml and {registry}: do not edit by hand, edit
@@ -141,13 +141,13 @@ def dvc_stage(stage: Stage, params: Params, present: set[str]) -> dict:
     paths = RoundPaths(Path(runs) / "${key}") if stage.rounds == EACH else RoundPaths.of(runs, 0)
     files = lambda names: [str(getattr(paths, name)) for name in names]  # noqa: E731
     stats = [s.stats[1] for s in round_stages(params) if s.stats] if stage.round_stats else []
-    row = method(params)  # the method's own keys and code, for the stages it shapes (sample, pairs)
+    row = method(params)  # the method's own keys, code and inputs, for the stages it shapes (sample, pairs; online: train)
     own = [k for k in row.params.get(stage.name, ()) if k in present]
     entry: dict = {
         "cmd": " ".join(["genius", *stage.argv("${item.round}")]),
         "deps": [
             *(["${item.policy}"] if stage.policy else []),
-            *files(stage.reads),
+            *files(reads(params, stage)),
             *_local_files(params, *stage.inputs(params)),
             *row.code.get(stage.name, ()),
             *stage.code,

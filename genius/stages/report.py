@@ -62,13 +62,11 @@ def table(rows: list[dict]) -> str:
     header = ["round", "method", "queries", "training data", "data tokens", *tasks, "wall s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for m in rows:
-        data = m.get("pairs", {})
-        made = f"{data['pairs']} pairs" if "pairs" in data else f"{data['targets']} targets" if "targets" in data else "-"
         cells = [
             BASE if m["round"] == 0 else str(m["round"]),
             method_cell(m.get("method")),
-            str(m.get("sampling", {}).get("queries", "-")),
-            made,
+            str(m.get("training" if online(m) else "sampling", {}).get("queries", "-")),  # online: sampled while training
+            training_data(m),
             f"{m['cost']['data_tokens']:,}" if "cost" in m else "-",  # sampled, prefilled, and run again by the pairs stage
             *(_pct(m["accuracy"].get(t)) for t in tasks),
             f"{m.get('seconds_total', m['seconds']):.0f}",  # evaluation and diagnostics; a round's stages too
@@ -127,6 +125,50 @@ def summary(rows: list[dict]) -> str:
     """The round table and, under it, the environment: what the flow prints and README quotes."""
     env = environment_text(rows)
     return table(rows) + (f"\n\n{env}" if env else "")
+
+
+def online(m: dict) -> bool:
+    """An online RL round (GRPO): its train stage sampled, no sample or pairs stage ran."""
+    return bool((m.get("method") or {}).get("reward"))
+
+
+def training_data(m: dict) -> str:
+    """What the round trained on: its pairs or SFT targets, or (online) its GRPO steps."""
+    data = m.get("pairs", {})
+    if online(m):
+        t = m.get("training", {})
+        return f"online, {t['steps']} steps" if "steps" in t else "online"
+    return f"{data['pairs']} pairs" if "pairs" in data else f"{data['targets']} targets" if "targets" in data else "-"
+
+
+# (train.json key stem, column title): what a user watches in a GRPO round (genius.training.grpo_metrics)
+WATCHED = [
+    ("reward", "mean reward"),
+    ("majority_agreement", "majority agreement"),
+    ("majority_correct", "majority right"),
+    ("entropy", "token entropy"),
+    ("response_length", "response length"),
+    ("kl", "KL"),
+]
+
+
+def online_table(rows: list[dict]) -> str | None:
+    """Per online round, first step -> last step of what a user watches; None when no round is online.
+
+    Rising reward with falling majority-right (where labels measure it) or entropy is the
+    collapse the promotion gate must stop (docs: PEERS, bench/grpo_toy.py).
+    """
+    rows = [m for m in rows if online(m) and m.get("training")]
+    if not rows:
+        return None
+    header = ["round", "reward", *(title for _, title in WATCHED), "rollout tokens"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    span = lambda t, k: "-" if t.get(f"{k}_first") is None else f"{t[f'{k}_first']:.3g} -> {t[f'{k}_last']:.3g}"  # noqa: E731
+    for m in rows:
+        t = m["training"]
+        cells = [_name(m), m["method"]["reward"], *(span(t, key) for key, _ in WATCHED)]
+        lines.append("| " + " | ".join([*cells, f"{m.get('cost', {}).get('data_tokens', 0):,}"]) + " |")
+    return "\n".join(lines)
 
 
 def method_cell(info: dict | None) -> str:
@@ -280,6 +322,16 @@ def write_report(runs_dir: str | Path, num_rounds: int) -> str:
         "## Accuracy per benchmark",
         benchmark_table(rows),
     ]
+    watched = online_table(rows)
+    if watched:
+        sections += [
+            "## Online RL: what the rounds watched",
+            "First -> last optimizer step of each GRPO round (runs/r<k>/train_steps.jsonl has every step): the "
+            "mean reward, the share of a group agreeing with its majority answer, how often that majority is "
+            "right (only where method.answers_path gives labels; measurement, never a reward), the policy's "
+            "token entropy, the response length and the KL to the reference.",
+            watched,
+        ]
     signal = signal_table(rows)
     if signal:
         sections += [

@@ -5,7 +5,8 @@ and writes (genius.layout.RoundPaths), its params and its code. Every stage read
 the previous one wrote and writes its own, so DVC can track each: ingest -> sample -> pairs ->
 train -> evaluate. Round r starts from the policy the registry gives it (round 1: `model.path`).
 What sample and pairs do is the method's (`method.name`, its row of the table's ROUNDS): the
-sampler handed to the shard store, the `build` that makes the training records.
+sampler handed to the shard store, the `build` that makes the training records. An online
+method's round is ingest -> train -> evaluate: its train stage samples and updates (GRPO).
 """
 
 from __future__ import annotations
@@ -167,9 +168,12 @@ def run_pairs(params: Params, r: int, log: Log = print) -> dict:
 
 
 def run_train(params: Params, r: int, log: Log = print, track=None) -> dict:
+    """Train round r's policy: on the round's pairs, or online on its queries (a method with a reward)."""
+    check_method(params)  # a loss that cannot train the method's records: refused before the model loads
+    if method(params).reward:
+        return run_train_online(params, r, log, track)
     from genius.training.recipe import train_round  # keeps `genius ingest` and friends light
 
-    check_method(params)  # a loss that cannot train the method's records: refused before the model loads
     paths = round_paths(params, r)
     pairs = [training_pair(row) for row in read_jsonl(require(paths.pairs, "pairs", r))]  # pairs, or SFT targets
     check_model(policy_path(params, r))
@@ -179,6 +183,33 @@ def run_train(params: Params, r: int, log: Log = print, track=None) -> dict:
     metrics = train_round(pairs, policy_path(params, r), paths.checkpoint, params.training, params.model, reference, log, track)
     metrics["environment"] = environment(params.training.threads, params.model.dtype, params.model.device)
     if os.environ.get("RANK", "0") == "0":  # under `accelerate launch` every GPU runs this; one writes
+        write_json(paths.training, metrics)
+    return metrics
+
+
+def run_train_online(params: Params, r: int, log: Log = print, track=None) -> dict:
+    """GRPO on the method's reward over round r's queries (genius/training/grpo.py): rollouts and updates.
+
+    Labels, when `method.answers_path` names them, only measure how often the group's majority
+    is right (`majority_correct` per step); no reward reads them.
+    """
+    from genius.data.answers import gold_answer
+    from genius.stages.tools import Tools
+    from genius.training.grpo import train_grpo_round
+
+    paths, policy = round_paths(params, r), policy_path(params, r)
+    queries = read_queries(require(paths.queries, "ingest", r))
+    check_model(policy)
+    tools = Tools(params, policy)
+    labels = None
+    if params.method.answers_path is not None:
+        labels = {i: gold_answer(a, params.method.answer) for i, a in tools.answers().items()}
+    reference = None if params.training.reference == "previous" else params.model.path
+    metrics = train_grpo_round(
+        queries, policy, paths.checkpoint, method(params).reward, params.grpo, params.training, params.model, tools.read,
+        labels, reference, log, track, work_dir=paths.dir,
+    )  # fmt: skip
+    if os.environ.get("RANK", "0") == "0":
         write_json(paths.training, metrics)
     return metrics
 
@@ -215,7 +246,8 @@ def run_evaluate(params: Params, r: int, log: Log = print) -> dict:
         stages = round_statistics(params, paths)
         metrics |= stages
         metrics["seconds_total"] += sum(s.get("seconds", 0.0) for s in stages.values())  # the round's stages, this one included
-        metrics["method"] = {"name": params.method.name, "uses_labels": method(params).labels}
+        row = method(params)
+        metrics["method"] = {"name": params.method.name, "uses_labels": row.labels} | ({"reward": row.reward} if row.reward else {})
         metrics["cost"] = round_cost(stages)
     write_json(paths.metrics, metrics)
     log(f"round {r}: " + ", ".join(f"{t} {a:.1%}" for t, a in result["accuracy"].items()))
@@ -240,16 +272,20 @@ def round_cost(stages: dict[str, dict]) -> dict:
 
     Data: sampling's generated and prefilled tokens, and what the pairs stage ran through the
     policy again (self-certainty's teacher-forced pass, self-rewarding's judgements). Samples
-    shared by several replicate arms are counted whole in each.
+    shared by several replicate arms are counted whole in each. Online RL samples inside its
+    train stage: its rollouts (generated and prefilled tokens, generation seconds) are the data,
+    the rest of the stage (rewards, log-prob passes, updates) the training.
     """
     sampling, pairs, training = (stages.get(k, {}) for k in ("sampling", "pairs", "training"))
+    rollout_tokens = training.get("generated_tokens", 0) + training.get("prefill_tokens", 0)
+    rollout_seconds = training.get("generation_seconds", 0.0)
     data_tokens = sampling.get("generated_tokens", 0) + sampling.get("prefill_tokens", 0) + pairs.get("tokens", 0)
     data_seconds = sampling.get("sampling_seconds", sampling.get("seconds", 0.0)) + pairs.get("seconds", 0.0)
     return {
-        "data_tokens": data_tokens,
-        "data_seconds": data_seconds,
+        "data_tokens": data_tokens + rollout_tokens,
+        "data_seconds": data_seconds + rollout_seconds,
         "train_tokens": training.get("tokens", 0),
-        "train_seconds": training.get("seconds", 0.0),
+        "train_seconds": training.get("seconds", 0.0) - rollout_seconds,
     }
 
 

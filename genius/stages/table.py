@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from genius.config import ConfigError
+from genius.config import ConfigError, GrpoConfig
 from genius.io import hold
 from genius.layout import RoundPaths, round_name
 
@@ -176,7 +177,8 @@ STAGES: dict[str, Stage] = {
             code=("genius/algorithm/records.py", "genius/stages/tools.py"), stats=("pairs", "pair_stats", ()), retry_delay_seconds=0,
         ),
         Stage(
-            "train", f"{STAGE_FUNCTIONS}:run_train", task="aco-train", help="ACO training from round R's policy",
+            "train", f"{STAGE_FUNCTIONS}:run_train", task="train",
+            help="train round R's policy by its method: on the round's pairs (ACO or the loss it takes), or online (GRPO)",
             policy=True, reads=("pairs",), inputs=_base, writes=("checkpoint", "train_steps", "training"), params=("model", "training"),
             code=("genius/training", "genius/algorithm/losses.py", "genius/algorithm/records.py"), stats=("training", "training", ()),
             options=((("--machine-rank",), {"type": int, "default": 0, "help": "with training.num_machines > 1: this node's rank"}),),
@@ -191,13 +193,16 @@ STAGES: dict[str, Stage] = {
     ]
 }
 # ---------------------------------------------------------------------------- methods
-# How a round turns the policy's own samples into training data is a method (`method.name`,
-# README "Methods"): a row of ROUNDS. Its stages run in order; the sample stage hands its
-# sampler to the shard store, the pairs stage calls its `build`, and the train stage refuses a
-# `training.loss` that cannot train what `build` writes. Adding a method is its module (a
-# sampler, or one of these two, and a `build`), its name in MethodConfig, a row here, a test.
+# How a round learns from the policy's own samples is a method (`method.name`, README
+# "Methods"): a row of ROUNDS. Its stages run in order; the sample stage hands its sampler to
+# the shard store, the pairs stage calls its `build`, and the train stage refuses a
+# `training.loss` that cannot train what `build` writes. An online method (GRPO on a reward)
+# has no sample or pairs stage: its train stage samples and updates on the round's queries.
+# Adding a method is its module (a sampler, or one of these two, and a `build`; or a reward),
+# its name in MethodConfig, a row here, a test.
 
 ROUND = ("ingest", "sample", "pairs", "train", "evaluate")
+ONLINE = ("ingest", "train", "evaluate")  # online RL: train samples from the policy as it learns
 PAIR_LOSSES = ("aco", "dpo", "ipo", "simpo", "ropo", "sft")  # losses of any preference pair (sft: its positive)
 FORESIGHT = "genius.algorithm.sampling:batch_sampler"  # stepwise foresight re-sampling (`sampling`)
 RESPONSES = "genius.algorithm.responses:batch_sampler"  # n whole responses per query (`method.samples`)
@@ -209,13 +214,15 @@ ANSWER_KEYS = ("method.answer", "method.answers_path")
 class Method:
     """A row of ROUNDS: one method's round."""
 
-    build: str  # "module:function"(samples, params, tools) -> (records, statistics): the pairs stage's work
+    build: str | None  # "module:function"(samples, params, tools) -> (records, statistics): the pairs stage's work
     losses: tuple[str, ...]  # the training.loss values that can train what `build` writes, its own first
-    sampler: str = FORESIGHT  # "module:function"(params, log) -> the sampler the sample stage hands the shard store
+    sampler: str | None = FORESIGHT  # "module:function"(params, log) -> the sampler the sample stage hands the shard store
     labels: bool = False  # it reads gold answers (method.answers_path): a positive control, never a result
     params: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per stage: the method's own keys it reads (DVC params)
     code: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per stage: the method's code it runs (DVC deps)
     stages: tuple[str, ...] = ROUND  # the round's stages, in order (online RL: ingest, train, evaluate)
+    reads: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per stage: the round files it reads instead of its own
+    reward: str | None = None  # online RL: the reward GRPO maximises (genius.algorithm.rewards); train samples and updates
 
 
 def _responses(build: str, losses: tuple[str, ...], module: str, pairs_keys: tuple[str, ...] = (), labels: bool = False) -> Method:
@@ -223,6 +230,19 @@ def _responses(build: str, losses: tuple[str, ...], module: str, pairs_keys: tup
     code = (f"genius/algorithm/{module}.py", "genius/algorithm/responses.py", "genius/data/answers.py")
     params = {"sample": RESPONSE_KEYS, "pairs": ("method.name", *pairs_keys)}
     return Method(build, losses, RESPONSES, labels, params, {"pairs": code})
+
+
+def _online(reward: str) -> Method:
+    """GRPO on `reward`: the train stage samples G responses per query of the round and updates (genius/training/grpo.py).
+
+    The vote is measured under every reward (majority agreement), so the answer reader is a
+    param of each; method.answers_path, when set, only measures how often the majority is right.
+    """
+    keys = ("method.name", "method.answer", "method.answers_path", *(f"grpo.{k}" for k in GrpoConfig.model_fields))
+    code = ("genius/algorithm/rewards.py", "genius/data/answers.py")
+    return Method(
+        None, (), None, params={"train": keys}, code={"train": code}, stages=ONLINE, reads={"train": ("queries",)}, reward=reward
+    )
 
 
 ROUNDS: dict[str, Method] = {
@@ -241,6 +261,9 @@ ROUNDS: dict[str, Method] = {
         code={"pairs": ("genius/algorithm/controls.py", "genius/data/answers.py")},
     ),  # fmt: skip
     "rft": _responses("genius.algorithm.controls:build_rft", ("sft",), "controls", ANSWER_KEYS, labels=True),
+    "ttrl": _online("majority_vote"),  # TTRL, arXiv 2504.16084
+    "intuitor": _online("self_certainty"),  # INTUITOR, arXiv 2505.19590
+    "rent": _online("neg_entropy"),  # RENT, arXiv 2505.22660
 }
 
 
@@ -250,14 +273,16 @@ def method(params) -> Method:
 
 
 def check_method(params) -> None:
-    """Refuse, in one line naming the keys, a `training.loss` the method's data cannot train, or a
-    label-using control without its answers: before any stage of the round runs."""
+    """Refuse, in one line naming the keys, a `training.loss` the method's data cannot train, an online
+    method without TRL, or a label-using control without its answers: before any stage of the round runs."""
     m, name = method(params), params.method.name
-    if "train" in m.stages and params.training.loss not in m.losses:
+    if m.losses and params.training.loss not in m.losses:  # online methods train on their reward, not a loss on pairs
         raise ConfigError(
             f"training.loss: {params.training.loss} cannot train what method.name {name} writes: set training.loss: "
             f"{m.losses[0]}" + (f" (or one of {', '.join(m.losses[1:])})" if len(m.losses) > 1 else "")
         )
+    if m.reward and importlib.util.find_spec("trl") is None:
+        raise ConfigError(f"method.name: {name} trains online with TRL's GRPOTrainer, which is not installed: pip install -e '.[rl]'")
     if m.labels and params.method.answers_path is None:
         raise ConfigError(
             f"method.answers_path: null, but method.name {name} is a positive control that USES LABELS: "
@@ -268,6 +293,11 @@ def check_method(params) -> None:
 def round_stages(params) -> list[Stage]:
     """The stages each round of this lineage runs, in order (its method's row)."""
     return [STAGES[name] for name in method(params).stages]
+
+
+def reads(params, stage: Stage) -> tuple[str, ...]:
+    """The files of its round `stage` reads under this lineage's method (online RL's train: the queries, not pairs)."""
+    return method(params).reads.get(stage.name, stage.reads)
 
 
 def writer(params, name: str) -> Stage:
@@ -283,7 +313,7 @@ def upstream(params, name: str) -> list[Stage]:
         stage = writer(params, todo.pop())
         if stage.name not in needed:
             needed.add(stage.name)
-            todo += [f for f in stage.reads if any(f in s.writes for s in round_stages(params))]
+            todo += [f for f in reads(params, stage) if any(f in s.writes for s in round_stages(params))]
     return [s for s in round_stages(params) if s.name in needed]
 
 
