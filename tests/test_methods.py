@@ -363,6 +363,99 @@ def test_each_method_makes_its_training_data_in_the_pairs_stage(name, tmp_path, 
     assert stats.get("uses_labels", False) == table.ROUNDS[name].labels
 
 
+# ---------------------------------------------------------------------------- the journey: every method, one round, real stages
+
+# Each method's arm, as configs/replicate.yaml runs it: its loss, whose round-1 samples it chooses among (None:
+# its own), what its pairs stage writes. Self-Rewarding runs for its wiring only: the toy cannot read a rubric.
+JOURNEY = {
+    "genius": ("aco", None, "pairs"),
+    "self_consistency": ("scpo", None, "pairs"),
+    "lmsi": ("sft", "self_consistency", "targets"),
+    "self_certainty": ("dpo", "self_consistency", "pairs"),
+    "self_rewarding": ("dpo", "self_consistency", "pairs"),
+    "oracle_pairs": ("aco", "genius", "pairs"),  # a control: USES LABELS
+    "rft": ("sft", "self_consistency", "targets"),  # a control: USES LABELS
+}
+
+
+@pytest.mark.e2e
+def test_every_method_runs_a_round_through_the_stages(tmp_path):
+    """The CI journey of the methods: one round of every method and both controls on a tiny toy, each lineage
+    run as `make replicate` runs an arm (flows.replicate's prepare and borrow, the round loop of
+    genius.stages.lineage, each stage by its `genius` command), samples shared as configs/replicate.yaml
+    shares them. The commands run in this process: some thirty interpreter starts would be most of the
+    journey's time; tests/test_replicate.py runs them through Prefect and the CLI's processes. Each method writes
+    its training records and a metrics.json with its name and cost; the controls are marked as using
+    labels in the report and the results table.
+
+    At these sizes (a 30-step toy) the voting methods and the controls may find no data: their choices
+    are tested above on hand-made responses; the train stage then keeps the policy."""
+    import json
+
+    import yaml
+    from conftest import ROOT, TINY
+
+    from flows import replicate as flow
+    from genius.stages import cli
+    from genius.stages import replicate as rep
+    from genius.stages.lineage import run_rounds
+    from genius.stages.table import NONE, ROUNDS, start_stages
+
+    assert set(JOURNEY) == set(ROUNDS), "a method without an arm here"
+    toy = tmp_path / "out" / "toy"
+    common = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in TINY)} | {
+        "toy.out_dir": str(toy), "model.path": str(toy / "model"), "queries.paths": [str(toy / "queries.jsonl")],
+        "eval.test_path": str(toy / "test.jsonl"), "eval.include_path": str(ROOT / "eval"), "eval.diagnostics": False,
+        "queries.per_round": 4, "toy.num_test": 8, "sampling.num_rollouts": 2, "method.samples": 2, "method.max_new_tokens": 48,
+        "method.judgements": 1, "method.judge_max_new_tokens": 8, "method.answers_path": str(toy / "answers.jsonl"),
+        "sampling.threads": 1, "eval.threads": 1,  # a tiny model waits on its second thread, more so beside other tests
+    }  # fmt: skip
+    arms = {
+        name: {"label": name, "set": {"method.name": name, "training.loss": loss}, **({"samples_from": source} if source else {})}
+        for name, (loss, source, _) in JOURNEY.items()
+    }
+    plan_path = tmp_path / "plan.yaml"
+    plan_path.write_text(yaml.safe_dump({"seeds": [0], "out_dir": str(tmp_path / "out"), "params": str(ROOT / "params.yaml"),
+                                         "results": str(tmp_path / "RESULTS.md"), "common": common, "arms": arms}))  # fmt: skip
+    plan = rep.load_plan(plan_path)
+
+    def genius(outside, stage, r):  # tasks.run_outside, in this process
+        if not stage.done(outside.load(), r):
+            argv = outside.command(stage, r)[3:]  # after `python -m genius`
+            assert cli.main(argv) == 0, f"{outside.label}: genius {' '.join(stage.argv(r))} failed"
+
+    base = flow.lineage(plan, 0, None)
+    for stage in start_stages(base.load()):  # the toy, the base model's evaluation
+        genius(base, stage, None if stage.rounds == NONE else 0)
+    for arm in sorted(plan.arms, key=lambda a: a.source is not None):  # the arms borrowed from first
+        outside = flow.lineage(plan, 0, arm)
+        params = outside.load()
+        flow.prepare(plan, 0, arm, params.model.path)
+        if arm.source:
+            flow.borrow(plan, 0, arm)
+        run_rounds(params, [1], lambda stage, r: genius(outside, stage, r))
+    text = rep.write_results(plan, 0, "the methods' journey")
+    assert "| base model | – | – | 1 |" in text, text
+    seed = tmp_path / "out" / "seed0"
+    for name, (_, source, kind) in JOURNEY.items():
+        control = name in ("oracle_pairs", "rft")
+        assert f"| {name} | {'**yes** (control)' if control else 'no'} | 1 | 1 |" in text, text
+        r1 = seed / name / "r1"
+        if source:
+            assert (r1 / "samples.jsonl").read_bytes() == (seed / source / "r1" / "samples.jsonl").read_bytes()
+        metrics = json.loads((r1 / "metrics.json").read_text())
+        assert metrics["method"] == {"name": name, "uses_labels": control}
+        stats = metrics["pairs"]  # the pairs stage's statistics: what it wrote, as the train stage reads it
+        assert stats["method"] == name and stats[kind] == len((r1 / "pairs.jsonl").read_text().splitlines()), stats
+        cost = metrics["cost"]
+        assert cost["data_tokens"] > 0 and cost["data_seconds"] > 0 and cost["train_seconds"] > 0, cost
+        if name in ("self_certainty", "self_rewarding"):  # the policy ran again: its scoring pass, its judgements
+            assert stats["tokens"] > 0, stats
+        report = (seed / name / "report.md").read_text()
+        assert (f"{name} (control: USES LABELS)" in report) == control, report
+    assert 0 <= json.loads((seed / "self_rewarding" / "r1" / "metrics.json").read_text())["pairs"]["judged_fraction"] <= 1
+
+
 # ---------------------------------------------------------------------------- fixtures
 
 
