@@ -140,6 +140,14 @@ def read_probe(path: str | Path, limit: int) -> list[dict]:
     return rows
 
 
+def labelled_problems(source: str, limit: int, base_dir: Path = Path("."), pool: Sequence[str] | None = None) -> list[dict]:
+    """The first `limit` problems of a labelled set: a `reasoning_gym:` spec (minus the pool's
+    problems, `generated_probe`) or a JSONL relative to `base_dir` (`read_probe`)."""
+    if reasoning_gym.is_spec(source):
+        return generated_probe(source, pool, limit)
+    return read_probe(Path(base_dir) / source, limit)
+
+
 def diagnose(
     engine, tokenizer, probe: list[dict], sampling: SamplingConfig, n: int, answer_mode: str, seed: int = 0
 ) -> dict:
@@ -200,10 +208,7 @@ def diagnose_checkpoint(
             f"eval.diagnostics_answer: reasoning_gym goes with a reasoning_gym: probe and only with one; "
             f"got {eval_cfg.diagnostics_answer} for {source}"
         )
-    if reasoning_gym.is_spec(source):
-        probe = generated_probe(source, pool, limit)
-    else:
-        probe = read_probe(base_dir / source, limit)
+    probe = labelled_problems(source, limit, base_dir, pool)
     with torch_threads(eval_cfg.threads):
         engine, tokenizer = open_engine(model_path, eval_cfg, model_cfg, sampling)
         n, answer = eval_cfg.diagnostics_samples, eval_cfg.diagnostics_answer

@@ -102,10 +102,12 @@ def _train(pairs, policy_path, out_dir, cfg, model_cfg, reference_path, log, tra
         "tokens": tokens_fingerprint(run.examples),
         "policy": model_fingerprint(policy_path) if needs_policy_hash else None,
     }
+    ref_start = time.time()
     ref, ref_source = round_reference(
         run.model, run.examples, cfg, model_cfg, reference_path, fingerprints, run.micro_size, run.pad_id,
         run.accelerator, work.reference_logps,
     )  # fmt: skip
+    ref_seconds = time.time() - ref_start  # computed, or read back from the cache
     log(f"reference log-probs: {ref_source}")
 
     run_key = _run_key(fingerprints, cfg, model_cfg, reference_path)
@@ -125,6 +127,7 @@ def _train(pairs, policy_path, out_dir, cfg, model_cfg, reference_path, log, tra
 
     save_checkpoint(run.model, run.tokenizer, out_dir, run.accelerator, lineage)
     metrics = _summary(history, pairs, cfg, ref_source, first, time.time() - start, loop_seconds, run.accelerator)
+    metrics["reference_seconds"] = ref_seconds  # of `seconds` (bench/round_profile.py times the two apart)
     if run.accelerator.is_main_process:
         shutil.rmtree(work.train_state, ignore_errors=True)  # the round is done: its resumable state is spent
         write_jsonl(work.train_steps, history)  # replaced, not rewritten: it may be a link into DVC's cache
