@@ -12,7 +12,8 @@
 # GENIUS_TEST_DEVICE=cuda and on the test files of bf16 training, LoRA, resume, lm-eval's HF model
 # and the diagnostics; one Genius round on the toy through the CLI at model.dtype bfloat16, full
 # fine-tuning, then LoRA; a training run at bf16 killed (SIGKILL) and resumed; the round's sampling,
-# pairs and training twice, saying which files are byte-identical on the device; `accelerate launch`
+# pairs and training twice, saying which files are byte-identical on the device; an online (GRPO)
+# round of each label-free reward (TTRL, INTUITOR, RENT) at bf16; `accelerate launch`
 # with configs/accelerate/fsdp.yaml and zero3.yaml at one process; bench/engine_throughput.py small.
 # Each step ends PASS, FAIL or SKIP (with the reason); a table closes the run; the exit status is
 # 1 if any step FAILED.
@@ -313,6 +314,30 @@ assert same.get("samples.jsonl") is not None and same.get("checkpoint/model.safe
 EOF2
 }
 
+step_grpo() {
+    # one online round of each label-free reward (issue 25): GRPO through TRL at model.dtype
+    # bfloat16, 3 optimizer steps of 2 queries x 4 responses from the ingested round
+    [ -d "$WORK/ingested" ] || { echo "no ingested round: the full round's step failed before it"; exit 1; }
+    py -c "import trl" 2>/dev/null || skip "trl does not import here (the rl extra)"
+    local name names=(ttrl intuitor rent)
+    [ "$QUICK" = 1 ] && names=(ttrl)  # the dry run: the step's path once; a GPU run: each reward
+    for name in "${names[@]}"; do
+        rm -rf "$WORK/grpo-$name"
+        cp -r "$WORK/ingested" "$WORK/grpo-$name"
+        (
+            cd "$WORK/grpo-$name"
+            genius -S method.name=$name -S grpo.num_generations=4 -S grpo.batch_queries=2 \
+                -S grpo.max_completion_tokens=16 train --round 1
+            py - "$name" <<'EOF2'
+import json, sys
+t = json.load(open("runs/r1/train.json"))
+print(sys.argv[1], {k: t.get(k) for k in ("precision", "steps", "reward_first", "reward_last", "kl_last", "tokens")})
+assert t["steps"] > 0, t  # precision: bf16 on a GPU with bf16 (training.mixed_precision auto), fp32 on a CPU
+EOF2
+        )
+    done
+}
+
 accelerate_train() {  # accelerate_train CONFIG: `genius train` runs `accelerate launch --config_file CONFIG --num_processes 1`
     if [ "$CUDA" = 1 ] || [ "$QUICK" != 1 ]; then  # what the launched process is given
         printf 'from accelerate import Accelerator\na = Accelerator()\nprint("launched:", a.distributed_type, a.mixed_precision, a.device)\n' >"$WORK/dist.py"
@@ -366,6 +391,7 @@ main() {
     run_step round-bf16-lora any step_round_lora
     run_step kill-resume-bf16 any step_kill_resume
     run_step determinism-bf16 any step_determinism
+    run_step grpo-bf16 any step_grpo
     run_step accelerate-fsdp-1proc any step_fsdp
     run_step accelerate-zero3-1proc any step_zero3
     run_step bench-engine-throughput any step_bench

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e  # the script's CPU dry run: minutes
 
 ROOT = Path(__file__).resolve().parents[1]
 CUDA_ONLY = ("pytest-engine-cuda",)
-RUN_FOR_REAL = ("env", "imports", "round-bf16-full", "round-bf16-lora", "kill-resume-bf16", "determinism-bf16", "accelerate-fsdp-1proc")
+RUN_FOR_REAL = ("env", "imports", "round-bf16-full", "round-bf16-lora", "kill-resume-bf16", "determinism-bf16", "grpo-bf16", "accelerate-fsdp-1proc")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU dry run: on a GPU run the script itself")
@@ -48,5 +48,6 @@ def test_cpu_dry_run_passes_and_skips_only_the_cuda_steps(tmp_path):
         assert table[step] == "PASS", (step, table)
     assert "resuming from step 2/" in log and "0 step(s) FAILED" in log
     # on a CPU, under the pinned arithmetic, the round twice is byte for byte the same round
+    assert re.search(r"^ttrl \{'precision': 'fp32', 'steps': 3,", log, re.M), "the online round's summary line"
     determinism = log.split("=== [determinism-bf16]")[1].split("--- [determinism-bf16]")[0]
     assert "checkpoint/model.safetensors     byte-identical" in determinism and "DIFFERS" not in determinism, determinism
