@@ -31,7 +31,7 @@ def test_cpu_dry_run_passes_and_skips_only_the_cuda_steps(tmp_path):
     }
     result = subprocess.run(
         ["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--quick"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=2400,  # ~8 min on 2 idle cores; 20+ on a shared, loaded one
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=2400,  # ~8 min on 2 idle cores, 20+ at load 10
     )  # fmt: skip
     log = (tmp_path / "out" / "gpu_check.log").read_text()
     assert result.returncode == 0, log[-6000:]
