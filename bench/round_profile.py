@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import genius  # noqa: F401  first: sets torch's CPU environment before torch loads (genius/numerics.py, genius/openmp.py)
 import torch
 
 from genius.algorithm.records import PreferencePair
