@@ -246,7 +246,8 @@ def test_readmes_default_table_has_the_layout_of_the_runs_report():
     placeholders["lock"] = {"hash": "<lock>", "drift": []}
     rounds = [with_environment(metrics(r, 0, 0), placeholders, "<threads>") for r in (0, 1)]
     pattern = re.escape(environment_text(rounds)).replace(re.escape("lock <lock> (installed exactly)"), "<lock>")
-    pattern = re.sub(r"<[a-z_]+>", r"[^,;]+", pattern)  # re.escape leaves < > _ alone; the lock: any of its phrases
+    # re.escape leaves < > _ alone; a value has no separator outside parentheses ("AVX2 (pinned, MKL_CBWR=AVX2)")
+    pattern = re.sub(r"<[a-z_]+>", r"(?:[^,;()]|\\([^()]*\\))+", pattern)  # the lock: any of its phrases
     assert re.fullmatch(pattern, env), f"README's environment line is not in the report's form:\n{env}"
 
 
