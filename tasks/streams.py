@@ -30,7 +30,7 @@ class ProgressBar:
     """One progress artifact, created at the stage's first progress line and updated at each next one."""
 
     def __init__(self, name: str):
-        self.name, self.id = name, None
+        self.name, self.id, self.last = name, None, None
 
     def __call__(self, done: int, total: int, unit: str) -> None:
         percent, description = 100.0 * done / max(total, 1), f"{self.name}: {done}/{total} {unit}"
@@ -38,6 +38,13 @@ class ProgressBar:
             self.id = create_progress_artifact(progress=percent, description=description)
         else:
             update_progress_artifact(artifact_id=self.id, progress=percent, description=description)
+        self.last = (done, total, unit)
+
+    def finish(self) -> None:
+        """The stage exited cleanly: its bar reads full, even if its last progress line was lost
+        in the output (a line another stream wrote into before its newline is not parsed)."""
+        if self.last and self.last[0] < self.last[1]:
+            self(self.last[1], self.last[1], self.last[2])
 
 
 def stream(cmd: list[str], name: str, cwd: str | Path | None = None, log_file: Path | None = None) -> list[str]:
@@ -70,4 +77,5 @@ def stream(cmd: list[str], name: str, cwd: str | Path | None = None, log_file: P
     if proc.wait():
         tail = "\n".join(deque(lines, maxlen=TAIL))
         raise StageFailed(f"{name} failed (exit {proc.returncode}); its output ends:\n{tail}")
+    bar.finish()
     return lines

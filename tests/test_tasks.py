@@ -35,3 +35,33 @@ def test_stage_tasks_retry_and_hold_no_concurrency_tag():
     for task in (*tasks.TASKS.values(), tasks.evaluate):
         assert task.retries >= 1, task.name
         assert not task.tags, f"{task.name}: a tag limit's slot leaks when a flow is killed (the project lock serialises flows)"
+
+
+def test_a_stage_that_exits_cleanly_ends_with_a_full_bar(monkeypatch):
+    """A progress line can be lost in the output (another stream wrote into it before its newline);
+    the bar of a stage that exited 0 still reads full, and a failed stage's bar stays where it was."""
+    import sys
+
+    from tasks import streams
+
+    bars: dict[str, tuple[float, str]] = {}
+
+    def create(progress, description):
+        bars["a"] = (progress, description)
+        return "a"
+
+    def update(artifact_id, progress, description):
+        bars[artifact_id] = (progress, description)
+
+    monkeypatch.setattr(streams, "create_progress_artifact", create)
+    monkeypatch.setattr(streams, "update_progress_artifact", update)
+    monkeypatch.setattr(streams, "get_run_logger", lambda: __import__("logging").getLogger("test"))
+    # the last progress line garbled: a bar's text came first, without its newline
+    lost = "import sys; print('progress: 1/4 queries'); print('bar 100%|#|progress: 4/4 queries')"
+    streams.stream([sys.executable, "-c", lost], "sample@r1")
+    assert bars["a"] == (100.0, "sample@r1: 4/4 queries")
+
+    bars.clear()
+    with pytest.raises(streams.StageFailed):
+        streams.stream([sys.executable, "-c", lost + "; sys.exit(3)"], "sample@r1")
+    assert bars["a"] == (25.0, "sample@r1: 1/4 queries")
