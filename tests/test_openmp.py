@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 from genius.openmp import calm
-from tests.conftest import ROOT
+from conftest import ROOT
 
 
 def test_passive_unless_a_wait_policy_was_chosen():
