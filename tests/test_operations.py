@@ -72,7 +72,14 @@ def test_served_deployment_runs_a_round_and_stops_cleanly(project, tmp_path_fact
 
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
-    serve = popen([sys.executable, "-m", "flows.serve", "--port", str(port), "--no-ui"], project, PREFECT_RUNNER_POLL_FREQUENCY="1")
+    # a server of its own (its own database): the test worker's other flows, killed ones included, are not on it
+    home = tmp_path_factory.mktemp("prefect-home")
+    serve = popen(
+        [sys.executable, "-m", "flows.serve", "--port", str(port), "--no-ui"],
+        project,
+        PREFECT_RUNNER_POLL_FREQUENCY="1",
+        PREFECT_HOME=str(home),
+    )
     try:
         deadline = time.time() + 180
         while True:  # the deployment exists once `serve` has registered it
