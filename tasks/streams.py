@@ -2,8 +2,10 @@
 comes, and the stage's progress lines (genius/progress.py) move a progress artifact on the run's page.
 
 The subprocess dies with the thread that started it (genius/lifeline.py), `kill -9` of the
-flow included. A line redrawn in place (`\\r`, as tqdm draws its bars) is logged once, as it
-last reads when it ends.
+flow included. A line redrawn in place is logged once, as it last reads when it ends: a bar
+redrawn after `\\r`, and a bar tqdm draws below its place (`position=1`, as vLLM's "Processed
+prompts" under lm-eval), which ends each redraw with a cursor-up and would otherwise be logged
+once a redraw, hundreds of lines an evaluation.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from genius import progress
 from genius.lifeline import dies_with_this_process
 
 TAIL = 20  # lines of a failed stage's output its error repeats
+CURSOR_UP = "\x1b[A"  # tqdm's: the bar just drawn a line below its place is redrawn there next
 
 
 class StageFailed(RuntimeError):
@@ -59,18 +62,33 @@ def stream(cmd: list[str], name: str, cwd: str | Path | None = None, log_file: P
     out = open(log_file, "a") if log_file else None
     if out:
         out.write(f"\n==== {name}\n")
+
+    def take(line: str) -> None:
+        lines.append(line)
+        if out:
+            out.write(line + "\n")
+            out.flush()
+        reported = progress.parse(line)
+        if reported:
+            bar(*reported)
+        elif line:
+            log.info(line)
+
+    redrawn = None  # the text of a bar being redrawn below its place, taken when it stops
     try:
         for raw in proc.stdout:
             line = raw.decode(errors="replace").rstrip().rsplit("\r", 1)[-1]
-            lines.append(line)
-            if out:
-                out.write(line + "\n")
-                out.flush()
-            reported = progress.parse(line)
-            if reported:
-                bar(*reported)
-            elif line:
-                log.info(line)
+            if CURSOR_UP in line:
+                redrawn = line.replace(CURSOR_UP, "").rstrip() or redrawn  # a bar that clears itself keeps its last text
+                continue
+            if redrawn is not None and not line:
+                continue  # the newline tqdm moves down with before each redraw
+            if redrawn is not None:
+                take(redrawn)
+                redrawn = None
+            take(line)
+        if redrawn is not None:
+            take(redrawn)
     finally:
         if out:
             out.close()

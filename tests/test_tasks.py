@@ -65,3 +65,25 @@ def test_a_stage_that_exits_cleanly_ends_with_a_full_bar(monkeypatch):
     with pytest.raises(streams.StageFailed):
         streams.stream([sys.executable, "-c", lost + "; sys.exit(3)"], "sample@r1")
     assert bars["a"] == (25.0, "sample@r1: 1/4 queries")
+
+
+def test_a_bar_redrawn_below_its_place_is_logged_once_as_it_ends(monkeypatch):
+    """tqdm at position 1 (vLLM's "Processed prompts" under lm-eval's bar) moves down a line,
+    draws, and moves back up, once a redraw: the task's log gets its last state, in order."""
+    import logging
+    import sys
+
+    from tasks import streams
+
+    logged: list[str] = []
+    logger = logging.getLogger("test-redraw")
+    monkeypatch.setattr(logger, "info", logged.append)
+    monkeypatch.setattr(streams, "get_run_logger", lambda: logger)
+    tqdm_like = (
+        "import sys; w = sys.stdout.write; w('outer 0/2\\n'); "
+        "[w(f'\\n\\rinner {i}/3\\x1b[A') for i in range(4)]; w('\\n\\r   \\x1b[A'); w('\\router 2/2\\n'); "
+        "w('\\n\\rinner 0/1\\x1b[A\\n\\rinner 1/1\\x1b[A')"
+    )
+    lines = streams.stream([sys.executable, "-c", tqdm_like], "evaluate@r1")
+    assert logged == ["outer 0/2", "inner 3/3", "outer 2/2", "inner 1/1"]
+    assert [line for line in lines if line] == logged  # the lines a failed stage's error repeats
