@@ -2,6 +2,8 @@
 
     .venv/bin/python -m bench.training                      # the toy (runs/toy/model, else built into /tmp)
     .venv/bin/python -m bench.training --hidden 256 --layers 4   # a bigger random Llama, same tokenizer
+    .venv/bin/python -m bench.training --model models/smollm2-135m-instruct --pairs 64 --batch-size 8
+                                                            # any HF folder: SmolLM2 (`genius import-model`)
 
 Each trainer runs in its own process, one after the other (so peak memory is its own), on one
 CPU thread, DPO (sigmoid) with beta 0.1, AdamW, linear schedule with 10% warm-up, gradient
@@ -40,7 +42,8 @@ CONTENDERS = ("ours", "trl", "trl-precompute")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pairs", type=int, default=2048, help="synthetic pairs when runs/r1/pairs.jsonl is absent")
+    parser.add_argument("--pairs", type=int, default=2048, help="pairs: the first of --pairs-from, else synthetic")
+    parser.add_argument("--pairs-from", default=str(RoundPaths.of(ROOT / "runs", 1).pairs), help="a round's pairs.jsonl")
     parser.add_argument("--batch-size", type=int, default=32, help="pairs per optimizer step")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2, help="runs per contender; the fastest is reported")
@@ -50,7 +53,7 @@ def main() -> None:
         "--precision", choices=("fp32", "bf16"), default="fp32", help="both trainers: fp32, or bf16 autocast"
     )
     parser.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)
-    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--model", help="an HF model folder to bench instead of the toy")
     parser.add_argument("--pairs-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -59,7 +62,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="genius-bench-"))
     model = bench_model(args, work)
-    pairs = bench_pairs(args.pairs)
+    pairs = bench_pairs(Path(args.pairs_from), args.pairs)
     (work / "bench-pairs.json").write_text(json.dumps([p.to_json() for p in pairs]))
     print(
         f"model {model}; {len(pairs)} pairs, batch {args.batch_size}, {args.epochs} epoch(s), {args.precision}, 1 thread, best of {args.repeats}"
@@ -99,7 +102,9 @@ def report(results: dict) -> None:
 
 
 def bench_model(args, work: Path) -> str:
-    """runs/toy/model when built, else a quickly built toy in /tmp; or a random Llama of --hidden width."""
+    """--model; runs/toy/model when built, else a quickly built toy in /tmp; or a random Llama of --hidden width."""
+    if args.model:
+        return args.model
     if args.hidden:
         import torch
         from transformers import LlamaConfig, LlamaForCausalLM
@@ -129,13 +134,13 @@ def bench_model(args, work: Path) -> str:
     return str(toy / "model")
 
 
-def bench_pairs(n: int) -> list[PreferencePair]:
-    """The round's pairs when a run left some, else toy pairs: a gold solution against a wrong answer."""
+def bench_pairs(found: Path, n: int) -> list[PreferencePair]:
+    """The first n of a round's pairs when a run left some, else n toy pairs: a gold solution against a wrong answer."""
     from genius.toy import task
 
-    found = RoundPaths.of(ROOT / "runs", 1).pairs
     if found.exists():
-        return [PreferencePair.from_json(json.loads(line)) for line in found.read_text().splitlines() if line.strip()]
+        rows = [line for line in found.read_text().splitlines() if line.strip()][:n]
+        return [PreferencePair.from_json(json.loads(line)) for line in rows]
     rng, pairs = random.Random(0), []
     for i in range(n):
         problem = task.sample_problem(rng)
