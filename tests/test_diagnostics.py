@@ -172,8 +172,13 @@ def test_diagnose_is_reproducible(toy_model):
     model = LlamaForCausalLM.from_pretrained(model_dir).eval()
     tok = build_tokenizer()
     probe = [{"id": "a", "query": "3+4+5", "answer": "12"}, {"id": "b", "query": "10+20+7", "answer": "37"}]
-    runs = [diagnose(model, tok, probe, SMALL, n=3, answer_mode="toy", seed=5)["problems"] for _ in range(2)]
+    heard: list[str] = []
+    runs = [diagnose(model, tok, probe, SMALL, n=3, answer_mode="toy", seed=5, log=heard.append)["problems"] for _ in range(2)]
     assert runs[0] == runs[1]
+    # the minutes a preset's probe takes are not silent: each pass says it starts, foresight its batches
+    passes = [m for m in heard[: len(heard) // 2] if not m.startswith("diagnostics 3/3: sampled")]
+    assert [m[:16] for m in passes] == ["diagnostics 1/3:", "diagnostics 2/3:", "diagnostics 3/3:"], heard
+    assert heard[-1].startswith("diagnostics 3/3: sampled 2/2 queries"), heard
 
 
 def test_missing_probe_is_a_clear_error(toy_model, tmp_path):

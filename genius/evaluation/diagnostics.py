@@ -149,13 +149,21 @@ def labelled_problems(source: str, limit: int, base_dir: Path = Path("."), pool:
 
 
 def diagnose(
-    engine, tokenizer, probe: list[dict], sampling: SamplingConfig, n: int, answer_mode: str, seed: int = 0
+    engine,
+    tokenizer,
+    probe: list[dict],
+    sampling: SamplingConfig,
+    n: int,
+    answer_mode: str,
+    seed: int = 0,
+    log: Callable[[str], None] = lambda message: None,
 ) -> dict:
     """Sample on the probe with the engine and measure both levels; see the module docstring.
 
     `engine`: a generation engine (genius.evaluation.scoring.open_engine), or a loaded
     transformers model to run on the transformers engine. Returns {"summary": flat numbers
-    for metrics.json, "problems": per-problem scores and correctness for inspection}.
+    for metrics.json, "problems": per-problem scores and correctness for inspection}. `log`
+    hears each of its three passes start, and foresight sampling's progress.
     """
     from genius.algorithm.sampling import foresight_sample
     from genius.data.queries import Query
@@ -165,12 +173,15 @@ def diagnose(
     if isinstance(engine, torch.nn.Module):  # a model
         engine = TransformersEngine(engine, tokenizer, sampling.max_batch_sequences)
     limit = sampling.max_rollout_tokens  # a rollout is by definition the rest of a whole response
+    log(f"diagnostics 1/3: {n} responses to each of {len(probe)} probe problems at T={sampling.temperature}")
     sampled = score(engine, tokenizer, probe, answer_mode, n, sampling.temperature, limit, seed=seed)
+    log(f"diagnostics 2/3: a greedy response to each of {len(probe)} probe problems")
     greedy_correct = [c[0] for c in score(engine, tokenizer, probe, answer_mode, 1, 0.0, limit).correct]
 
     right = {p["id"]: judge(p, answer_mode) for p in probe}
     queries = [Query(p["id"], p["query"]) for p in probe]
-    records = list(foresight_sample(engine, tokenizer, queries, sampling))
+    log(f"diagnostics 3/3: foresight sampling on {len(probe)} probe problems, for the step scores")
+    records = list(foresight_sample(engine, tokenizer, queries, sampling, progress=lambda m: log(f"diagnostics 3/3: {m}")))
     steps = step_level(records, lambda qid, text: right[qid](text))
 
     summary = {
@@ -195,6 +206,7 @@ def diagnose_checkpoint(
     sampling: SamplingConfig,
     base_dir: Path = Path("."),
     pool: Sequence[str] | None = None,
+    log: Callable[[str], None] = lambda message: None,
 ) -> dict:
     """The stage hook: `diagnose` the checkpoint at `model_path` on the configured probe, on the engine
     `eval.engine` names (genius.evaluation.scoring.open_engine).
@@ -212,4 +224,4 @@ def diagnose_checkpoint(
     with torch_threads(eval_cfg.threads):
         engine, tokenizer = open_engine(model_path, eval_cfg, model_cfg, sampling)
         n, answer = eval_cfg.diagnostics_samples, eval_cfg.diagnostics_answer
-        return diagnose(engine, tokenizer, probe, sampling, n, answer, eval_cfg.seed)
+        return diagnose(engine, tokenizer, probe, sampling, n, answer, eval_cfg.seed, log)

@@ -232,7 +232,7 @@ def run_evaluate(params: Params, r: int, log: Log = print) -> dict:
     if params.eval.diagnostics:  # does the self-reward still track correctness? (genius.evaluation.diagnostics)
         from genius.evaluation.diagnostics import diagnose_checkpoint
 
-        diagnostics = diagnose_checkpoint(model, params.eval, params.model, params.sampling, pool=params.queries.paths)
+        diagnostics = diagnose_checkpoint(model, params.eval, params.model, params.sampling, pool=params.queries.paths, log=log)
         progress(progress.total)
     else:
         diagnostics = {"summary": None, "problems": []}
