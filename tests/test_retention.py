@@ -212,6 +212,9 @@ def test_gc_never_runs_beside_a_flow_and_dry_run_removes_nothing(rounds_project)
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(GcError, match="a genius flow is running in this project"):
             collect(load_params("params.yaml"), lambda _: None)
+        refused = run([sys.executable, "-m", "genius", "gc"], project)  # the CLI says so in its one-line form
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert refused.stderr.startswith("genius gc: error: a genius flow is running in this project"), refused.stderr
     dry = run([sys.executable, "-m", "genius", "gc", "--dry-run"], project)
     assert dry.returncode == 0 and "would remove runs/r1/samples.jsonl" in dry.stdout, dry.stdout + dry.stderr
     assert cache_objects(project) == before and not any(e.retired for e in read_registry("rounds.yaml").values())

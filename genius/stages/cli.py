@@ -23,6 +23,7 @@ import sys
 from genius.config import ConfigError, load_params, write_overrides
 from genius.data.queries import QueryError
 from genius.io import Busy
+from genius.stages.retention import GcError
 from genius.stages.table import EACH, NONE, check_method, commands, for_command, shard_arg  # noqa: F401 (shard_arg: for scripts and tests)
 
 
@@ -129,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         if stage.rounds == EACH:
             check_method(params)  # a loss the method cannot train with, a control without answers: before any work
         return stage.call(params, args, log)
-    except (ConfigError, QueryError, FileNotFoundError, Busy) as e:
+    except (ConfigError, QueryError, FileNotFoundError, Busy, GcError) as e:
         if args.debug:
             raise
         print(f"genius {args.command}: error: {e}", file=sys.stderr)
