@@ -44,7 +44,10 @@ def lock_record(path: Path = LOCK) -> dict:
         return {"hash": None, "drift": []}
     text = path.read_text()
     pins = dict(re.findall(r"^([A-Za-z0-9][A-Za-z0-9_.-]*)==(\S+)", text, re.M))
-    installed = {_normal(d.metadata["Name"]): d.version for d in metadata.distributions() if d.metadata["Name"]}
+    installed: dict[str, str] = {}
+    for dist in metadata.distributions():  # in sys.path order: the first of a name is the one `import` finds
+        if dist.metadata["Name"]:  # (setuptools puts its vendored copies, older, at the end of sys.path)
+            installed.setdefault(_normal(dist.metadata["Name"]), dist.version)
     drift = [
         f"{name} {version} -> {installed.get(_normal(name))}"
         for name, version in sorted(pins.items())

@@ -85,3 +85,19 @@ def test_lock_drift_lists_the_packages_installed_at_another_version(tmp_path):
     record = environment.lock_record(lock)
     assert record["drift"] == [f"no-such-package 1.0 -> None", f"numpy 0.0.1 -> {__import__('numpy').__version__}"]
     assert environment.lock_record(tmp_path / "missing.txt") == {"hash": None, "drift": []}
+
+
+def test_a_vendored_copy_later_on_sys_path_is_not_drift(tmp_path, monkeypatch):
+    """Importing setuptools (vLLM does) appends its _vendor folder, with older copies
+    of locked packages, to sys.path: the installed version is still the one `import` finds first."""
+    import numpy
+
+    lock = tmp_path / "lock.txt"
+    lock.write_text(f"numpy=={numpy.__version__}\n")
+    vendor = tmp_path / "_vendor"
+    (vendor / "numpy-0.0.1.dist-info").mkdir(parents=True)
+    (vendor / "numpy-0.0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: numpy\nVersion: 0.0.1\n")
+    monkeypatch.setattr(sys, "path", [*sys.path, str(vendor)])
+    assert environment.lock_record(lock)["drift"] == []
+    monkeypatch.setattr(sys, "path", [str(vendor), *sys.path])  # first on the path: what import would find
+    assert environment.lock_record(lock)["drift"] == [f"numpy {numpy.__version__} -> 0.0.1"]
