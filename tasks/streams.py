@@ -81,9 +81,9 @@ def stream(cmd: list[str], name: str, cwd: str | Path | None = None, log_file: P
             if CURSOR_UP in line:
                 redrawn = line.replace(CURSOR_UP, "").rstrip() or redrawn  # a bar that clears itself keeps its last text
                 continue
-            if redrawn is not None and not line:
-                continue  # the newline tqdm moves down with before each redraw
             if redrawn is not None:
+                if not line:
+                    continue  # the newline tqdm moves down with before each redraw
                 take(redrawn)
                 redrawn = None
             take(line)

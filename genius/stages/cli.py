@@ -23,7 +23,7 @@ import sys
 from genius.config import ConfigError, load_params, write_overrides
 from genius.data.queries import QueryError
 from genius.io import Busy
-from genius.stages.retention import GcError
+from genius.stages.retention import GcError, collect
 from genius.stages.table import EACH, NONE, check_method, commands, for_command, shard_arg  # noqa: F401 (shard_arg: for scripts and tests)
 
 
@@ -152,8 +152,6 @@ def export(params, args: argparse.Namespace) -> int:
 
 def gc(params, args: argparse.Namespace) -> int:
     """`genius gc`: retire the rounds `rounds.keep` does not keep (genius/stages/retention.py)."""
-    from genius.stages.retention import collect
-
     collect(params, log, dry_run=args.dry_run)
     return 0
 
