@@ -4,10 +4,11 @@
     .venv/bin/python -m bench.training --hidden 256 --layers 4   # a bigger random Llama, same tokenizer
     .venv/bin/python -m bench.training --model models/smollm2-135m-instruct --pairs 64 --batch-size 8
                                                             # any HF folder: SmolLM2 (`genius import-model`)
+    .venv/bin/python -m bench.training --model DIR --contenders ours --threads 1 2   # threads, ours alone
 
-Each trainer runs in its own process, one after the other (so peak memory is its own), on one
-CPU thread, DPO (sigmoid) with beta 0.1, AdamW, linear schedule with 10% warm-up, gradient
-clipping 1.0, no dropout, the same token ids (our tokenization, handed to TRL pre-tokenized).
+Each trainer runs in its own process, one after the other (so peak memory is its own), on
+`--threads` CPU threads (1 unless set: the `training.threads` default), DPO (sigmoid) with
+beta 0.1, AdamW, linear schedule with 10% warm-up, gradient clipping 1.0, no dropout, the same token ids (our tokenization, handed to TRL pre-tokenized).
 Both train in fp32 (`--precision fp32`, our CPU default) or both under bf16 autocast
 (`--precision bf16`, TRL's default even on CPUs). Three contenders:
   ours            genius.training.recipe.train_round: reference log-probs in one pass, no second model
@@ -52,6 +53,8 @@ def main() -> None:
     parser.add_argument(
         "--precision", choices=("fp32", "bf16"), default="fp32", help="both trainers: fp32, or bf16 autocast"
     )
+    parser.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(CONTENDERS), help="which trainers run")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1], help="torch threads; several: each contender at each")
     parser.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)
     parser.add_argument("--model", help="an HF model folder to bench instead of the toy")
     parser.add_argument("--pairs-file", help=argparse.SUPPRESS)
@@ -65,40 +68,46 @@ def main() -> None:
     pairs = bench_pairs(Path(args.pairs_from), args.pairs)
     (work / "bench-pairs.json").write_text(json.dumps([p.to_json() for p in pairs]))
     print(
-        f"model {model}; {len(pairs)} pairs, batch {args.batch_size}, {args.epochs} epoch(s), {args.precision}, 1 thread, best of {args.repeats}"
+        f"model {model}; {len(pairs)} pairs, batch {args.batch_size}, {args.epochs} epoch(s), {args.precision}, "
+        f"threads {args.threads}, best of {args.repeats}, each repeat of every contender in turn"
     )
-    results = {}
-    for name in CONTENDERS:
-        runs = []
-        for _ in range(args.repeats):
+    runs = {(name, threads): [] for name in args.contenders for threads in args.threads}
+    for _ in range(args.repeats):  # interleaved, so a change of load hits every contender alike
+        for name, threads in runs:
             cmd = [sys.executable, "-m", "bench.training", "--worker", name, "--model", model, "--pairs-file", str(work / "bench-pairs.json"),
-                   "--batch-size", str(args.batch_size), "--epochs", str(args.epochs), "--precision", args.precision]  # fmt: skip
+                   "--batch-size", str(args.batch_size), "--epochs", str(args.epochs), "--precision", args.precision,
+                   "--threads", str(threads)]  # fmt: skip
             out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ | {"TQDM_DISABLE": "1"})
             if out.returncode != 0:
                 sys.exit(f"{name} failed:\n{out.stderr[-3000:]}")
-            runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        results[name] = min(runs, key=lambda r: r["seconds"]) | {
-            "peak_rss_mb": min(r["peak_rss_mb"] for r in runs),
-            "rss_rise_mb": min(r["rss_rise_mb"] for r in runs),
-        }
+            runs[name, threads].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    results = {
+        key: min(r, key=lambda r: r["seconds"]) | {"peak_rss_mb": min(x["peak_rss_mb"] for x in r), "rss_rise_mb": min(x["rss_rise_mb"] for x in r)}
+        for key, r in runs.items()
+    }
     report(results)
 
 
 def report(results: dict) -> None:
+    """`results[(trainer, threads)]`: a table, then ours against each other trainer at the same threads,
+    and each trainer's threads against its first."""
     print(
-        "\n| trainer | steps | tokens | seconds | tokens/s | peak RSS MB | RSS rise MB |\n|---|---|---|---|---|---|---|"
+        "\n| trainer | threads | steps | tokens | seconds | tokens/s | peak RSS MB | RSS rise MB |\n|---|--:|--:|--:|--:|--:|--:|--:|"
     )
-    for name, r in results.items():
+    for (name, threads), r in results.items():
         print(
-            f"| {name} | {r['steps']} | {r['tokens']} | {r['seconds']:.2f} | {r['tokens_per_second']:.0f} | {r['peak_rss_mb']:.0f} | {r['rss_rise_mb']:.0f} |"
+            f"| {name} | {threads} | {r['steps']} | {r['tokens']} | {r['seconds']:.2f} | {r['tokens_per_second']:.0f} | {r['peak_rss_mb']:.0f} | {r['rss_rise_mb']:.0f} |"
         )
-    ours = results["ours"]
-    for name in CONTENDERS[1:]:
-        r = results[name]
-        print(
-            f"ours vs {name}: tokens/s x{ours['tokens_per_second'] / r['tokens_per_second']:.2f} (target >= 1.2), "
-            f"peak RSS x{ours['peak_rss_mb'] / r['peak_rss_mb']:.2f}, RSS rise x{ours['rss_rise_mb'] / max(r['rss_rise_mb'], 1e-9):.2f} (target <= 1)"
-        )
+    for (name, threads), r in results.items():
+        ours = results.get(("ours", threads))
+        if name != "ours" and ours:
+            print(
+                f"{threads} thread(s), ours vs {name}: tokens/s x{ours['tokens_per_second'] / r['tokens_per_second']:.2f} (target >= 1.2), "
+                f"peak RSS x{ours['peak_rss_mb'] / r['peak_rss_mb']:.2f}, RSS rise x{ours['rss_rise_mb'] / max(r['rss_rise_mb'], 1e-9):.2f} (target <= 1)"
+            )
+        first = next(t for n, t in results if n == name)
+        if threads != first:
+            print(f"{name}: {threads} threads vs {first}: tokens/s x{r['tokens_per_second'] / results[name, first]['tokens_per_second']:.2f}")
 
 
 def bench_model(args, work: Path) -> str:
@@ -187,7 +196,7 @@ def warm_up(model_path: str) -> None:
 def worker(args) -> dict:
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads[0])
     warm_up(args.model)
     pairs = [PreferencePair.from_json(row) for row in json.loads(Path(args.pairs_file).read_text())]
     out = Path(tempfile.mkdtemp(prefix=f"genius-bench-{args.worker}-"))
@@ -199,7 +208,7 @@ def worker(args) -> dict:
         from genius.training.recipe import train_round
 
         cfg = TrainingConfig(loss="dpo", beta=settings["beta"], sft_weight=0.0, learning_rate=settings["lr"], warmup_ratio=settings["warmup_ratio"],
-                             epochs=args.epochs, batch_size=args.batch_size, threads=1,
+                             epochs=args.epochs, batch_size=args.batch_size, threads=args.threads[0],
                              mixed_precision="bf16" if args.precision == "bf16" else "no")  # fmt: skip
         memory = PeakRSS()
         start = time.perf_counter()
