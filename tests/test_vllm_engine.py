@@ -322,6 +322,28 @@ def test_request_seeds_follow_the_batch_seed_not_the_engine_history(toy):
 
 
 @pytest.mark.vllm
+def test_a_seeded_request_draws_each_token_by_inverse_cdf_from_its_own_seed(toy):
+    """On a CPU the engine's sampler is ours for seeded requests (`seeded_rows_by_inverse_cdf`):
+    each token of a request is the first whose cumulative probability under the policy passes
+    the next uniform of a generator seeded with the request's seed. Checked token by token
+    against the transformers model's distribution; vLLM's own noise sampler draws other tokens."""
+    from genius.engines.vllm_engine import inverse_cdf_sample
+
+    if not toy.vllm.on_cpu:
+        pytest.skip("a GPU keeps vLLM's sampler")
+    prompts, n = toy.prompts[:3], 2
+    torch.manual_seed(21)
+    seeds = torch.randint(0, 2**31 - 1, (len(prompts), n)).tolist()  # what generate draws first
+    torch.manual_seed(21)
+    out = toy.vllm.generate(prompts, n=n, temperature=1.0, max_new_tokens=12, stop=None)
+    for i, cs in enumerate(out):
+        for j, c in enumerate(cs):
+            generator = torch.Generator().manual_seed(seeds[i][j])
+            probs = torch.softmax(toy.logits(prompts[i], c.token_ids), -1)
+            assert c.token_ids == [inverse_cdf_sample(probs[k : k + 1], {0: generator}).item() for k in range(len(c.token_ids))]
+
+
+@pytest.mark.vllm
 def test_samples_are_whole_and_seeded_when_prefills_queue_and_requests_are_preempted(toy, toy_dir):
     """The regimes real sizes reach and CI sizes do not, forced at toy size: a batch whose
     prompts exceed one step's token budget (`max_num_batched_tokens` 128 here: 24 requests of
