@@ -163,6 +163,7 @@ def test_diagnose_on_a_toy_model(toy_model):
     assert s["random_sample"] <= s["pass_at_n"] and s["best_of_n"] <= s["pass_at_n"]
     assert s["headroom"] == pytest.approx(s["best_of_n"] - s["greedy"])
     assert s["step_candidates"] > 16 * 4  # M*N candidates per timestamp, several timestamps
+    assert s["generated_tokens"] >= 16 * (4 + 1)  # at least a token per response of passes 1 and 2
     # the scores are the policy's own mean token log-probs
     assert all(-20 < x <= 0 for p in out["problems"] for x in p["scores"])
 

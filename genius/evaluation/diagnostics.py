@@ -173,6 +173,7 @@ def diagnose(
     if isinstance(engine, torch.nn.Module):  # a model
         engine = TransformersEngine(engine, tokenizer, sampling.max_batch_sequences)
     limit = sampling.max_rollout_tokens  # a rollout is by definition the rest of a whole response
+    generated = engine.cost.generated_tokens
     log(f"diagnostics 1/3: {n} responses to each of {len(probe)} probe problems at T={sampling.temperature}")
     sampled = score(engine, tokenizer, probe, answer_mode, n, sampling.temperature, limit, seed=seed)
     log(f"diagnostics 2/3: a greedy response to each of {len(probe)} probe problems")
@@ -190,6 +191,7 @@ def diagnose(
         "temperature": sampling.temperature,
         **response_level(sampled.scores, sampled.correct, greedy_correct),
         **steps,
+        "generated_tokens": engine.cost.generated_tokens - generated,  # the three passes' cost
         "seconds": time.perf_counter() - start,
     }
     problems = [
