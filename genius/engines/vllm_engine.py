@@ -205,8 +205,11 @@ def seeded_rows_by_inverse_cdf() -> None:
         if not generators or self.use_fp64_gumbel:
             return vllms(self, logits, generators, k, p)
         logits = ops.apply_top_k_top_p(logits, k, p)
-        returned = {"processed_logits": lambda: logits, "processed_logprobs": lambda: logits.log_softmax(dim=-1, dtype=torch.float32)}
-        logits_to_return = returned[self.logprobs_mode]() if self.logprobs_mode in returned else None
+        logits_to_return = None  # raw modes (ours): vLLM took the log-probs before sampling
+        if self.logprobs_mode == "processed_logits":
+            logits_to_return = logits
+        elif self.logprobs_mode == "processed_logprobs":
+            logits_to_return = logits.log_softmax(dim=-1, dtype=torch.float32)
         return inverse_cdf_sample(logits.softmax(dim=-1, dtype=torch.float32), generators), logits_to_return
 
     forward_cpu.inverse_cdf = True
