@@ -8,7 +8,8 @@
 
 Each trainer runs in its own process, one after the other (so peak memory is its own), on
 `--threads` CPU threads (1 unless set: the `training.threads` default), DPO (sigmoid) with
-beta 0.1, AdamW, linear schedule with 10% warm-up, gradient clipping 1.0, no dropout, the same token ids (our tokenization, handed to TRL pre-tokenized).
+beta 0.1, AdamW, linear schedule with 10% warm-up, gradient clipping 1.0, no dropout, the same
+token ids (our tokenization, handed to TRL pre-tokenized).
 Both train in fp32 (`--precision fp32`, our CPU default) or both under bf16 autocast
 (`--precision bf16`, TRL's default even on CPUs). Three contenders:
   ours            genius.training.recipe.train_round: reference log-probs in one pass, no second model

@@ -114,5 +114,6 @@ def fixed_decode(engine, prompts: list[list[int]], temperature: float, tokens: i
     engine.llm.generate(requests, params, use_tqdm=False)
     return time.perf_counter() - start
 
+
 if __name__ == "__main__":
     main()
