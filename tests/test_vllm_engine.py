@@ -389,6 +389,28 @@ def test_samples_are_whole_and_seeded_when_prefills_queue_and_requests_are_preem
 
 
 @pytest.mark.vllm
+def test_chat_prompts_are_prefilled_from_the_prefix_cache(smollm2):
+    """SmolLM2's chat prompts (~40 tokens here, ~60-100 in the preset) fill whole KV blocks of
+    the CPU engine's size, so a prompt seen before is prefilled from the cache but for the
+    rest of its last block. With vLLM's CPU default of 128-token blocks nothing shorter than
+    128 tokens is ever cached, and every rollout and candidate was prefilled whole."""
+    from genius.engines.vllm_engine import CPU_BLOCK_SIZE
+
+    engine = smollm2.vllm
+    if not engine.on_cpu:
+        pytest.skip("a GPU keeps vLLM's block size")
+    block = engine.llm.llm_engine.vllm_config.cache_config.block_size
+    assert block == CPU_BLOCK_SIZE
+    prompts = smollm2.prompts
+    engine.generate(prompts, n=1, temperature=0.0, max_new_tokens=1)
+    before = engine.cost.prefill_tokens
+    engine.generate(prompts, n=1, temperature=0.0, max_new_tokens=1)
+    computed = engine.cost.prefill_tokens - before
+    # vLLM reuses whole cached blocks and computes at least a prompt's last token itself
+    assert computed == sum(len(p) - block * ((len(p) - 1) // block) for p in prompts) < sum(map(len, prompts))
+
+
+@pytest.mark.vllm
 def test_prompts_at_the_context_limit(toy):
     """vLLM refuses a prompt that fills `max_model_len`; the engine answers it with empty samples
     ended by the length limit, and caps the others at the limit, as vLLM does."""
