@@ -112,7 +112,8 @@ def test_round_two_trained_on_round_one_merged(chain):
     _, r1, r2 = chain
     reference = load_file(str(Path(r2).parent / "reference_logps.safetensors"))["logps"]
     chosen, rejected, _ = pair_logps(r1, synthetic_pairs(20))
-    torch.testing.assert_close(reference, torch.stack([chosen, rejected], 1), rtol=0, atol=1e-5)
+    # sums of ~100 fp32 log-probs, from forwards over other rows: they agree to ~2e-7 of their size
+    torch.testing.assert_close(reference, torch.stack([chosen, rejected], 1), rtol=1e-6, atol=1e-5)
 
 
 def test_stacked_adapter_is_the_sum_of_the_deltas(tmp_path):

