@@ -153,6 +153,14 @@ def test_micro_batches_hold_pairs_of_similar_length():
     assert [len(p) for p in micro_batches([4, 5], examples, 1, 0, 4)] == [1, 1, 0, 0]
 
 
+def test_response_start_is_the_first_position_any_response_covers():
+    from genius.training.batches import response_start
+
+    assert response_start(torch.tensor([[0, 0, 1, 1, 0], [0, 0, 0, 1, 1]])) == 2
+    assert response_start(torch.tensor([[1, 1, 0]])) == 1  # position 0 has no logit before it
+    assert response_start(torch.zeros(2, 5, dtype=torch.long)) == 4  # no response: one logit, masked out
+
+
 def test_sequence_logps_computes_logits_from_the_first_response_token_only(pairs, base):
     """The logits of the prompts' positions are skipped (`logits_to_keep`), and the log-probs and
     their gradients are those of the full-width computation, by hand: a log_softmax over every
