@@ -19,9 +19,10 @@ stage's own thread count:
       round starts (its start-up is not in any stage);
   reference log-probs / training   plain forward / forward+backward passes (no optimizer) over as
       many tokens as the stage ran, random ids without padding, as many rows a pass as the stage's.
-Tokens are generated tokens for generation stages (prompts not counted) and unpadded tokens for
-the others. ingest and pairs run no model: seconds only. Seconds are wall seconds: on a shared
-machine read the ratios, each measured next to its stage, and the load printed before and after.
+Tokens are generated tokens for generation stages (prompts not counted) and, for the others, the
+unpadded tokens their forwards compute: a pair's row, its prompt once (genius/training/batches.py).
+ingest and pairs run no model: seconds only. Seconds are wall seconds: on a shared machine read
+the ratios, each measured next to its stage, and the load printed before and after.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from genius.io import read_jsonl
 from genius.stages import rounds
 from genius.stages.registry import RoundEntry, write_registry
 from genius.threads import torch_threads
-from genius.training.batches import pair_sequences, tokenize_pairs
+from genius.training.batches import pair_width, sequence_tokens, tokenize_pairs
 from genius.training.policy import load_policy
 from genius.training.recipe import LENGTH_BUCKETS
 
@@ -155,18 +156,23 @@ def evaluation_stages(params: Params, engine, tokenizer) -> list[Row]:
 
 
 def training_stages(params: Params, tokenizer, log) -> list[Row]:
-    """Reference log-probs and training (one `run_train`), each with its forward(-backward) ceiling."""
+    """Reference log-probs and training (one `run_train`), each with its forward(-backward) ceiling.
+
+    Their tokens are the tokens their forwards compute: a pair's packed row, its prompt once
+    (`pair_width`), not its two sequences (`sequence_tokens`, train.json's unit, printed apart).
+    """
     t, paths = params.training, rounds.round_paths(params, 1)
     metrics, seconds = timed(rounds.run_train, params, 1, log)
-    pairs = [PreferencePair.from_json(row) for row in read_jsonl(paths.pairs)]
-    lengths = [len(p) + len(r) for p, r in pair_sequences(tokenize_pairs(tokenizer, pairs))]
-    ref = Row("reference log-probs", metrics["reference_seconds"], sum(lengths))
-    train = Row("training", seconds - metrics["reference_seconds"], metrics["tokens"])
-    if lengths:
+    examples = tokenize_pairs(tokenizer, [PreferencePair.from_json(row) for row in read_jsonl(paths.pairs)])
+    widths = [pair_width(e) for e in examples]
+    ref = Row("reference log-probs", metrics["reference_seconds"], sum(widths))
+    train = Row("training", seconds - metrics["reference_seconds"], t.epochs * sum(widths))
+    log(f"pairs' rows {sum(widths):,} tokens, their sequences {sequence_tokens(examples):,} (each with its prompt)")
+    if widths:
         model, _ = load_policy(params.model.path, params.model, t)
-        width, micro = round(sum(lengths) / len(lengths)), max(1, math.ceil(t.batch_size / LENGTH_BUCKETS))
-        ref.ceiling = forward_rate(model, ref.tokens, width, 2 * t.batch_size, t.threads, backward=False)
-        train.ceiling = forward_rate(model, train.tokens, width, 2 * micro, t.threads, backward=True)
+        width, micro = round(sum(widths) / len(widths)), max(1, math.ceil(t.batch_size / LENGTH_BUCKETS))
+        ref.ceiling = forward_rate(model, ref.tokens, width, t.batch_size, t.threads, backward=False)
+        train.ceiling = forward_rate(model, train.tokens, width, micro, t.threads, backward=True)
     return [ref, train]
 
 

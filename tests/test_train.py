@@ -53,14 +53,13 @@ def files_digest(folder) -> dict:
 def pair_logps(model_path, pairs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(chosen, rejected) summed response log-probs and chosen lengths of every pair, in one forward."""
     from genius.engines.loading import load_model
-    from genius.training.batches import collate, pair_sequences, sequence_logps, tokenize_pairs
+    from genius.training.batches import collate_pairs, pair_logps, tokenize_pairs
 
     model, tokenizer = load_model(str(model_path), device="cpu")
     examples = tokenize_pairs(tokenizer, pairs)
     with torch.no_grad():
-        logps, lengths = sequence_logps(model, *collate(pair_sequences(examples), tokenizer.pad_token_id, "cpu"))
-    n = len(pairs)
-    return logps[:n], logps[n:], lengths[:n]
+        chosen, rejected, lengths, _ = pair_logps(model, collate_pairs(examples, tokenizer.pad_token_id, "cpu"))
+    return chosen, rejected, lengths
 
 
 def objective(policy, reference, pairs, cfg=CFG) -> tuple[float, float]:
@@ -153,38 +152,71 @@ def test_micro_batches_hold_pairs_of_similar_length():
     assert [len(p) for p in micro_batches([4, 5], examples, 1, 0, 4)] == [1, 1, 0, 0]
 
 
-def test_response_start_is_the_first_position_any_response_covers():
-    from genius.training.batches import response_start
+def test_collate_pairs_packs_a_pair_per_row():
+    """Hand-derived: [prompt | chosen | rejected | padding]; the rejected response restarts its
+    positions after the prompt, sees the prompt and itself only, and its first token is
+    predicted from the prompt's last position; padding sees itself only."""
+    from genius.training.batches import collate_pairs
 
-    assert response_start(torch.tensor([[0, 0, 1, 1, 0], [0, 0, 0, 1, 1]])) == 2
-    assert response_start(torch.tensor([[1, 1, 0]])) == 1  # position 0 has no logit before it
-    assert response_start(torch.zeros(2, 5, dtype=torch.long)) == 4  # no response: one logit, masked out
+    batch = collate_pairs([([1, 2], [3], [4, 5]), ([6], [7, 8], [])], pad_id=0, device="cpu")
+    assert batch.ids.tolist() == [[1, 2, 3, 4, 5], [6, 7, 8, 0, 0]]
+    assert batch.positions.tolist() == [[0, 1, 2, 2, 3], [0, 1, 2, 0, 0]]
+    assert batch.source.tolist() == [[-1, 0, 1, 1, 3], [-1, 0, 1, 2, 3]]
+    assert batch.chosen.tolist() == [[0, 0, 1, 0, 0], [0, 1, 1, 0, 0]]
+    assert batch.rejected.tolist() == [[0, 0, 0, 1, 1], [0, 0, 0, 0, 0]]
+    assert batch.allowed.shape == (2, 1, 5, 5)
+    assert batch.allowed[0, 0].int().tolist() == [
+        [1, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0],
+        [1, 1, 1, 0, 0],  # chosen: the prompt and itself
+        [1, 1, 0, 1, 0],  # rejected: the prompt and itself, not the chosen token
+        [1, 1, 0, 1, 1],
+    ]
+    assert batch.allowed[1, 0].int().tolist() == [
+        [1, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0],
+        [1, 1, 1, 0, 0],
+        [0, 0, 0, 1, 0],  # padding
+        [0, 0, 0, 0, 1],
+    ]
 
 
-def test_sequence_logps_computes_logits_from_the_first_response_token_only(pairs, base):
-    """The logits of the prompts' positions are skipped (`logits_to_keep`), and the log-probs and
-    their gradients are those of the full-width computation, by hand: a log_softmax over every
-    position, the response tokens' entries summed."""
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_packed_pairs_give_each_response_the_log_probs_of_its_own_sequence(pairs, base, attention):
+    """A pair's row computes its prompt once, yet each response's log-prob and its gradient are
+    those of (prompt + response) alone, by hand: one unpadded forward per sequence, a
+    log_softmax at every position, the response tokens' entries summed. Logits are computed
+    from the last token of the shortest prompt on (`logits_to_keep`). Prompts of different
+    lengths, and an empty rejected response (an SFT target's pair), are among the pairs."""
     from genius.engines.loading import load_model
-    from genius.training.batches import collate, pair_sequences, response_start, sequence_logps, tokenize_pairs
+    from genius.training.batches import collate_pairs, pair_logps, tokenize_pairs
 
     model, tokenizer = load_model(base, device="cpu")
-    ids, attention, response = collate(pair_sequences(tokenize_pairs(tokenizer, pairs[:4])), tokenizer.pad_token_id, "cpu")
-    first = response_start(response)
-    assert 1 < first and not response[:, :first].any() and response[:, first].any()
+    model.set_attn_implementation(attention)
+    examples = tokenize_pairs(tokenizer, pairs[:4])
+    examples[3] = (examples[3][0][:-2], examples[3][1], [])  # a shorter prompt, no rejected tokens
+    batch = collate_pairs(examples, tokenizer.pad_token_id, "cpu")
+    first = min(len(p) for p, _, _ in examples) - 1
     widths = []  # of the logits the forward returns
-    model.register_forward_hook(lambda module, args, output: widths.append(output.logits.shape[1]))
-    logps, lengths = sequence_logps(model, ids, attention, response)
-    assert widths == [ids.shape[1] - first + 1]  # one logit before the first response token, then one per position
-    grads = torch.autograd.grad(logps.sum(), model.model.embed_tokens.weight)[0]
+    hook = model.register_forward_hook(lambda module, args, output: widths.append(output.logits.shape[1]))
+    chosen, rejected, len_w, len_l = pair_logps(model, batch)
+    hook.remove()
+    assert widths == [batch.ids.shape[1] - first]
+    assert len_w.tolist() == [len(c) for _, c, _ in examples] and len_l.tolist() == [len(r) for _, _, r in examples]
+    embeddings = model.model.embed_tokens.weight
+    grads = torch.autograd.grad(chosen.sum() + 2 * rejected.sum(), embeddings)[0]
 
-    full = torch.log_softmax(model(input_ids=ids, attention_mask=attention).logits[:, :-1].float(), -1)
-    by_hand = (full.gather(-1, ids[:, 1:, None]).squeeze(-1) * response[:, 1:]).sum(-1)
-    torch.testing.assert_close(logps, by_hand, rtol=1e-6, atol=1e-5)
-    expected = torch.autograd.grad(by_hand.sum(), model.model.embed_tokens.weight)[0]
+    def alone(prompt, response) -> torch.Tensor:
+        ids = torch.tensor([prompt + response])
+        logps = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), -1)
+        return logps[len(prompt) - 1 :].gather(-1, ids[0, len(prompt) :, None]).sum()
+
+    by_hand = torch.stack([torch.stack([alone(p, c), alone(p, r)]) for p, c, r in examples])
+    torch.testing.assert_close(torch.stack([chosen, rejected], 1), by_hand, rtol=1e-6, atol=1e-5)
+    assert by_hand[3, 1] == 0 and by_hand[:3, 1].abs().min() > 1  # the empty response, and real ones
+    expected = torch.autograd.grad(by_hand[:, 0].sum() + 2 * by_hand[:, 1].sum(), embeddings)[0]
     assert expected.abs().max() > 1e-2  # not a comparison of zeros; fp32 sums in another order differ by ~1e-6
     torch.testing.assert_close(grads, expected, rtol=1e-4, atol=1e-5)
-    assert lengths.tolist() == response.sum(-1).tolist()
 
 
 def test_reference_model_identity_is_in_the_key(pairs, base, tmp_path):
@@ -279,20 +311,19 @@ def test_first_step_gradient_is_the_batch_mean_gradient(pairs, base, tmp_path, a
     step's 8 pairs, computed here in one plain forward: the micro-batch scaling is exact."""
     from genius.algorithm.losses import dpo_loss, sft_loss
     from genius.engines.loading import load_model
-    from genius.training.batches import collate, pair_sequences, sequence_logps, step_batches, tokenize_pairs
+    from genius.training.batches import collate_pairs, pair_logps, step_batches, tokenize_pairs
 
     cfg = CFG.model_copy(update={"loss": "dpo", "sft_weight": 0.5, "max_grad_norm": 1e9, "gradient_accumulation_steps": accumulation})
     run(pairs, base, tmp_path, cfg)
     logged = json.loads((tmp_path / "train_steps.jsonl").read_text().splitlines()[0])
     model, tokenizer = load_model(base, device="cpu")
     examples = tokenize_pairs(tokenizer, [pairs[i] for i in step_batches(len(pairs), 8, 2, CFG.seed)[0]])
-    logps, lengths = sequence_logps(model, *collate(pair_sequences(examples), tokenizer.pad_token_id, "cpu"))
-    chosen, rejected = logps[:8], logps[8:]
+    chosen, rejected, lengths, _ = pair_logps(model, collate_pairs(examples, tokenizer.pad_token_id, "cpu"))
     losses, *_ = dpo_loss(chosen, rejected, chosen.detach(), rejected.detach(), CFG.beta)  # step 0: policy = reference
-    (losses + 0.5 * sft_loss(chosen, lengths[:8])).mean().backward()
+    (losses + 0.5 * sft_loss(chosen, lengths)).mean().backward()
     norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()])).item()
     assert logged["grad_norm"] == pytest.approx(norm, rel=1e-5)
-    assert logged["loss"] == pytest.approx((losses + 0.5 * sft_loss(chosen, lengths[:8])).mean().item(), rel=1e-6)
+    assert logged["loss"] == pytest.approx((losses + 0.5 * sft_loss(chosen, lengths)).mean().item(), rel=1e-6)
 
 
 @pytest.mark.parametrize("loss", ["dpo", "ipo", "simpo", "ropo", "sft"])
@@ -368,7 +399,7 @@ def test_term_gradient_norms_split_the_first_step(pairs, base, tmp_path, accumul
     the SFT term apart: each is that of its own mean over step 1's pairs, in one plain forward."""
     from genius.algorithm.losses import dpo_loss, sft_loss
     from genius.engines.loading import load_model
-    from genius.training.batches import collate, pair_sequences, sequence_logps, step_batches, tokenize_pairs
+    from genius.training.batches import collate_pairs, pair_logps, step_batches, tokenize_pairs
 
     cfg = CFG.model_copy(update={"loss": "dpo", "sft_weight": 0.5, "max_grad_norm": 1e9, "gradient_accumulation_steps": accumulation})
     run(pairs, base, tmp_path, cfg, term_grad_norms=True)
@@ -378,10 +409,9 @@ def test_term_gradient_norms_split_the_first_step(pairs, base, tmp_path, accumul
 
     def norm_of(term) -> float:
         model.zero_grad()
-        logps, lengths = sequence_logps(model, *collate(pair_sequences(examples), tokenizer.pad_token_id, "cpu"))
-        chosen, rejected = logps[:8], logps[8:]
+        chosen, rejected, lengths, _ = pair_logps(model, collate_pairs(examples, tokenizer.pad_token_id, "cpu"))
         losses, *_ = dpo_loss(chosen, rejected, chosen.detach(), rejected.detach(), CFG.beta)  # step 0: policy = reference
-        (losses if term == "preference" else 0.5 * sft_loss(chosen, lengths[:8])).mean().backward()
+        (losses if term == "preference" else 0.5 * sft_loss(chosen, lengths)).mean().backward()
         return torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()])).item()
 
     assert logged["grad_norm_preference"] == pytest.approx(norm_of("preference"), rel=1e-4)

@@ -1,7 +1,7 @@
 """Our trainer's ACO with alpha -> infinity against TRL's DPOTrainer (sigmoid loss): on the
 same model, reference and batch, the loss and every parameter's gradient agree to 1e-6.
 
-Both sides run their own code end to end from token ids: our collate + sequence_logps +
+Both sides run their own code end to end from token ids: our collate_pairs + pair_logps (a pair's prompt computed once) +
 aco_loss, TRL's DataCollatorForPreference + DPOTrainer.compute_loss (its fused LM head, its
 reference forward). The policy is the reference plus noise, so the rewards are not zero.
 """
@@ -16,7 +16,7 @@ trl = pytest.importorskip("trl", reason="TRL is not installed: `pip install -e '
 
 from genius.algorithm.losses import aco_loss  # noqa: E402
 from genius.engines.loading import load_model  # noqa: E402
-from genius.training.batches import collate, pair_sequences, sequence_logps, tokenize_pairs  # noqa: E402
+from genius.training.batches import collate_pairs, pair_logps, tokenize_pairs  # noqa: E402
 
 pytestmark = pytest.mark.e2e  # TRL trainer against ours
 
@@ -70,19 +70,18 @@ def test_aco_at_infinite_alpha_equals_trl_dpo(tmp_path, alpha):
     trl_grads = {n: p.grad.clone() for n, p in policy.named_parameters()}
     policy.zero_grad()
 
-    ids, attention, response = collate(pair_sequences(examples), pad, "cpu")
+    batch = collate_pairs(examples, pad, "cpu")
     with torch.no_grad():
-        ref, _ = sequence_logps(reference, ids, attention, response)
-    logps, _ = sequence_logps(policy, ids, attention, response)
-    n = len(examples)
+        ref_w, ref_l, _, _ = pair_logps(reference, batch)
+    chosen, rejected, _, _ = pair_logps(policy, batch)
     adv = torch.tensor([[p.adv_chosen, p.adv_rejected] for p in pairs])
     assert (adv[:, 1] > adv[:, 0]).any()  # calibration-region pairs: w would be < 1 at a finite alpha
-    losses, *_ = aco_loss(logps[:n], logps[n:], ref[:n], ref[n:], adv[:, 0], adv[:, 1], BETA, alpha)
+    losses, *_ = aco_loss(chosen, rejected, ref_w, ref_l, adv[:, 0], adv[:, 1], BETA, alpha)
     losses.mean().backward()
 
     assert abs(losses.mean().item() - trl_loss.item()) < 1e-6
     for name, p in policy.named_parameters():
         torch.testing.assert_close(p.grad, trl_grads[name], rtol=0, atol=1e-6, msg=name)
     assert max(g.abs().max().item() for g in trl_grads.values()) > 1e-3  # the comparison is not of zeros
-    calibrated, *_ = aco_loss(logps[:n], logps[n:], ref[:n], ref[n:], adv[:, 0], adv[:, 1], BETA, 1.0)
+    calibrated, *_ = aco_loss(chosen, rejected, ref_w, ref_l, adv[:, 0], adv[:, 1], BETA, 1.0)
     assert abs(calibrated.mean().item() - trl_loss.item()) > 1e-4  # and at alpha = 1 ACO is not DPO here

@@ -39,7 +39,7 @@ from genius.io import stable_hash, write_jsonl
 from genius.layout import RoundPaths
 from genius.progress import Progress
 from genius.threads import torch_threads
-from genius.training.batches import collate, micro_batches, pair_sequences, sequence_logps, step_batches, tokenize_pairs
+from genius.training.batches import collate_pairs, micro_batches, pair_logps, sequence_tokens, step_batches, tokenize_pairs
 from genius.training.launch import make_accelerator
 from genius.training.objective import NEEDS_REFERENCE, pair_losses, stat_means, stat_sums, w_distribution
 from genius.training.policy import load_policy, save_checkpoint
@@ -219,23 +219,15 @@ def _step(
         micro = micro or batch[:1]
         with accelerator.accumulate(model):
             chunk = [examples[i] for i in micro]
-            ids, attention, response = collate(pair_sequences(chunk), pad_id, accelerator.device)
-            logps, lengths = sequence_logps(model, ids, attention, response)
-            n = len(chunk)
-            weights = torch.full((n,), weight, device=accelerator.device)
-            total, parts = pair_losses(
-                cfg,
-                logps[:n],
-                logps[n:],
-                torch.stack([lengths[:n], lengths[n:]], 1),
-                None if ref is None else ref[micro],
-                adv[micro],
-            )
+            chosen, rejected, len_w, len_l = pair_logps(model, collate_pairs(chunk, pad_id, accelerator.device))
+            weights = torch.full((len(micro),), weight, device=accelerator.device)
+            lengths = torch.stack([len_w, len_l], 1)
+            total, parts = pair_losses(cfg, chosen, rejected, lengths, None if ref is None else ref[micro], adv[micro])
             if sft_grads is not None:  # accelerate divides the loss by the micro-batch count: so does this
                 sft_grads.add((parts["sft_term"] * weights).sum() * scale / accelerator.gradient_accumulation_steps)
             accelerator.backward((total * weights).sum() * scale)
             sums = sums + stat_sums(total, parts, weights)
-            tokens += attention.sum() * weight
+            tokens += sequence_tokens(chunk) * weight
             if accelerator.sync_gradients:
                 terms = sft_grads.norms() if sft_grads is not None else {}
                 grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm))

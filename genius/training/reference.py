@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 from genius.engines.lineage import folder_hash
 from genius.engines.loading import load_model
 from genius.io import stable_hash, write_atomic
-from genius.training.batches import Example, collate, pair_sequences, pair_width, sequence_logps
+from genius.training.batches import Example, collate_pairs, pair_logps, pair_width
 from genius.training.objective import NEEDS_REFERENCE
 from genius.training.policy import adapters_off
 
@@ -81,8 +81,8 @@ def compute_reference(model, examples: list[Example], batch_size: int, pad_id: i
     out = []
     for b in range(0, per, batch_size):
         chunk = [examples[i] for i in shares[rank][b : b + batch_size]]
-        logps, _ = sequence_logps(model, *collate(pair_sequences(chunk), pad_id, accelerator.device))
-        out.append(torch.stack([logps[: len(chunk)], logps[len(chunk) :]], dim=1))
+        chosen, rejected, _, _ = pair_logps(model, collate_pairs(chunk, pad_id, accelerator.device))
+        out.append(torch.stack([chosen, rejected], dim=1))
     model.train(was_training)
     gathered = accelerator.gather(torch.cat(out)).cpu()  # (world * per, 2), process by process
     result = torch.zeros(n, 2)
