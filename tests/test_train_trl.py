@@ -1,9 +1,10 @@
 """Our trainer's ACO with alpha -> infinity against TRL's DPOTrainer (sigmoid loss): on the
 same model, reference and batch, the loss and every parameter's gradient agree to 1e-6.
 
-Both sides run their own code end to end from token ids: our collate_pairs + pair_logps (a pair's prompt computed once) +
-aco_loss, TRL's DataCollatorForPreference + DPOTrainer.compute_loss (its fused LM head, its
-reference forward). The policy is the reference plus noise, so the rewards are not zero.
+Both sides run their own code end to end from token ids: our collate_pairs + pair_logps (a
+pair's prompt computed once) + aco_loss, TRL's DataCollatorForPreference +
+DPOTrainer.compute_loss (its fused LM head, its reference forward). The policy is the
+reference plus noise, so the rewards are not zero.
 """
 
 import math
