@@ -21,6 +21,10 @@ stage's own thread count:
       many tokens as the stage ran, random ids without padding, as many rows a pass as the stage's.
 Tokens are generated tokens for generation stages (prompts not counted) and, for the others, the
 unpadded tokens their forwards compute: a pair's row, its prompt once (genius/training/batches.py).
+Steps are the batched forward passes a generation stage and its ceiling ran (vLLM: engine steps;
+`EngineCost.steps`; lm-eval's own vLLM model does not count them): on a CPU each step reads every
+weight, so a stage whose calls depend on each other (foresight's timestamps) runs more, emptier
+steps than its ceiling's single call.
 ingest and pairs run no model: seconds only. Seconds are wall seconds: on a shared machine read
 the ratios, each measured next to its stage, and the load printed before and after.
 """
@@ -55,7 +59,7 @@ from genius.training.batches import pair_width, sequence_tokens, tokenize_pairs
 from genius.training.policy import load_policy
 from genius.training.recipe import LENGTH_BUCKETS
 
-HEADER = "| stage | seconds | tokens | tokens/s | ceiling tokens/s | ratio |\n|---|--:|--:|--:|--:|--:|"
+HEADER = "| stage | seconds | tokens | tokens/s | ceiling tokens/s | ratio | steps | ceiling steps |\n|---|--:|--:|--:|--:|--:|--:|--:|"
 
 
 @dataclass
@@ -64,11 +68,14 @@ class Row:
     seconds: float
     tokens: int | None = None  # None: the stage runs no model
     ceiling: float | None = None  # tokens/s of its ceiling
+    steps: int | None = None  # batched forward passes (generation stages)
+    ceiling_steps: int | None = None
 
     def line(self) -> str:
         rate = self.tokens / self.seconds if self.tokens else None
         ratio = rate / self.ceiling if rate and self.ceiling else None
         cells = (f"{self.seconds:.2f}", _fmt(self.tokens, ","), _fmt(rate, ",.1f"), _fmt(self.ceiling, ",.1f"), _fmt(ratio, ".2f"))
+        cells += (_fmt(self.steps, ","), _fmt(self.ceiling_steps, ","))
         return f"| {self.stage} | " + " | ".join(cells) + " |"
 
 
@@ -81,13 +88,14 @@ def timed(fn, *args, **kwargs):
     return fn(*args, **kwargs), time.perf_counter() - start
 
 
-def decode_rate(engine, prompts: list[list[int]], threads: int, *, n: int, temperature: float, max_new_tokens: int) -> float:
-    """Generated tokens/s of one plain engine call: whole responses, no steps, no decisions."""
+def decode_rate(engine, prompts: list[list[int]], threads: int, *, n: int, temperature: float, max_new_tokens: int):
+    """(generated tokens/s, engine steps) of one plain engine call: whole responses, no steps, no decisions."""
     torch.manual_seed(0)
     with torch_threads(threads):
-        before, start = engine.cost.generated_tokens, time.perf_counter()
+        before, steps, start = engine.cost.generated_tokens, engine.cost.steps, time.perf_counter()
         engine.generate(prompts, n=n, temperature=temperature, max_new_tokens=max_new_tokens, stop=None)
-        return (engine.cost.generated_tokens - before) / (time.perf_counter() - start)
+        rate = (engine.cost.generated_tokens - before) / (time.perf_counter() - start)
+        return rate, engine.cost.steps - steps
 
 
 def forward_rate(model, tokens: int, width: int, rows: int, threads: int, backward: bool) -> float:
@@ -119,8 +127,8 @@ def sampling_stage(params: Params, engine, tokenizer, log) -> Row:
     stats, seconds = timed(rounds.run_sample, params, 1, log)
     prompts = [prompt_ids(tokenizer, q.text) for q in read_queries(rounds.round_paths(params, 1).queries)]
     limit = s.max_step_tokens + s.max_rollout_tokens  # a whole response: its steps and the rollout's rest
-    ceiling = decode_rate(engine, prompts, s.threads, n=s.step_beam_size * s.num_rollouts, temperature=s.temperature, max_new_tokens=limit)
-    return Row("sampling", seconds, stats["generated_tokens"], ceiling)
+    ceiling, steps = decode_rate(engine, prompts, s.threads, n=s.step_beam_size * s.num_rollouts, temperature=s.temperature, max_new_tokens=limit)
+    return Row("sampling", seconds, stats["generated_tokens"], ceiling, stats["engine_steps"], steps)
 
 
 def evaluation_stages(params: Params, engine, tokenizer) -> list[Row]:
@@ -136,22 +144,22 @@ def evaluation_stages(params: Params, engine, tokenizer) -> list[Row]:
     for k, name in enumerate(e.tasks):
         temperature, max_tokens = task_generation(e, name)
         tokens = sum(len(tokenizer(r["response"], add_special_tokens=False)["input_ids"]) for r in result["samples"][name])
-        ceiling = decode_rate(engine, test, e.threads, n=1, temperature=temperature, max_new_tokens=max_tokens)
+        ceiling, steps = decode_rate(engine, test, e.threads, n=1, temperature=temperature, max_new_tokens=max_tokens)
         kind = "sampled" if temperature else "greedy"
-        rows.append(Row(f"lm-eval {kind} ({name})", marks[k + 1] - marks[k], tokens, ceiling))
+        rows.append(Row(f"lm-eval {kind} ({name})", marks[k + 1] - marks[k], tokens, ceiling, ceiling_steps=steps))
     if e.diagnostics:
         start = time.perf_counter()  # what diagnose_checkpoint runs, apart so that its engine's cost can be read
         probe = labelled_problems(e.diagnostics_path or e.test_path, e.diagnostics_problems, Path("."), pool)
         with torch_threads(e.threads):
             diag_engine, diag_tokenizer = open_engine(checkpoint, e, params.model, s)
             diagnose(diag_engine, diag_tokenizer, probe, s, e.diagnostics_samples, e.diagnostics_answer, e.seed)
-        seconds, tokens = time.perf_counter() - start, diag_engine.cost.generated_tokens
+        seconds, tokens, diag_steps = time.perf_counter() - start, diag_engine.cost.generated_tokens, diag_engine.cost.steps
         del diag_engine
         gc.collect()
         prompts = [prompt_ids(tokenizer, p["query"]) for p in probe]
         limit = s.max_rollout_tokens  # the diagnostics' response limit
-        ceiling = decode_rate(engine, prompts, e.threads, n=e.diagnostics_samples, temperature=s.temperature, max_new_tokens=limit)
-        rows.append(Row("diagnostics", seconds, tokens, ceiling))
+        ceiling, steps = decode_rate(engine, prompts, e.threads, n=e.diagnostics_samples, temperature=s.temperature, max_new_tokens=limit)
+        rows.append(Row("diagnostics", seconds, tokens, ceiling, diag_steps, steps))
     return rows
 
 
@@ -220,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{setting}\nload average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f} (1 min)\n{HEADER}")
     for row in rows:
         print(row.line())
-    print(f"| round (stages) | {sum(r.seconds for r in rows):.1f} | | | | |\n\nwall time with the ceilings: {total:.0f} s")
+    print(f"| round (stages) | {sum(r.seconds for r in rows):.1f} | | | | | | |\n\nwall time with the ceilings: {total:.0f} s")
     return 0
 
 

@@ -115,7 +115,10 @@ def test_logprobs_are_untempered_and_greedy_is_argmax(model):
     engine = TransformersEngine(model, TOKENIZER)
     out = engine.generate(prompts, n=2, temperature=0.3, max_new_tokens=20, stop=None)
     check_against_teacher_forcing(model, prompts, out, 2)  # log-probs at T=1, not at T=0.3
+    steps = engine.cost.steps
     greedy = engine.generate(prompts, n=2, temperature=0.0, max_new_tokens=20, stop=None)
+    # one batch: a prefill, then a decode forward per token until its longest row ends
+    assert engine.cost.steps - steps == max(len(c.token_ids) for cs in greedy for c in cs)
     for prompt, cs in zip(prompts, greedy):
         assert cs[0].token_ids == cs[1].token_ids
         with torch.no_grad():  # every greedy token is the argmax of the teacher-forced distribution

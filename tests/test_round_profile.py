@@ -28,8 +28,14 @@ def test_every_stage_is_printed_with_its_ceiling_and_ratio(project, capsys):
     for stage in STAGES:
         found = [name for name in rows if name.startswith(stage)]
         assert len(found) == 1, (stage, list(rows))
-        _, seconds, tokens, rate, ceiling, ratio = rows[found[0]]
+        _, seconds, tokens, rate, ceiling, ratio, steps, ceiling_steps = rows[found[0]]
         assert float(seconds) >= 0
+        if stage in ("sampling", "diagnostics"):  # engine steps: at least one per token of a response
+            assert int(steps.replace(",", "")) > 0 and int(ceiling_steps.replace(",", "")) > 0, rows[found[0]]
+        elif stage.startswith("lm-eval"):  # lm-eval counts no steps; its ceiling does
+            assert steps == "-" and int(ceiling_steps.replace(",", "")) > 0, rows[found[0]]
+        else:
+            assert steps == ceiling_steps == "-"
         if stage in MODEL_STAGES:  # the toy answers, so every model stage produced tokens
             assert int(tokens.replace(",", "")) > 0 and float(ceiling.replace(",", "")) > 0, rows[found[0]]
             # the ratio of the unrounded rates, printed to 2 decimals; the rates are printed to 1

@@ -234,7 +234,7 @@ def test_finish_reasons_follow_the_transformers_engine_rules(policy):
     at a delimiter; and the cost counts every returned token."""
     then = Continuation(1.0, 24)
     for engine in (policy.vllm, policy.transformers):
-        before = engine.cost.generated_tokens
+        before, steps = engine.cost.generated_tokens, engine.cost.steps
         torch.manual_seed(1)
         out = engine.generate(policy.prompts, n=3, temperature=1.0, max_new_tokens=12, stop="\n", then=then)
         assert len(out) == len(policy.prompts) and all(len(cs) == 3 for cs in out)
@@ -255,6 +255,9 @@ def test_finish_reasons_follow_the_transformers_engine_rules(policy):
                 assert (r.token_ids[-1] in policy.eos) if r.finish_reason == "eos" else len(r.token_ids) == 24
             tokens += len(c.token_ids) + (len(c.continuation.token_ids) if c.continuation else 0)
         assert engine.cost.generated_tokens - before == tokens
+        # a step and its rollout are sequential: at least one forward per token of the longest pair
+        longest = max(len(c.token_ids) + (len(c.continuation.token_ids) if c.continuation else 0) for cs in out for c in cs)
+        assert engine.cost.steps - steps >= longest
 
 
 def record_shape(record: dict, cfg: SamplingConfig) -> dict:

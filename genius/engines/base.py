@@ -44,6 +44,7 @@ class EngineCost:
     calls: int = 0  # generate() calls
     generated_tokens: int = 0  # sampled tokens returned, continuations included
     prefill_tokens: int = 0  # prompt tokens run through the model (a prompt shared by n samples counts once)
+    steps: int = 0  # forward passes over a batch (vLLM: engine steps): each reads every weight once
 
 
 class Engine(Protocol):

@@ -153,6 +153,7 @@ class TransformersEngine:
         device = self.model.device
         total = max_new_tokens + (then.max_new_tokens if then else 0)
         cache, logits, attention, next_pos = self._prefill(prompts, copies)
+        self.cost.steps += 1
         batch = sum(copies)
         stop_mask = self._stop_mask(stop) if stop else None
         # a stop string spans at most its own tokens, plus two for the tokens it may straddle
@@ -206,6 +207,7 @@ class TransformersEngine:
             logits = self.model(
                 input_ids=tok[:, None], attention_mask=attention, position_ids=next_pos[:, None], cache=cache
             ).logits[:, -1].float()
+            self.cost.steps += 1
             next_pos = next_pos + 1
         outputs = (out_tokens, out_logps, length, step_length, step_reason, cont_reason)
         return _completions(*(x[:batch] for x in outputs), then is not None)

@@ -394,6 +394,7 @@ class VLLMEngine:
     def _finished(self, engine, running: dict, aliases: dict):
         """Step the engine until no request is left: (prompt, sample, is_rollout, output) of each that finishes."""
         while engine.has_unfinished_requests():
+            self.cost.steps += 1
             for r in engine.step():
                 if not r.finished:
                     continue

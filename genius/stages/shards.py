@@ -233,13 +233,15 @@ def sampling_cost(costs: list[dict]) -> dict:
     it is the training rule of thumb: a forward pass alone is ~2 x parameters x tokens, so
     this is an upper bound three times the generation's compute.
     """
-    total = {k: sum(c[k] for c in costs) for k in (*EngineCost.__dataclass_fields__, "queries", "seconds")}
+    # .get: a batch sampled before `steps` was counted, in a resumed round
+    total = {k: sum(c.get(k, 0) for c in costs) for k in (*EngineCost.__dataclass_fields__, "queries", "seconds")}
     tokens = total["generated_tokens"] + total["prefill_tokens"]
     num_parameters = next((c["parameters"] for c in costs if c.get("parameters")), None)
     return {
         "engine_calls": total["calls"],
         "generated_tokens": total["generated_tokens"],
         "prefill_tokens": total["prefill_tokens"],  # prompt tokens encoded, each shared prefix once
+        "engine_steps": total["steps"],  # batched forward passes: their count bounds a CPU's decode (a weight read each)
         "sampling_seconds": total["seconds"],  # engine time summed over batches: all shards, interrupted runs included
         "tokens_per_second": total["generated_tokens"] / total["seconds"] if total["seconds"] else 0.0,  # per engine
         "parameters": num_parameters,
