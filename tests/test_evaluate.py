@@ -214,6 +214,7 @@ def test_plain_temperature_reads_what_hf_generate_would_apply():
     assert plain_temperature({"do_sample": False}, GenerationConfig(repetition_penalty=1.1)) is None
     assert plain_temperature({"do_sample": False, "num_beams": 4}, config) is None
     assert plain_temperature({"do_sample": False, "guidance_scale": 2.0}, config) is None  # not known: HF's own path
+    assert plain_temperature({"do_sample": True, "top_k": 0}, config) is None  # no temperature: HFLM passes 0.0, HF refuses
 
 
 def test_engine_lm_runs_plain_generation_and_leaves_the_rest_to_hflm(toy):

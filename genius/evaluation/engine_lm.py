@@ -44,23 +44,29 @@ _SAMPLING_NO_OPS = {  # applied only when sampling
     "eta_cutoff": (0.0,),
 }
 
+# HF's fill-ins for unset keys (`GenerationConfig._get_default_generation_params` in transformers 5)
+_HF_DEFAULTS = {"top_k": 50, "top_p": 1.0, "typical_p": 1.0, "repetition_penalty": 1.0, "num_beams": 1, "min_length": 0}
+_HF_DEFAULTS |= {"no_repeat_ngram_size": 0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0}
+
 
 def plain_temperature(kwargs: dict, generation_config) -> float | None:
     """The temperature (0.0: greedy) when lm-eval's normalized generation kwargs (`until` and
     `max_gen_toks` popped) ask HF `generate` for plain greedy or temperature sampling, else None."""
-    defaults = generation_config._get_default_generation_params()
+    defaults = getattr(type(generation_config), "_get_default_generation_params", lambda: _HF_DEFAULTS)()
     config = {k: v for k, v in generation_config.to_dict().items() if v is not None}
     known = {"do_sample", "temperature", *_NO_OPS, *_SAMPLING_NO_OPS}
     if set(kwargs) - known:
         return None
     sampling = kwargs.get("do_sample", config.get("do_sample", False))
-    temperature = float(kwargs.get("temperature", config.get("temperature", 1.0)))
+    temperature = float(kwargs.get("temperature", 0.0))  # what HFLM passes when a task sets none
+    if sampling and temperature <= 0:
+        return None  # HF `generate` refuses it: let it say so
     checks = _NO_OPS | (_SAMPLING_NO_OPS if sampling else {})
     for key, no_ops in checks.items():
         value = kwargs[key] if key in kwargs else config.get(key, defaults.get(key))
         if value not in no_ops:
             return None
-    return temperature if sampling and temperature > 0 else 0.0
+    return temperature if sampling else 0.0
 
 
 class EngineLM(HFLM):
