@@ -83,10 +83,10 @@ class EngineLM(HFLM):
         out: list[str | None] = [None] * len(requests)
         quiet = disable_tqdm or self.rank != 0
         pbar = tqdm(total=len(requests), disable=quiet, desc="Running generate_until requests")
+        eos = self.tok_decode(self.eot_token_id, skip_special_tokens=False)
         for indices in groups.values():
             gen_kwargs = requests[indices[0]].args[1]
             kwargs = normalize_gen_kwargs(gen_kwargs, self.max_gen_toks)
-            eos = self.tok_decode(self.eot_token_id, skip_special_tokens=False)
             until = handle_stop_sequences(kwargs.pop("until", None), eos=eos)
             max_gen_toks = kwargs.pop("max_gen_toks")
             temperature = plain_temperature(kwargs, self.model.generation_config)
