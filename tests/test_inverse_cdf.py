@@ -1,9 +1,10 @@
-"""Inverse-CDF sampling, which vLLM's CPU sampler uses here for seeded requests
-(genius.engines.vllm_engine.inverse_cdf_sample): hand-derived draws and the distribution."""
+"""Inverse-CDF sampling (genius.engines.base.inverse_cdf_sample), which vLLM's CPU sampler uses
+here for seeded requests and the transformers engine for every sampled token: hand-derived
+draws and the distribution."""
 
 import torch
 
-from genius.engines.vllm_engine import inverse_cdf_sample
+from genius.engines.base import inverse_cdf_sample
 
 
 def uniform(seed: int) -> float:

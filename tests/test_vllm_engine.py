@@ -330,7 +330,7 @@ def test_a_seeded_request_draws_each_token_by_inverse_cdf_from_its_own_seed(toy)
     each token of a request is the first whose cumulative probability under the policy passes
     the next uniform of a generator seeded with the request's seed. Checked token by token
     against the transformers model's distribution; vLLM's own noise sampler draws other tokens."""
-    from genius.engines.vllm_engine import inverse_cdf_sample
+    from genius.engines.base import inverse_cdf_sample
 
     if not toy.vllm.on_cpu:
         pytest.skip("a GPU keeps vLLM's sampler")

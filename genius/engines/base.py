@@ -75,3 +75,17 @@ def stop_token_mask(tokenizer, stop: str, size: int) -> torch.Tensor:
     texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
     mask = torch.tensor([stop in t for t in texts])
     return torch.nn.functional.pad(mask, (0, max(0, size - len(mask))))
+
+
+def inverse_cdf_sample(probs: torch.Tensor, generators: dict[int, torch.Generator]) -> torch.Tensor:
+    """One token per row of `probs` (rows: requests, columns: the vocabulary): row i takes the
+    first token whose float64 cumulative probability exceeds u_i times the row's total, u_i
+    uniform on [0, 1) from `generators[i]`, or from torch's global generator for a row that has
+    none. A token of probability 0 (cut by top-k or top-p) is never taken. The vLLM engine's
+    seeded requests and every sampled token of the transformers engine are drawn here."""
+    u = torch.rand(probs.shape[0], dtype=torch.float64, device=probs.device)
+    for i, generator in generators.items():
+        u[i] = torch.rand((), dtype=torch.float64, generator=generator)
+    cdf = probs.cumsum(dim=-1, dtype=torch.float64)
+    tokens = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(-1), right=True)
+    return tokens.clamp_(max=probs.shape[-1] - 1).view(-1)

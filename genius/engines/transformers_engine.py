@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache
 
-from genius.engines.base import Completion, EngineCost, FinishReason, stop_token_mask
+from genius.engines.base import Completion, EngineCost, FinishReason, inverse_cdf_sample, stop_token_mask
 
 _LENGTH, _STOP, _EOS = 0, 1, 2  # finish codes inside the decode loop
 _REASONS: tuple[FinishReason, ...] = ("length", "stop", "eos")
@@ -214,10 +214,15 @@ class TransformersEngine:
 
 
 def _draw(logits: torch.Tensor, temps: torch.Tensor) -> torch.Tensor:
-    """One token per row: sampled from softmax(logits / T), argmax where T = 0. (A, V), (A,) -> (A,)."""
+    """One token per row: sampled from softmax(logits / T), argmax where T = 0. (A, V), (A,) -> (A,).
+
+    By inverse CDF, one uniform a row (`inverse_cdf_sample`): `torch.multinomial` draws
+    exponential noise over the whole vocabulary, a quarter of a SmolLM2 decode step's time at 128
+    rows; the inverse CDF costs a third of it (bench/engine_draw.py).
+    """
     if not (temps > 0).any():
         return logits.argmax(-1)
-    tok = torch.multinomial(torch.softmax(logits / temps.clamp(min=1e-6)[:, None], dim=-1), 1).squeeze(1)
+    tok = inverse_cdf_sample(torch.softmax(logits / temps.clamp(min=1e-6)[:, None], dim=-1), {})
     return tok if (temps > 0).all() else torch.where(temps > 0, tok, logits.argmax(-1))
 
 

@@ -81,7 +81,7 @@ import torch
 from transformers import AutoTokenizer
 
 from genius.config import ConfigError
-from genius.engines.base import Completion, Continuation, EngineCost, FinishReason, stop_token_mask
+from genius.engines.base import Completion, Continuation, EngineCost, FinishReason, inverse_cdf_sample, stop_token_mask
 
 CPU_KV_CACHE_GIB = 2.0  # the KV cache on a CPU unless set: ~46K tokens of SmolLM2 in fp32
 CPU_BLOCK_SIZE = 32  # tokens per KV block on a CPU (vLLM's CPU default: 128); see cpu_engine_args
@@ -229,19 +229,6 @@ def seeded_rows_by_inverse_cdf() -> None:
 
     forward_cpu.inverse_cdf = True
     ops.TopKTopPSampler.forward_cpu = forward_cpu
-
-
-def inverse_cdf_sample(probs: torch.Tensor, generators: dict[int, torch.Generator]) -> torch.Tensor:
-    """One token per row of `probs` (rows: requests, columns: the vocabulary): row i takes the
-    first token whose float64 cumulative probability exceeds u_i times the row's total, u_i
-    uniform on [0, 1) from `generators[i]`, or from torch's global generator for a row that has
-    none. A token of probability 0 (cut by top-k or top-p) is never taken."""
-    u = torch.rand(probs.shape[0], dtype=torch.float64)
-    for i, generator in generators.items():
-        u[i] = torch.rand((), dtype=torch.float64, generator=generator)
-    cdf = probs.cumsum(dim=-1, dtype=torch.float64)
-    tokens = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(-1), right=True)
-    return tokens.clamp_(max=probs.shape[-1] - 1).view(-1)
 
 
 def _params(temperature: float, max_tokens: int, stops: list[int], seed: int):
