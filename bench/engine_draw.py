@@ -24,7 +24,6 @@ import genius  # noqa: F401  first: sets torch's CPU environment before torch lo
 import torch
 
 from genius.engines import transformers_engine
-from genius.engines.base import inverse_cdf_sample
 from genius.threads import torch_threads
 
 

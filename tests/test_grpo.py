@@ -76,7 +76,7 @@ def test_logit_rewards_equal_the_definition_on_each_response_alone(tmp_path):
 
 @pytest.mark.e2e  # a GRPO round on a tiny model (~10 s)
 # Self-certainty gives each response its own reward; majority vote rewards a response only when
-# some of its group answer, which this random model does for 1 in 8 of TRL's seeded draws here.
+# some of its group answer, which this random model does in 1 of the 16 responses of TRL's seeded draws here.
 @pytest.mark.parametrize("reward,engine", [("self_certainty", "genius"), ("majority_vote", "trl")])
 def test_a_round_writes_checkpoint_steps_and_summary(tmp_path, reward, engine):
     path = tiny_model(tmp_path / "model")
